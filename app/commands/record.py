@@ -1,0 +1,105 @@
+"""``recall-lab record``: record a live source into a new session file."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from data_schema.errors import RecallLabError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record a live source into a new session file",
+        description="Record EEG (and its events) into a new HDF5 session file. Ctrl-C stops "
+        "cleanly; a crash loses at most about one second.",
+    )
+    p.add_argument(
+        "--source",
+        default="synthetic",
+        help="synthetic (default) | brainflow:<board>[?param=value...] | lsl:<name> | "
+        "replay:<file>",
+    )
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--out", required=True, type=Path, help="new .h5 file (never overwritten)")
+    p.add_argument("--participant", default="P000", help="pseudonym code, never a name")
+    p.add_argument("--protocol", default="", help="protocol name stored in the file")
+    p.add_argument("--notes", default="", help="session notes")
+    p.add_argument("--lsl-markers", action="store_true", help="publish events on an LSL outlet")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=run)
+
+
+def _progress(recorder, started: float, duration: float | None, final: bool = False) -> None:
+    st = recorder.status()
+    n = sum(st.samples_written.values())
+    el = time.monotonic() - started
+    total = f"/{duration:.0f}" if duration else ""
+    line = (
+        f"\rrecording {el:6.1f}{total} s  {n:9d} samples  {st.events_written:5d} events  "
+        f"{st.file_bytes / 1e6:7.2f} MB"
+    )
+    sys.stderr.write(line + ("\n" if final else ""))
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_schema.recorder import Recorder
+    from data_schema.writer import SessionWriter
+    from drivers.spec import parse_source
+
+    if args.duration is not None and args.duration <= 0:
+        raise RecallLabError("--duration must be a positive number of seconds")
+    source = parse_source(args.source)
+    source.open()  # fail on connection before the file exists
+    writer = SessionWriter(
+        args.out, participant_id=args.participant, protocol=args.protocol, notes=args.notes
+    )
+    sinks = []
+    outlet = None
+    if args.lsl_markers:
+        from drivers.outlets import MarkerOutlet
+
+        outlet = MarkerOutlet(f"recall-lab-markers-{writer.session_id}")
+        sinks.append(outlet.push_event)
+    recorder = Recorder(writer, {"eeg": source}, event_sinks=sinks)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = time.monotonic()
+    show = not args.quiet and sys.stderr.isatty()
+    try:
+        recorder.start()
+        next_report = started + 1.0
+        while not stop.is_set():
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+            if recorder.error is not None or source.error is not None or source.finished:
+                break
+            stop.wait(0.1)
+            if show and time.monotonic() >= next_report:
+                _progress(recorder, started, args.duration)
+                next_report += 1.0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        recorder.stop()
+        if outlet is not None:
+            outlet.close()
+    if show:
+        _progress(recorder, started, args.duration, final=True)
+    st = recorder.status()
+    lost = sum(st.samples_lost.values())
+    print(
+        f"wrote {args.out}: {sum(st.samples_written.values())} samples, "
+        f"{st.events_written} events, {time.monotonic() - started:.1f} s, lost {lost} samples"
+    )
+    if recorder.error is not None:
+        raise recorder.error
+    if source.error is not None:
+        raise RecallLabError(f"{source.error}; everything recorded until then is in {args.out}")
+    return 0

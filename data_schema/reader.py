@@ -1,0 +1,335 @@
+"""Read a session file into numpy arrays and dataclasses, or into an ``mne.io.Raw``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+
+from data_schema import FORMAT, SCHEMA_VERSION
+from data_schema.errors import SessionFileError
+from data_schema.types import UNIT_SCALE_TO_VOLTS, Event, StreamInfo
+
+if TYPE_CHECKING:
+    import mne
+
+MNE_CHANNEL_TYPES = {
+    "eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "seeg", "ecog", "gsr", "temperature",
+}
+
+
+@dataclass
+class Stream:
+    """One stream: samples [n x channels] (as stored, in ``info.units``) and LSL timestamps."""
+
+    info: StreamInfo
+    data: np.ndarray
+    timestamps: np.ndarray
+    clock_mapping: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    @property
+    def duration(self) -> float:
+        if self.n_samples < 2:
+            return 0.0
+        return float(self.timestamps[-1] - self.timestamps[0])
+
+    @property
+    def effective_rate(self) -> float:
+        """Samples per second measured from the timestamps (0 if fewer than 2 samples)."""
+        if self.n_samples < 2 or self.duration <= 0:
+            return 0.0
+        return (self.n_samples - 1) / self.duration
+
+
+@dataclass
+class Memory:
+    """What a participant produced for one memory."""
+
+    memory_id: str
+    attrs: dict[str, Any]
+    description: str | None = None
+    description_timestamp: float | None = None
+    sketch_strokes: np.ndarray | None = None  # STROKE_DTYPE rows
+    sketch_png: bytes | None = None
+    melody: np.ndarray | None = None  # float32 [n x channels]
+    melody_rate: int | None = None
+    melody_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Session:
+    """A session file's contents."""
+
+    path: Path
+    attrs: dict[str, Any]
+    streams: dict[str, Stream]
+    events: list[Event]
+    memories: dict[str, Memory]
+
+    @property
+    def session_id(self) -> str:
+        return str(self.attrs.get("session_id", ""))
+
+    @property
+    def participant_id(self) -> str:
+        return str(self.attrs.get("participant_id", ""))
+
+    @property
+    def clean_close(self) -> bool:
+        return bool(self.attrs.get("clean_close", False))
+
+    @property
+    def eeg(self) -> Stream:
+        if "eeg" not in self.streams:
+            raise SessionFileError(f"{self.path} has no EEG stream (/streams/eeg)")
+        return self.streams["eeg"]
+
+    def events_where(self, *, source: str | None = None, label: str | None = None) -> list[Event]:
+        return [
+            e
+            for e in self.events
+            if (source is None or e.source == source) and (label is None or e.label == label)
+        ]
+
+    def to_raw(self, stream: str = "eeg") -> mne.io.BaseRaw:
+        """The stream as an ``mne.io.RawArray`` in volts, with events as annotations."""
+        return stream_to_raw(self, stream)
+
+
+def _attr_str(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def open_session_file(path: str | Path, mode: str = "r") -> h5py.File:
+    """Open ``path`` as a recall-lab session, or raise a one-line :class:`SessionFileError`."""
+    p = Path(path)
+    if not p.exists():
+        raise SessionFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise SessionFileError(f"{p} is a folder, not a session file")
+    if p.stat().st_size == 0:
+        raise SessionFileError(f"{p} is empty (0 bytes): not a session file")
+    try:
+        is_hdf5 = h5py.is_hdf5(p)
+    except OSError as exc:
+        raise SessionFileError(f"{p} cannot be read: {exc}") from None
+    if not is_hdf5:
+        raise SessionFileError(
+            f"{p} is not an HDF5 file; recall-lab sessions are .h5 files (to bring in EDF, BDF, "
+            "FIF, BrainVision, EEGLAB or XDF use 'recall-lab import')"
+        )
+    try:
+        f = h5py.File(p, mode)
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg:
+            raise SessionFileError(
+                f"{p} is truncated (cut short while copying or writing) and cannot be opened"
+            ) from None
+        if "lock" in msg:
+            raise SessionFileError(
+                f"{p} is open in another program (a recording in progress?): try again after it "
+                "closes"
+            ) from None
+        raise SessionFileError(f"{p} cannot be opened as HDF5: {msg.splitlines()[0]}") from None
+    fmt = _attr_str(f.attrs.get("format"))
+    if fmt != FORMAT:
+        f.close()
+        raise SessionFileError(
+            f"{p} is an HDF5 file but not a recall-lab session (format attribute is {fmt!r}); "
+            "use 'recall-lab import' for recordings from other tools"
+        )
+    version = str(_attr_str(f.attrs.get("schema_version", "")))
+    if not _version_supported(version):
+        f.close()
+        raise SessionFileError(
+            f"{p} uses session schema {version or '(none)'} but this recall-lab reads schema "
+            f"{SCHEMA_VERSION}: upgrade recall-lab to read it"
+        )
+    return f
+
+
+def _version_supported(version: str) -> bool:
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return False
+    return major <= int(SCHEMA_VERSION.split(".")[0])
+
+
+def _read_stream(g: h5py.Group, name: str, load_data: bool) -> Stream:
+    a = g.attrs
+    info = StreamInfo(
+        name=name,
+        channel_names=json.loads(_attr_str(a["channel_names"])),
+        channel_types=json.loads(_attr_str(a["channel_types"])),
+        units=json.loads(_attr_str(a["units"])),
+        nominal_rate=float(a["nominal_rate"]),
+        stream_type=str(_attr_str(a.get("stream_type", ""))),
+        source=str(_attr_str(a.get("source", ""))),
+        description=json.loads(_attr_str(a.get("description", "{}"))),
+    )
+    ts_ds, data_ds = g["timestamps"], g["data"]
+    # After a crash the two datasets may differ by the rows of one unflushed append.
+    n = min(ts_ds.shape[0], data_ds.shape[0])
+    if load_data:
+        ts = ts_ds[:n]
+        data = data_ds[:n]
+    else:
+        ts = np.empty(0)
+        data = np.empty((0, info.n_channels), np.float32)
+    return Stream(info, data, ts, json.loads(_attr_str(a.get("clock_mapping", "{}"))))
+
+
+def _read_events(f: h5py.File) -> list[Event]:
+    if "events" not in f:
+        return []
+    arr = f["events"][()]
+    events = [
+        Event(
+            float(r["timestamp"]),
+            _attr_str(r["source"]),
+            _attr_str(r["label"]),
+            _attr_str(r["value"]),
+            float(r["duration"]),
+        )
+        for r in arr
+    ]
+    events.sort(key=lambda e: e.timestamp)  # stable: equal timestamps keep write order
+    return events
+
+
+def _read_memory(g: h5py.Group) -> Memory:
+    m = Memory(g.name.rsplit("/", 1)[-1], {k: _attr_str(v) for k, v in g.attrs.items()})
+    if "description" in g:
+        m.description = _attr_str(g["description"][()])
+        m.description_timestamp = float(g["description"].attrs.get("timestamp", np.nan))
+    if "sketch" in g:
+        sk = g["sketch"]
+        if "strokes" in sk:
+            m.sketch_strokes = sk["strokes"][()]
+        if "image_png" in sk:
+            m.sketch_png = sk["image_png"][()].tobytes()
+    if "melody" in g and "audio" in g["melody"]:
+        mel = g["melody"]
+        m.melody = mel["audio"][()]
+        m.melody_rate = int(mel.attrs["sample_rate"])
+        m.melody_attrs = {k: _attr_str(v) for k, v in mel.attrs.items()}
+    return m
+
+
+def read_session(path: str | Path, *, load_data: bool = True) -> Session:
+    """Read a session file.
+
+    Parameters
+    ----------
+    path
+        The ``.h5`` session file.
+    load_data
+        If False, read only metadata, events and memories (fast for ``info``).
+    """
+    p = Path(path)
+    with open_session_file(p) as f:
+        attrs = {k: _attr_str(v) for k, v in f.attrs.items()}
+        streams = {
+            name: _read_stream(g, name, load_data) for name, g in f.get("streams", {}).items()
+        }
+        events = _read_events(f)
+        memories = {name: _read_memory(g) for name, g in f.get("memories", {}).items()}
+        if not load_data:
+            for name, g in f.get("streams", {}).items():
+                streams[name].timestamps = g["timestamps"][:]  # cheap, and needed for info
+    if not attrs.get("clean_close", False):
+        warnings.warn(
+            f"{p} was not closed properly (crash or still recording); data up to the last "
+            "flush is available",
+            UnclosedSessionWarning,
+            stacklevel=2,
+        )
+    return Session(p, attrs, streams, events, memories)
+
+
+class UnclosedSessionWarning(UserWarning):
+    """The file's ``clean_close`` is false."""
+
+
+def annotation_description(event: Event) -> str:
+    """How an event is named as an MNE annotation: ``label`` or ``label/value``."""
+    return event.label if not event.value else f"{event.label}/{event.value}"
+
+
+def stream_to_raw(session: Session, stream: str = "eeg") -> mne.io.BaseRaw:
+    """Build an ``mne.io.RawArray`` (volts) with the session's events as annotations.
+
+    Event onsets are placed at the sample whose timestamp is nearest the event's, so they stay
+    exact when the device clock drifts from its nominal rate.
+    """
+    import mne
+
+    if stream not in session.streams:
+        raise SessionFileError(f"{session.path} has no stream {stream!r}")
+    s = session.streams[stream]
+    if s.n_samples == 0:
+        raise SessionFileError(f"{session.path}: stream {stream!r} holds no samples")
+    sfreq = s.info.nominal_rate or s.effective_rate
+    if sfreq <= 0:
+        raise SessionFileError(f"{session.path}: stream {stream!r} has no sampling rate")
+    scale = np.array(
+        [UNIT_SCALE_TO_VOLTS.get(u, 1.0) if t in {"eeg", "eog", "ecg", "emg"} else 1.0
+         for u, t in zip(s.info.units, s.info.channel_types)]
+    )
+    types = [t if t in MNE_CHANNEL_TYPES else "misc" for t in s.info.channel_types]
+    names = _unique(s.info.channel_names)
+    info = mne.create_info(names, sfreq, types, verbose=False)
+    data = s.data.T.astype(np.float64) * scale[:, None]
+    raw = mne.io.RawArray(data, info, verbose=False)
+    started = session.attrs.get("started_at")
+    if started:
+        from datetime import datetime
+
+        try:
+            raw.set_meas_date(datetime.fromisoformat(str(started).replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    events = [e for e in session.events if s.timestamps[0] <= e.timestamp <= s.timestamps[-1]]
+    if events:
+        ts = np.array([e.timestamp for e in events])
+        idx = np.clip(np.searchsorted(s.timestamps, ts), 0, s.n_samples - 1)
+        prev = np.clip(idx - 1, 0, s.n_samples - 1)
+        nearer_prev = np.abs(s.timestamps[prev] - ts) < np.abs(s.timestamps[idx] - ts)
+        idx = np.where(nearer_prev, prev, idx)
+        raw.set_annotations(
+            mne.Annotations(
+                onset=idx / sfreq,
+                duration=[e.duration for e in events],
+                description=[annotation_description(e) for e in events],
+                orig_time=raw.info["meas_date"],
+            )
+        )
+    return raw
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}-{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out

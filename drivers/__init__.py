@@ -1,0 +1,6 @@
+"""Live sources (BrainFlow boards, LSL inlets, replay of files) and LSL outlets.
+
+Every source delivers samples with timestamps on the LSL clock into a ring buffer that a
+background thread fills; see :class:`drivers.base.Source`. Heavy libraries (brainflow, pylsl,
+mne, pyxdf) load only in the modules that need them.
+"""

@@ -1,0 +1,47 @@
+"""Parse a source specification such as ``brainflow:cyton?serial_port=/dev/ttyUSB0``.
+
+Forms (the same in the CLI and the console):
+
+- ``synthetic``: BrainFlow's synthetic board;
+- ``brainflow:<board>[?param=value&...]``: any BrainFlow board by name or id;
+- ``lsl:<name>`` or ``lsl:name=<n>``, ``lsl:type=<t>``, ``lsl:source_id=<id>``: an LSL stream;
+- ``replay:<file>[?speed=<x>]``: a recall-lab session or any recording MNE or pyxdf reads.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from data_schema.errors import SourceError
+from drivers.base import Source
+
+FORMS = "synthetic, brainflow:<board>[?param=value], lsl:<name>, replay:<file>"
+
+
+def parse_source(spec: str, **kwargs: float) -> Source:
+    """Build (but do not start) the source ``spec`` names."""
+    spec = (spec or "").strip()
+    kind, _, rest = spec.partition(":")
+    target, _, query = rest.partition("?")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    if kind == "synthetic" and not rest:
+        from drivers.brainflow_source import BrainFlowSource
+
+        return BrainFlowSource("synthetic", **kwargs)
+    if kind == "brainflow" and target:
+        from drivers.brainflow_source import BrainFlowSource
+
+        return BrainFlowSource(target, params, **kwargs)
+    if kind == "lsl" and target:
+        from drivers.lsl_source import LslSource
+
+        prop, eq, value = target.partition("=")
+        if eq and prop in ("name", "type", "source_id"):
+            return LslSource(prop=prop, value=value, **params, **kwargs)
+        return LslSource(prop="name", value=target, **params, **kwargs)
+    if kind == "replay" and target:
+        from drivers.replay import ReplaySource
+
+        speed = params.pop("speed", "1")
+        return ReplaySource(target, speed=float(speed) if speed != "max" else 0.0, **kwargs)
+    raise SourceError(f"unknown source {spec!r}; use one of: {FORMS}")
