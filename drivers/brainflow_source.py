@@ -28,9 +28,20 @@ INPUT_PARAMS = (
 _INT_PARAMS = {"ip_port", "ip_port_aux", "ip_port_anc", "ip_protocol", "timeout", "master_board"}
 
 
+def _brainflow():
+    """Import brainflow without its pkg_resources deprecation warning (it needs setuptools<81)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        import brainflow.board_shim
+
+    return brainflow.board_shim
+
+
 def resolve_board_id(board: str | int) -> int:
     """Board id from an int, a numeric string, or a name like ``synthetic`` or ``CYTON_BOARD``."""
-    from brainflow.board_shim import BoardIds
+    BoardIds = _brainflow().BoardIds  # noqa: N806
 
     if isinstance(board, int) or str(board).lstrip("-").isdigit():
         value = int(board)
@@ -49,7 +60,7 @@ def resolve_board_id(board: str | int) -> int:
 
 def board_names() -> list[str]:
     """Names accepted by :func:`resolve_board_id`."""
-    from brainflow.board_shim import BoardIds
+    BoardIds = _brainflow().BoardIds  # noqa: N806
 
     return sorted(n.removesuffix("_BOARD").lower() for n in BoardIds.__members__)
 
@@ -88,8 +99,10 @@ class BrainFlowSource(Source):
         return self._mapping.as_dict() if self._mapping else {"clock": "lsl"}
 
     def _connect(self) -> StreamInfo:
-        from brainflow.board_shim import BoardShim, BrainFlowError, BrainFlowInputParams
-
+        bf = _brainflow()
+        BoardShim, BrainFlowError, BrainFlowInputParams = (  # noqa: N806
+            bf.BoardShim, bf.BrainFlowError, bf.BrainFlowInputParams
+        )
         BoardShim.disable_board_logger()
         board_id = resolve_board_id(self.board_spec)
         inp = BrainFlowInputParams()
@@ -163,7 +176,7 @@ class BrainFlowSource(Source):
         return data[self._eeg_rows].T.astype(np.float32), ts
 
     def _disconnect(self) -> None:
-        from brainflow.board_shim import BrainFlowError
+        BrainFlowError = _brainflow().BrainFlowError  # noqa: N806
 
         if self._board is None:
             return
