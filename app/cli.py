@@ -16,8 +16,19 @@ from collections.abc import Sequence
 from data_schema.errors import RecallLabError
 
 COMMANDS = (
-    "record", "info", "validate", "replay", "import_", "export", "boards",
-    "demo", "app", "simulate", "decode", "generate", "models",
+    "record",
+    "info",
+    "validate",
+    "replay",
+    "import_",
+    "export",
+    "boards",
+    "demo",
+    "app",
+    "simulate",
+    "decode",
+    "generate",
+    "models",
 )
 
 

@@ -19,7 +19,18 @@ if TYPE_CHECKING:
     import mne
 
 MNE_CHANNEL_TYPES = {
-    "eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "seeg", "ecog", "gsr", "temperature",
+    "eeg",
+    "eog",
+    "ecg",
+    "emg",
+    "misc",
+    "stim",
+    "resp",
+    "bio",
+    "seeg",
+    "ecog",
+    "gsr",
+    "temperature",
 }
 
 
@@ -288,8 +299,10 @@ def stream_to_raw(session: Session, stream: str = "eeg") -> mne.io.BaseRaw:
     if sfreq <= 0:
         raise SessionFileError(f"{session.path}: stream {stream!r} has no sampling rate")
     scale = np.array(
-        [UNIT_SCALE_TO_VOLTS.get(u, 1.0) if t in {"eeg", "eog", "ecg", "emg"} else 1.0
-         for u, t in zip(s.info.units, s.info.channel_types)]
+        [
+            UNIT_SCALE_TO_VOLTS.get(u, 1.0) if t in {"eeg", "eog", "ecg", "emg"} else 1.0
+            for u, t in zip(s.info.units, s.info.channel_types)
+        ]
     )
     types = [t if t in MNE_CHANNEL_TYPES else "misc" for t in s.info.channel_types]
     names = _unique(s.info.channel_names)

@@ -108,7 +108,7 @@ class Recorder:
                 for e in events:
                     try:
                         sink(e)
-                    except Exception as exc:  # noqa: BLE001 - a sink never stops recording
+                    except Exception as exc:
                         log.warning("event sink failed: %s", exc)
         self.writer.maybe_flush()
 

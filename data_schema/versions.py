@@ -5,8 +5,19 @@ from __future__ import annotations
 from importlib import metadata
 
 _PACKAGES = (
-    "recall-lab", "numpy", "h5py", "scipy", "mne", "brainflow", "pylsl", "pyxdf",
-    "torch", "cebra", "scikit-learn", "diffusers", "transformers",
+    "recall-lab",
+    "numpy",
+    "h5py",
+    "scipy",
+    "mne",
+    "brainflow",
+    "pylsl",
+    "pyxdf",
+    "torch",
+    "cebra",
+    "scikit-learn",
+    "diffusers",
+    "transformers",
 )
 
 

@@ -161,7 +161,7 @@ class SessionWriter:
             self._failure = DiskFullError(f"writing {self.path} failed ({exc}); recording stopped")
         try:
             self._f.flush()
-        except Exception:  # noqa: BLE001 - the disk is full; nothing more can be saved
+        except Exception:
             pass
         raise self._failure from None
 
@@ -390,7 +390,7 @@ class SessionWriter:
             finally:
                 try:
                     self._f.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
                 self._closed = True
 

@@ -216,7 +216,7 @@ class Source(ABC):
             self._thread = None
         try:
             self._disconnect()
-        except Exception as exc:  # noqa: BLE001 - stopping must not raise
+        except Exception as exc:
             log.warning("closing %s: %s", type(self).__name__, exc)
 
     def __enter__(self) -> Source:
@@ -289,7 +289,7 @@ class Source(ABC):
                 self._stop.wait(self.poll_interval)
         except RecallLabError as exc:
             self._error = exc
-        except Exception as exc:  # noqa: BLE001 - reported through status(), never lost
+        except Exception as exc:
             self._error = SourceError(f"{type(self).__name__} stopped: {exc}")
             log.exception("source thread failed")
         if self._error is not None:

@@ -21,9 +21,22 @@ log = logging.getLogger(__name__)
 
 #: BrainFlowInputParams fields a user can set with ``?name=value``.
 INPUT_PARAMS = (
-    "serial_port", "mac_address", "ip_address", "ip_address_aux", "ip_address_anc", "ip_port",
-    "ip_port_aux", "ip_port_anc", "ip_protocol", "other_info", "timeout", "serial_number",
-    "file", "file_aux", "file_anc", "master_board",
+    "serial_port",
+    "mac_address",
+    "ip_address",
+    "ip_address_aux",
+    "ip_address_anc",
+    "ip_port",
+    "ip_port_aux",
+    "ip_port_anc",
+    "ip_protocol",
+    "other_info",
+    "timeout",
+    "serial_number",
+    "file",
+    "file_aux",
+    "file_anc",
+    "master_board",
 )
 _INT_PARAMS = {"ip_port", "ip_port_aux", "ip_port_anc", "ip_protocol", "timeout", "master_board"}
 
@@ -35,13 +48,14 @@ def _brainflow():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
         import brainflow.board_shim
+        import pkg_resources  # noqa: F401 - brainflow imports it lazily when a board loads
 
     return brainflow.board_shim
 
 
 def resolve_board_id(board: str | int) -> int:
     """Board id from an int, a numeric string, or a name like ``synthetic`` or ``CYTON_BOARD``."""
-    BoardIds = _brainflow().BoardIds  # noqa: N806
+    BoardIds = _brainflow().BoardIds
 
     if isinstance(board, int) or str(board).lstrip("-").isdigit():
         value = int(board)
@@ -60,7 +74,7 @@ def resolve_board_id(board: str | int) -> int:
 
 def board_names() -> list[str]:
     """Names accepted by :func:`resolve_board_id`."""
-    BoardIds = _brainflow().BoardIds  # noqa: N806
+    BoardIds = _brainflow().BoardIds
 
     return sorted(n.removesuffix("_BOARD").lower() for n in BoardIds.__members__)
 
@@ -100,8 +114,10 @@ class BrainFlowSource(Source):
 
     def _connect(self) -> StreamInfo:
         bf = _brainflow()
-        BoardShim, BrainFlowError, BrainFlowInputParams = (  # noqa: N806
-            bf.BoardShim, bf.BrainFlowError, bf.BrainFlowInputParams
+        BoardShim, BrainFlowError, BrainFlowInputParams = (
+            bf.BoardShim,
+            bf.BrainFlowError,
+            bf.BrainFlowInputParams,
         )
         BoardShim.disable_board_logger()
         board_id = resolve_board_id(self.board_spec)
@@ -172,11 +188,13 @@ class BrainFlowSource(Source):
         ts = self._mapping.to_lsl(data[self._ts_row])
         if self._marker_row is not None:
             for i in np.flatnonzero(data[self._marker_row]):
-                self.emit(Event(float(ts[i]), "brainflow", "marker", f"{data[self._marker_row, i]:g}"))
+                self.emit(
+                    Event(float(ts[i]), "brainflow", "marker", f"{data[self._marker_row, i]:g}")
+                )
         return data[self._eeg_rows].T.astype(np.float32), ts
 
     def _disconnect(self) -> None:
-        BrainFlowError = _brainflow().BrainFlowError  # noqa: N806
+        BrainFlowError = _brainflow().BrainFlowError
 
         if self._board is None:
             return
