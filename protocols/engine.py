@@ -1,0 +1,723 @@
+"""Run a protocol as a state machine on the LSL clock, with no Qt and no clock of its own.
+
+The GUI (or the simulated participant, or a test) only forwards timestamped inputs: key downs
+and ups with their LSL time from the key handler, a description submitted, sketch points and
+the finished sketch, melody audio, SAM ratings, and the experimenter's start, pause, resume,
+skip and abort. It calls :meth:`ProtocolEngine.tick` on a timer (every 20-50 ms). The engine
+decides every phase change, emits :class:`~data_schema.types.Event` objects through ``emit``
+(pass ``Recorder.add_event``; the recorder forwards them to the LSL marker outlet), hands
+participant content (descriptions, sketches, melodies) to ``store`` (pass a
+:class:`protocols.storage.MemoryWriter`'s ``put`` so the disk work happens off the GUI thread)
+and continuous valence samples to ``valence_samples`` (pass a
+:class:`protocols.valence_source.ValenceSource`'s ``push``). :meth:`ProtocolEngine.display`
+says what the participant screen should show.
+
+Timing: a phase that ends on time ends at exactly ``start + duration`` (plus any pause), not at
+the tick that noticed it, and the next phase starts at that same instant. An input is first
+brought up to its own timestamp, so a key press that happened just after a phase ended belongs
+to the next phase even if the tick that ends the phase has not run yet.
+
+Events emitted (see ``docs/protocols.md``; conventions from ``data_schema/SPEC.md``):
+
+========== ===================== ====================================================
+source     label                 value
+========== ===================== ====================================================
+protocol   session_start         JSON ``{"protocol": name, "version": n}``
+protocol   phase_start           JSON ``{"phase", "kind", "memory", "index"}``
+protocol   phase_end             same plus ``"reason"``: time, submit, key, timeout,
+                                 skip, abort
+protocol   paused / resumed      phase id
+protocol   session_end           JSON ``{"reason": "completed" | "aborted", ...}``
+keyboard   key_down / key_up     JSON ``{"key", "valence", "auto_repeat", "phase"}``
+participant valence_state        positive / negative / neutral (discrete mode changes)
+participant valence_rating       cursor value when a key is released (continuous mode)
+participant sam_valence /        "1".."9"
+           sam_arousal
+participant description_submitted JSON ``{"memory", "chars"}``
+participant sketch_submitted     JSON ``{"memory", "points", "width", "height"}``
+participant melody_submitted     JSON ``{"memory", "origin", "seconds"}``
+========== ===================== ====================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from data_schema.types import Event
+from protocols.model import (
+    BaselinePhase,
+    DescriptionPhase,
+    MelodyPhase,
+    MemoryCue,
+    MusicPhase,
+    Protocol,
+    RecallPhase,
+    RepeatPhase,
+    SamPhase,
+    SimplePhase,
+    SketchPhase,
+)
+from protocols.valence import Valence, ValenceReporter, normalize_key
+
+log = logging.getLogger(__name__)
+
+EngineState = Literal["ready", "running", "paused", "finished", "aborted"]
+Expects = Literal["nothing", "continue_key", "valence_keys", "text", "sketch", "melody", "sam"]
+
+
+# ---------------------------------------------------------------------- steps
+@dataclass(frozen=True)
+class Step:
+    """One phase as it runs: a protocol phase, for one memory if inside a ``repeat``.
+
+    Attributes
+    ----------
+    index
+        Position in the expanded run (0-based).
+    phase
+        The phase from the protocol.
+    memory
+        The memory it concerns, or ``None``.
+    memory_index
+        Position of that memory in the protocol's ``memories`` list.
+    repeat
+        Id of the enclosing ``repeat`` phase, or ``None``.
+    """
+
+    index: int
+    phase: SimplePhase
+    memory: MemoryCue | None = None
+    memory_index: int | None = None
+    repeat: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.phase.kind
+
+    @property
+    def memory_id(self) -> str | None:
+        return self.memory.id if self.memory is not None else None
+
+    def marker(self) -> dict[str, Any]:
+        """The JSON payload of this step's ``phase_start`` marker."""
+        return {
+            "phase": self.phase.id,
+            "kind": self.kind,
+            "memory": self.memory_id,
+            "index": self.index,
+        }
+
+
+def expand_protocol(protocol: Protocol) -> list[Step]:
+    """The protocol's phases in the order they run, with ``repeat`` unrolled per memory."""
+    by_id = {m.id: (i, m) for i, m in enumerate(protocol.memories)}
+    steps: list[Step] = []
+    for p in protocol.phases:
+        if isinstance(p, RepeatPhase):
+            for mi, mem in enumerate(protocol.memories):
+                for q in p.phases:
+                    steps.append(Step(len(steps), q, mem, mi, p.id))
+        else:
+            mi, mem = by_id[p.memory] if p.memory is not None else (None, None)
+            steps.append(Step(len(steps), p, mem, mi))
+    return steps
+
+
+# ---------------------------------------------------------------------- outputs
+@dataclass(frozen=True)
+class MemoryStarted:
+    """The first phase of a memory began: create ``/memories/<memory_id>``."""
+
+    memory_id: str
+    cue: str
+    index: int
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class DescriptionSubmitted:
+    """The participant's written description of a memory."""
+
+    memory_id: str
+    text: str
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class SketchPoints:
+    """Points drawn (``data_schema.writer.STROKE_DTYPE`` rows), sent while drawing."""
+
+    memory_id: str
+    points: np.ndarray
+
+
+@dataclass(frozen=True)
+class SketchFinished:
+    """The final sketch as PNG bytes."""
+
+    memory_id: str
+    png: bytes
+    timestamp: float
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class MelodyAudio:
+    """A chunk of guiding-melody audio (float32 [n] or [n x channels], -1..1)."""
+
+    memory_id: str
+    audio: np.ndarray
+    sample_rate: int
+    origin: str
+    start_timestamp: float | None = None
+
+
+MemoryRecord = MemoryStarted | DescriptionSubmitted | SketchPoints | SketchFinished | MelodyAudio
+
+
+@dataclass(frozen=True)
+class DisplayState:
+    """What the participant screen (and the console) should show now.
+
+    Attributes
+    ----------
+    state
+        ``ready``, ``running``, ``paused``, ``finished`` or ``aborted``.
+    step_index, n_steps
+        Progress through the expanded protocol.
+    phase_id, kind, text
+        The current phase and its instruction text (empty before start and after the end).
+    memory_id, cue
+        The memory the phase concerns, and its cue.
+    elapsed
+        Seconds in this phase, pauses excluded.
+    remaining
+        Countdown in seconds for phases with a duration or ``max_duration``; ``None`` if the
+        phase waits for the participant without a limit.
+    expects
+        The input the participant screen should offer: ``nothing``, ``continue_key``,
+        ``valence_keys``, ``text``, ``sketch``, ``melody`` or ``sam``.
+    can_continue
+        ``False`` until ``min_duration`` has passed (grey out the submit button).
+    continue_key
+        Key that ends a phase with ``until: key``.
+    valence_mode, valence, cursor
+        Valence reporting in a recall phase: mode (``discrete``/``continuous``/``off``), the
+        current report, and the continuous cursor in [-1, 1].
+    positive_key, negative_key
+        The valence keys, to show on screen.
+    phase
+        The phase model itself, for kind-specific fields (``eyes``, ``scales``, ``width``...).
+    sam_pending
+        SAM scales still to rate in a ``sam`` phase.
+    music_path
+        A ``music`` phase's file, resolved against the protocol's folder.
+    """
+
+    state: EngineState
+    step_index: int
+    n_steps: int
+    phase_id: str = ""
+    kind: str = ""
+    text: str = ""
+    memory_id: str | None = None
+    cue: str | None = None
+    elapsed: float = 0.0
+    remaining: float | None = None
+    expects: Expects = "nothing"
+    can_continue: bool = True
+    continue_key: str | None = None
+    valence_mode: str | None = None
+    valence: Valence = "neutral"
+    cursor: float | None = None
+    positive_key: str | None = None
+    negative_key: str | None = None
+    phase: SimplePhase | None = None
+    sam_pending: tuple[str, ...] = ()
+    music_path: Path | None = None
+
+
+_EXPECTS: dict[str, Expects] = {
+    "description": "text",
+    "sketch": "sketch",
+    "melody": "melody",
+    "sam": "sam",
+}
+
+
+@dataclass
+class _Run:
+    """Timing of the current step."""
+
+    step: Step
+    start: float
+    paused_total: float = 0.0
+    end_request: tuple[float, str] | None = None  # (time, reason) asked by the participant
+    reporter: ValenceReporter | None = None
+    sam: dict[str, int] = field(default_factory=dict)
+    sketch_points: int = 0
+    melody_samples: int = 0
+    melody_rate: int = 0
+
+
+# ---------------------------------------------------------------------- engine
+class ProtocolEngine:
+    """Run ``protocol``, fed timestamped inputs; emits events and memory records.
+
+    Parameters
+    ----------
+    protocol
+        A validated protocol (:func:`protocols.loader.load_protocol`).
+    emit
+        Called with every :class:`Event` (markers, keys, ratings), in time order per source.
+        Must return at once (``Recorder.add_event`` does).
+    store
+        Called with every :class:`MemoryRecord` (descriptions, sketches, melody audio); must
+        return at once (``MemoryWriter.put`` queues it for a background thread).
+    valence_samples
+        Called with ``(values [n], timestamps [n])`` continuous valence cursor samples.
+    on_change
+        Called with the new :class:`DisplayState` whenever the phase or the run state changes.
+    base_dir
+        Folder that relative file names in the protocol (music) are resolved against.
+
+    Notes
+    -----
+    Every method takes the LSL time of the input (``pylsl.local_clock()`` read in the event
+    handler). Inputs in the ``ready``, ``finished`` and ``aborted`` states are recorded as events
+    where meaningful but change nothing. Not thread-safe: call from one thread (the GUI thread).
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        emit: Callable[[Event], None] | None = None,
+        store: Callable[[MemoryRecord], None] | None = None,
+        valence_samples: Callable[[np.ndarray, np.ndarray], None] | None = None,
+        on_change: Callable[[DisplayState], None] | None = None,
+        base_dir: str | Path | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.steps = expand_protocol(protocol)
+        self._emit_cb = emit
+        self._store_cb = store
+        self._samples_cb = valence_samples
+        self._change_cb = on_change
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self._state: EngineState = "ready"
+        self._run: _Run | None = None
+        self._index = -1
+        self._now = -np.inf
+        self._paused_at: float | None = None
+        self._memories_started: set[str] = set()
+        self.events: list[Event] = []  # everything emitted, for summaries and tests
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        """True once the protocol finished or was aborted."""
+        return self._state in ("finished", "aborted")
+
+    @property
+    def current(self) -> Step | None:
+        """The step now running (or paused), ``None`` before start and after the end."""
+        return self._run.step if self._run is not None else None
+
+    def display(self, now: float | None = None) -> DisplayState:
+        """What to show at ``now`` (default: the latest time the engine has seen)."""
+        t = self._now if now is None else max(now, self._now)
+        run = self._run
+        if run is None:
+            return DisplayState(self._state, max(self._index, 0), len(self.steps))
+        step, phase = run.step, run.step.phase
+        elapsed = max(0.0, self._elapsed(run, t))
+        limit = phase.duration if phase.end == "time" else phase.max_duration
+        remaining = None if limit is None else max(0.0, limit - elapsed)
+        if isinstance(phase, RecallPhase):
+            expects: Expects = "valence_keys"
+        elif phase.end == "key":
+            expects = "continue_key"
+        else:
+            expects = _EXPECTS.get(phase.kind, "nothing")
+        vcfg = self._valence_config(phase)
+        rep = run.reporter
+        music = None
+        if isinstance(phase, MusicPhase) and phase.file:
+            music = Path(phase.file)
+            if not music.is_absolute() and self.base_dir is not None:
+                music = self.base_dir / music
+        pending: tuple[str, ...] = ()
+        if isinstance(phase, SamPhase):
+            pending = tuple(s for s in phase.scales if s not in run.sam)
+        return DisplayState(
+            state=self._state,
+            step_index=step.index,
+            n_steps=len(self.steps),
+            phase_id=phase.id,
+            kind=phase.kind,
+            text=phase.text,
+            memory_id=step.memory_id,
+            cue=step.memory.cue if step.memory is not None else None,
+            elapsed=elapsed,
+            remaining=remaining,
+            expects=expects,
+            can_continue=elapsed >= phase.min_duration,
+            continue_key=phase.continue_key if phase.end == "key" else None,
+            valence_mode=vcfg.mode if vcfg is not None else None,
+            valence=rep.state if rep is not None else "neutral",
+            cursor=rep.cursor if rep is not None and rep.mode == "continuous" else None,
+            positive_key=vcfg.positive_key if vcfg is not None else None,
+            negative_key=vcfg.negative_key if vcfg is not None else None,
+            phase=phase,
+            sam_pending=pending,
+            music_path=music,
+        )
+
+    # ------------------------------------------------------------------ experimenter
+    def start(self, now: float) -> None:
+        """Begin the protocol at ``now``: ``session_start`` and the first ``phase_start``."""
+        if self._state != "ready":
+            raise RuntimeError(f"the protocol engine was already started (state {self._state})")
+        self._now = now
+        self._state = "running"
+        self._event(
+            now,
+            "protocol",
+            "session_start",
+            self._json({"protocol": self.protocol.name, "version": self.protocol.version}),
+        )
+        self._enter(0, now)
+        self._changed()
+
+    def tick(self, now: float) -> DisplayState:
+        """Advance to ``now``: end phases whose time is up, start the next ones."""
+        self._advance(now)
+        return self.display(now)
+
+    def pause(self, now: float) -> None:
+        """Stop the phase clock (the experimenter's pause); inputs are still recorded."""
+        self._advance(now)
+        if self._state != "running":
+            return
+        self._state = "paused"
+        self._paused_at = now
+        self._event(now, "protocol", "paused", self._run.step.phase.id)
+        self._changed()
+
+    def resume(self, now: float) -> None:
+        """Restart the phase clock; the current phase gets the paused time back."""
+        if self._state != "paused":
+            return
+        self._run.paused_total += max(0.0, now - self._paused_at)
+        self._paused_at = None
+        self._state = "running"
+        self._now = max(self._now, now)
+        self._event(now, "protocol", "resumed", self._run.step.phase.id)
+        self._changed()
+        self._advance(now)
+
+    def skip(self, now: float) -> None:
+        """End the current phase now (reason ``skip``) and go to the next."""
+        self._advance(now)
+        if self._run is None or self.done:
+            return
+        if self._state == "paused":
+            self.resume(now)
+        self._end_and_next(now, "skip")
+        self._changed()
+
+    def abort(self, now: float, reason: str = "") -> None:
+        """End the session now: the current phase ends (reason ``abort``), nothing follows."""
+        self._advance(now)
+        if self.done or self._state == "ready":
+            self._state = "aborted"
+            return
+        self._leave(now, "abort")
+        self._state = "aborted"
+        self._event(
+            now,
+            "protocol",
+            "session_end",
+            self._json({"reason": "aborted", "detail": reason, "at_step": self._index}),
+        )
+        self._changed()
+
+    # ------------------------------------------------------------------ participant
+    def key_down(self, key: str, timestamp: float, *, auto_repeat: bool = False) -> None:
+        """A key went down at ``timestamp`` (LSL time from the key handler).
+
+        Recorded as a ``keyboard``/``key_down`` event with the valence it means in this phase;
+        an auto-repeat is recorded with ``auto_repeat: true`` but is not a new press. The
+        phase's ``continue_key`` ends an ``until: key`` phase.
+        """
+        self._advance(timestamp)
+        k = normalize_key(key)
+        run = self._run
+        valence: Valence = "neutral"
+        if run is not None and run.reporter is not None and self._state != "ready":
+            valence = run.reporter.meaning(k) or "neutral"
+            run.reporter.key_down(k, timestamp, auto_repeat=auto_repeat)
+            self._flush_valence(run)
+        self._key_event(timestamp, "key_down", k, valence, auto_repeat)
+        if (
+            run is not None
+            and not auto_repeat
+            and self._state == "running"
+            and run.step.phase.end == "key"
+            and k == normalize_key(run.step.phase.continue_key)
+        ):
+            self._request_end(timestamp, "key")
+
+    def key_up(self, key: str, timestamp: float) -> None:
+        """A key went up at ``timestamp``."""
+        self._advance(timestamp)
+        k = normalize_key(key)
+        run = self._run
+        valence: Valence = "neutral"
+        if run is not None and run.reporter is not None:
+            valence = run.reporter.meaning(k) or "neutral"
+            was_held = run.reporter.key_up(k, timestamp)
+            self._flush_valence(run)
+            if was_held and run.reporter.mode == "continuous":
+                self._event(
+                    timestamp, "participant", "valence_rating", f"{run.reporter.cursor:.4f}"
+                )
+        self._key_event(timestamp, "key_up", k, valence, False)
+
+    def submit_description(self, text: str, timestamp: float) -> bool:
+        """The participant submitted a written description; returns whether it was accepted.
+
+        It is refused (``False``, nothing stored) when shorter than the phase's ``min_chars``.
+        """
+        self._advance(timestamp)
+        run = self._run
+        if run is None or run.step.memory is None:
+            log.warning("description submitted outside a memory phase: ignored")
+            return False
+        phase = run.step.phase
+        if isinstance(phase, DescriptionPhase) and len(text.strip()) < phase.min_chars:
+            return False
+        mid = run.step.memory.id
+        self._store(DescriptionSubmitted(mid, text, timestamp))
+        self._event(
+            timestamp,
+            "participant",
+            "description_submitted",
+            self._json({"memory": mid, "chars": len(text)}),
+        )
+        if isinstance(phase, DescriptionPhase):
+            self._request_end(timestamp, "submit")
+        return True
+
+    def add_sketch_points(self, points: np.ndarray) -> None:
+        """Points drawn so far (``STROKE_DTYPE`` rows with their own LSL timestamps)."""
+        run = self._run
+        if run is None or run.step.memory is None or len(points) == 0:
+            return
+        run.sketch_points += len(points)
+        self._store(SketchPoints(run.step.memory.id, np.asarray(points)))
+
+    def finish_sketch(self, png: bytes, timestamp: float, *, width: int, height: int) -> None:
+        """The participant submitted the sketch (final image as PNG bytes)."""
+        self._advance(timestamp)
+        run = self._run
+        if run is None or run.step.memory is None:
+            log.warning("sketch submitted outside a memory phase: ignored")
+            return
+        mid = run.step.memory.id
+        self._store(SketchFinished(mid, bytes(png), timestamp, int(width), int(height)))
+        self._event(
+            timestamp,
+            "participant",
+            "sketch_submitted",
+            self._json(
+                {"memory": mid, "points": run.sketch_points, "width": width, "height": height}
+            ),
+        )
+        if isinstance(run.step.phase, SketchPhase):
+            self._request_end(timestamp, "submit")
+
+    def add_melody_audio(
+        self,
+        audio: np.ndarray,
+        *,
+        sample_rate: int,
+        origin: str,
+        start_timestamp: float | None = None,
+    ) -> None:
+        """Melody audio as it arrives (microphone chunks) or all at once (a chosen file).
+
+        ``origin`` is ``microphone`` or ``file:<name>`` (the file's name only, no folders).
+        """
+        run = self._run
+        if run is None or run.step.memory is None:
+            return
+        audio = np.asarray(audio, dtype=np.float32)
+        run.melody_samples += len(audio)
+        run.melody_rate = int(sample_rate)
+        self._store(
+            MelodyAudio(run.step.memory.id, audio, int(sample_rate), origin, start_timestamp)
+        )
+
+    def finish_melody(self, timestamp: float, *, origin: str) -> None:
+        """The participant is done with the melody phase."""
+        self._advance(timestamp)
+        run = self._run
+        if run is None or run.step.memory is None:
+            return
+        seconds = run.melody_samples / run.melody_rate if run.melody_rate else 0.0
+        self._event(
+            timestamp,
+            "participant",
+            "melody_submitted",
+            self._json(
+                {"memory": run.step.memory.id, "origin": origin, "seconds": round(seconds, 3)}
+            ),
+        )
+        if isinstance(run.step.phase, MelodyPhase):
+            self._request_end(timestamp, "submit")
+
+    def rate_sam(self, scale: str, value: int, timestamp: float) -> None:
+        """A Self-Assessment Manikin rating (``valence`` or ``arousal``, 1-9).
+
+        The ``sam`` phase ends when every scale it lists has a rating; a scale rated again
+        keeps the latest value (both are recorded).
+        """
+        if scale not in ("valence", "arousal"):
+            raise ValueError(f"SAM scale must be 'valence' or 'arousal', not {scale!r}")
+        if not 1 <= int(value) <= 9:
+            raise ValueError(f"SAM ratings are 1-9, not {value}")
+        self._advance(timestamp)
+        self._event(timestamp, "participant", f"sam_{scale}", str(int(value)))
+        run = self._run
+        if run is not None and isinstance(run.step.phase, SamPhase):
+            run.sam[scale] = int(value)
+            if all(s in run.sam for s in run.step.phase.scales):
+                self._request_end(timestamp, "submit")
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _json(obj: dict[str, Any]) -> str:
+        return json.dumps(obj, separators=(",", ":"))
+
+    def _valence_config(self, phase: SimplePhase):
+        if not isinstance(phase, RecallPhase):
+            return None
+        return phase.valence or self.protocol.valence
+
+    def _event(self, t: float, source: str, label: str, value: str = "") -> None:
+        ev = Event(float(t), source, label, value)
+        self.events.append(ev)
+        if self._emit_cb is not None:
+            self._emit_cb(ev)
+
+    def _store(self, record: MemoryRecord) -> None:
+        if self._store_cb is not None:
+            self._store_cb(record)
+
+    def _changed(self) -> None:
+        if self._change_cb is not None:
+            self._change_cb(self.display())
+
+    def _key_event(self, t: float, label: str, key: str, valence: str, auto_repeat: bool) -> None:
+        phase = self._run.step.phase.id if self._run is not None else None
+        value = {"key": key, "valence": valence, "auto_repeat": bool(auto_repeat), "phase": phase}
+        self._event(t, "keyboard", label, self._json(value))
+
+    def _elapsed(self, run: _Run, t: float) -> float:
+        paused = run.paused_total
+        if self._paused_at is not None:
+            paused += max(0.0, t - self._paused_at)
+        return t - run.start - paused
+
+    def _due(self, run: _Run) -> tuple[float, str] | None:
+        """When and why the current phase ends, given what is known (``None``: not yet)."""
+        phase = run.step.phase
+        base = run.start + run.paused_total
+        candidates: list[tuple[float, str]] = []
+        if phase.end == "time":
+            candidates.append((base + phase.duration, "time"))
+        if phase.max_duration is not None:
+            candidates.append((base + phase.max_duration, "timeout"))
+        if run.end_request is not None:
+            t, reason = run.end_request
+            candidates.append((max(t, base + phase.min_duration), reason))
+        return min(candidates) if candidates else None
+
+    def _advance(self, now: float) -> None:
+        while self._state == "running" and self._run is not None:
+            due = self._due(self._run)
+            if due is None or due[0] > now:
+                break
+            self._end_and_next(due[0], due[1])
+            self._changed()
+        if self._run is not None and self._run.reporter is not None and self._state != "ready":
+            self._run.reporter.advance(now)
+            self._flush_valence(self._run)
+        self._now = max(self._now, now)
+
+    def _request_end(self, t: float, reason: str) -> None:
+        run = self._run
+        if run is None or run.end_request is not None:
+            return
+        run.end_request = (t, reason)
+        self._advance(t)
+
+    def _enter(self, index: int, t: float) -> None:
+        self._index = index
+        if index >= len(self.steps):
+            self._run = None
+            self._state = "finished"
+            self._event(t, "protocol", "session_end", self._json({"reason": "completed"}))
+            return
+        step = self.steps[index]
+        run = _Run(step, t)
+        mem = step.memory
+        if mem is not None and mem.id not in self._memories_started:
+            self._memories_started.add(mem.id)
+            self._store(MemoryStarted(mem.id, mem.cue, int(step.memory_index), t))
+        vcfg = self._valence_config(step.phase)
+        if vcfg is not None:
+            run.reporter = ValenceReporter(vcfg, t)
+        self._run = run
+        self._event(t, "protocol", "phase_start", self._json(step.marker()))
+
+    def _leave(self, t: float, reason: str) -> None:
+        run = self._run
+        if run is None:
+            return
+        if run.reporter is not None:
+            run.reporter.advance(t)
+            self._flush_valence(run)
+        marker = {**run.step.marker(), "reason": reason}
+        self._event(t, "protocol", "phase_end", self._json(marker))
+        if isinstance(run.step.phase, BaselinePhase):
+            pass  # the eyes condition is in the protocol; nothing else to record
+        self._run = None
+
+    def _end_and_next(self, t: float, reason: str) -> None:
+        self._leave(t, reason)
+        self._enter(self._index + 1, t)
+
+    def _flush_valence(self, run: _Run) -> None:
+        rep = run.reporter
+        if rep is None:
+            return
+        for ch in rep.pop_changes():
+            self._event(ch.timestamp, "participant", "valence_state", ch.valence)
+        values, ts = rep.pop_samples()
+        if len(ts) and self._samples_cb is not None:
+            self._samples_cb(values, ts)

@@ -1,0 +1,315 @@
+"""The protocol file format: typed, versioned models validated when a protocol is loaded.
+
+A protocol is an ordered list of phases. Each phase has a ``kind`` (what the participant does)
+and an end condition (``until``): a fixed ``duration``, the participant submitting something,
+or a key press to continue, optionally bounded by ``min_duration`` and ``max_duration``. A
+``repeat`` phase runs its inner phases once per memory in the ``memories`` list. The format is
+documented in ``docs/protocols.md``; :func:`protocols.loader.load_protocol` reads it and reports
+errors with the file, line and field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: The protocol format version this code reads (the ``version`` field of a file).
+PROTOCOL_FORMAT_VERSION = 1
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+PHASE_KINDS = (
+    "instructions",
+    "baseline",
+    "cue",
+    "recall",
+    "description",
+    "sketch",
+    "melody",
+    "music",
+    "sam",
+    "repeat",
+)
+
+#: Phase kinds that concern one memory: inside a ``repeat`` they get the current memory,
+#: outside one they must name it with ``memory:``.
+MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody")
+
+Until = Literal["time", "submit", "key"]
+
+
+class _Model(BaseModel):
+    # Unknown fields are errors: a misspelt ``durration`` must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValenceConfig(_Model):
+    """How the participant reports valence during ``recall`` phases.
+
+    ``discrete`` follows RYM: one key for positive and one for negative; the report is neutral
+    once no valence key is held and none was pressed for ``neutral_after`` seconds. RYM's
+    recording software mapped trigger codes 1 (POS) and 3 (NEG) to the keys ``1`` and ``3``,
+    and its labelling merged presses less than 2 s apart, hence the defaults.
+    ``continuous`` moves a cursor on a -1..1 scale while a key is held (``speed`` scale units
+    per second) and samples it ``rate`` times per second into the ``valence`` stream, as the
+    CARMA/DARMA continuous rating tools do. ``off`` records keys but reports no valence.
+    """
+
+    mode: Literal["discrete", "continuous", "off"] = "discrete"
+    positive_key: str = Field("1", min_length=1)
+    negative_key: str = Field("3", min_length=1)
+    neutral_after: float = Field(2.0, gt=0)
+    speed: float = Field(1.0, gt=0)
+    rate: float = Field(20.0, gt=0, le=1000)
+    start: float = Field(0.0, ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> ValenceConfig:
+        if self.positive_key.lower() == self.negative_key.lower():
+            raise ValueError("positive_key and negative_key must be different keys")
+        return self
+
+
+class MemoryCue(_Model):
+    """One memory to recall: an id and the cue shown to the participant.
+
+    Cues are stored in the session file; they must not contain names of people or other
+    identifying details ("the summer by the lake", not a person's name).
+    """
+
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    cue: str = Field(min_length=1)
+
+
+class _Phase(_Model):
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    text: str = ""
+    duration: float | None = Field(None, gt=0)
+    until: Until | None = None
+    min_duration: float = Field(0.0, ge=0)
+    max_duration: float | None = Field(None, gt=0)
+    continue_key: str = Field("space", min_length=1)
+    memory: str | None = None
+
+    #: End condition when ``until`` is not given.
+    default_until: ClassVar[str] = "time"
+
+    @property
+    def end(self) -> Until:
+        """The end condition in force (``until`` or the kind's default)."""
+        return self.until or self.default_until
+
+    @model_validator(mode="after")
+    def _check_end(self) -> _Phase:
+        if self.end == "time" and self.duration is None:
+            raise ValueError(
+                f"a {self.kind} phase that ends on time needs 'duration' (seconds > 0), "
+                "or set 'until' to 'submit' or 'key'"
+            )
+        if self.max_duration is not None and self.max_duration < self.min_duration:
+            raise ValueError("max_duration must be at least min_duration")
+        return self
+
+    def scaled(self, factor: float) -> _Phase:
+        """A copy with every duration multiplied by ``factor`` (for demos and tests)."""
+        upd: dict[str, Any] = {"min_duration": self.min_duration * factor}
+        if self.duration is not None:
+            upd["duration"] = self.duration * factor
+        if self.max_duration is not None:
+            upd["max_duration"] = self.max_duration * factor
+        return self.model_copy(update=upd)
+
+
+class InstructionsPhase(_Phase):
+    """Text on the screen; by default the participant presses ``continue_key`` to go on."""
+
+    kind: Literal["instructions"]
+    default_until: ClassVar[str] = "key"
+
+
+class BaselinePhase(_Phase):
+    """Rest with eyes open or closed for a fixed time (the baseline for normalisation)."""
+
+    kind: Literal["baseline"]
+    eyes: Literal["open", "closed"] = "open"
+
+
+class CuePhase(_Phase):
+    """Show the current memory's cue."""
+
+    kind: Literal["cue"]
+
+
+class RecallPhase(_Phase):
+    """Guided recall with valence reporting (``valence`` overrides the protocol's)."""
+
+    kind: Literal["recall"]
+    valence: ValenceConfig | None = None
+
+
+class DescriptionPhase(_Phase):
+    """The participant writes a description of the memory and submits it."""
+
+    kind: Literal["description"]
+    default_until: ClassVar[str] = "submit"
+    min_chars: int = Field(0, ge=0)
+
+
+class SketchPhase(_Phase):
+    """The participant sketches the memory on a canvas and submits it."""
+
+    kind: Literal["sketch"]
+    default_until: ClassVar[str] = "submit"
+    width: int = Field(800, gt=0, le=8192)
+    height: int = Field(600, gt=0, le=8192)
+
+
+class MelodyPhase(_Phase):
+    """The participant gives a guiding melody: chooses an audio file and/or hums one."""
+
+    kind: Literal["melody"]
+    default_until: ClassVar[str] = "submit"
+    sources: list[Literal["file", "microphone"]] = Field(
+        default_factory=lambda: ["file", "microphone"], min_length=1
+    )
+    record_seconds: float = Field(15.0, gt=0, le=600)
+
+
+class MusicPhase(_Phase):
+    """The participant listens to a piece of music (``file``, relative to the protocol)."""
+
+    kind: Literal["music"]
+    file: str | None = None
+
+
+class SamPhase(_Phase):
+    """Self-Assessment Manikin ratings, 1-9, of the scales listed; ends when all are given."""
+
+    kind: Literal["sam"]
+    default_until: ClassVar[str] = "submit"
+    scales: list[Literal["valence", "arousal"]] = Field(
+        default_factory=lambda: ["valence", "arousal"], min_length=1
+    )
+
+
+class RepeatPhase(_Model):
+    """Run ``phases`` once for every memory (``over: memories``)."""
+
+    kind: Literal["repeat"]
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    over: Literal["memories"] = "memories"
+    phases: list[Phase] = Field(min_length=1)
+
+    @field_validator("phases")
+    @classmethod
+    def _no_nested_repeat(cls, phases: list[Any]) -> list[Any]:
+        if any(isinstance(p, RepeatPhase) for p in phases):
+            raise ValueError("a repeat cannot contain another repeat")
+        return phases
+
+
+Phase = Annotated[
+    InstructionsPhase
+    | BaselinePhase
+    | CuePhase
+    | RecallPhase
+    | DescriptionPhase
+    | SketchPhase
+    | MelodyPhase
+    | MusicPhase
+    | SamPhase
+    | RepeatPhase,
+    Field(discriminator="kind"),
+]
+
+RepeatPhase.model_rebuild()
+
+SimplePhase = (
+    InstructionsPhase
+    | BaselinePhase
+    | CuePhase
+    | RecallPhase
+    | DescriptionPhase
+    | SketchPhase
+    | MelodyPhase
+    | MusicPhase
+    | SamPhase
+)
+
+
+class Protocol(_Model):
+    """A session protocol, as read from a YAML file."""
+
+    version: int
+    name: str = Field(pattern=ID_PATTERN, max_length=64)
+    title: str = ""
+    description: str = ""
+    valence: ValenceConfig = Field(default_factory=ValenceConfig)
+    memories: list[MemoryCue] = Field(default_factory=list)
+    phases: list[Phase] = Field(min_length=1)
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != PROTOCOL_FORMAT_VERSION:
+            raise ValueError(
+                f"protocol format version {v} is not supported; this recall-lab reads "
+                f"version {PROTOCOL_FORMAT_VERSION}"
+            )
+        return v
+
+    @field_validator("memories")
+    @classmethod
+    def _unique_memories(cls, memories: list[MemoryCue]) -> list[MemoryCue]:
+        seen: set[str] = set()
+        for m in memories:
+            if m.id in seen:
+                raise ValueError(f"memory id {m.id!r} is used twice; give each memory its own id")
+            seen.add(m.id)
+        return memories
+
+    @model_validator(mode="after")
+    def _check_phases(self) -> Protocol:
+        ids = {m.id for m in self.memories}
+        seen: set[str] = set()
+        for p in self.phases:
+            inner = p.phases if isinstance(p, RepeatPhase) else [p]
+            if isinstance(p, RepeatPhase) and not self.memories:
+                raise ValueError(
+                    f"phase {p.id!r} repeats over memories but 'memories' is empty; list at "
+                    "least one memory (id and cue)"
+                )
+            for q in [p, *inner] if isinstance(p, RepeatPhase) else inner:
+                if q.id in seen:
+                    raise ValueError(f"phase id {q.id!r} is used twice; phase ids must be unique")
+                seen.add(q.id)
+                if isinstance(q, RepeatPhase):
+                    continue
+                if q.memory is not None and q.memory not in ids:
+                    raise ValueError(
+                        f"phase {q.id!r} names memory {q.memory!r}, which is not in 'memories'"
+                    )
+                if not isinstance(p, RepeatPhase) and q.kind in MEMORY_KINDS and q.memory is None:
+                    raise ValueError(
+                        f"{q.kind} phase {q.id!r} is outside a repeat: name its memory with "
+                        "'memory: <id>' or put it inside a 'repeat' phase"
+                    )
+        return self
+
+    @property
+    def label(self) -> str:
+        """``name`` and format version, as stored in the session file's ``protocol``."""
+        return f"{self.name} (protocol format {self.version})"
+
+    def scaled(self, factor: float) -> Protocol:
+        """A copy with every phase duration multiplied by ``factor`` (valence timing is kept)."""
+        if factor <= 0:
+            raise ValueError("time scale must be > 0")
+
+        def scale(p: Any) -> Any:
+            if isinstance(p, RepeatPhase):
+                return p.model_copy(update={"phases": [scale(q) for q in p.phases]})
+            return p.scaled(factor)
+
+        return self.model_copy(update={"phases": [scale(p) for p in self.phases]})
