@@ -260,32 +260,35 @@ class Source(ABC):
     def _run(self) -> None:
         from drivers.clock import local_clock
 
+        # Irregular streams have no rate to miss, so silence there is not a gap.
+        watch_stalls = bool(self.info.nominal_rate)
+        period = 1.0 / self.info.nominal_rate if self.info.nominal_rate else 0.0
+        # A stream that never delivers a first sample is stalled too, counted from the start.
+        self._last_data_wall = time.monotonic()
+        last_ts: float | None = None
         try:
             while not self._stop.is_set():
                 chunk = self._pull()
                 now = time.monotonic()
                 if chunk is not None and len(chunk[1]):
                     data, ts = chunk
-                    self.buffer.write(np.asarray(data, np.float32), np.asarray(ts, np.float64))
+                    ts = np.asarray(ts, np.float64)
+                    self.buffer.write(np.asarray(data, np.float32), ts)
                     if self._first_wall is None:
                         self._first_wall = now
                     self._last_data_wall = now
                     if self._stalled_since is not None:
-                        gap = local_clock() - self._stalled_since
-                        self.emit(Event(local_clock(), "recorder", "gap_end", self.info.name, gap))
-                        self._stalled_since = None
+                        self._end_gap(float(ts[0]))
+                    last_ts = float(ts[-1])
                     continue
                 if self._finished:
                     break
                 if (
-                    self._stalled_since is None
-                    and self._first_wall is not None
+                    watch_stalls
+                    and self._stalled_since is None
                     and now - self._last_data_wall > self.stall_timeout
                 ):
-                    self._stalled_since = local_clock() - (now - self._last_data_wall)
-                    self._gaps += 1
-                    self.emit(Event(self._stalled_since, "recorder", "gap_start", self.info.name))
-                    log.warning("%s: no samples for %.1f s", self.info.name, self.stall_timeout)
+                    self._start_gap(last_ts, period, now)
                 self._stop.wait(self.poll_interval)
         except RecallLabError as exc:
             self._error = exc
@@ -294,3 +297,23 @@ class Source(ABC):
             log.exception("source thread failed")
         if self._error is not None:
             self.emit(Event(local_clock(), "recorder", "source_error", str(self._error)))
+
+    def _start_gap(self, last_ts: float | None, period: float, now: float) -> None:
+        """Mark a gap that began when the sample after the last one was due."""
+        from drivers.clock import local_clock
+
+        if last_ts is not None:
+            began = last_ts + period
+        else:  # nothing arrived yet: the gap began when the thread started
+            began = local_clock() - (now - self._last_data_wall)
+        self._stalled_since = began
+        self._gaps += 1
+        self.emit(Event(began, "recorder", "gap_start", self.info.name))
+        log.warning("%s: no samples for %.1f s", self.info.name, self.stall_timeout)
+
+    def _end_gap(self, first_ts: float) -> None:
+        """Close the gap at the first new sample; ``duration`` is the time without samples."""
+        gap = max(0.0, first_ts - self._stalled_since)
+        self.emit(Event(first_ts, "recorder", "gap_end", self.info.name, gap))
+        log.warning("%s: samples again after %.1f s", self.info.name, gap)
+        self._stalled_since = None
