@@ -336,6 +336,11 @@ class ProtocolEngine:
         """The step now running (or paused), ``None`` before start and after the end."""
         return self._run.step if self._run is not None else None
 
+    @property
+    def phase_started_at(self) -> float | None:
+        """LSL time the current phase started (``None`` when no phase is running)."""
+        return self._run.start if self._run is not None else None
+
     def display(self, now: float | None = None) -> DisplayState:
         """What to show at ``now`` (default: the latest time the engine has seen)."""
         t = self._now if now is None else max(now, self._now)

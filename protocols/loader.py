@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from data_schema.errors import ConfigError
-from protocols.model import PHASE_KINDS, Protocol
+from protocols.model import PHASE_KINDS, Protocol, ProtocolValueError
 
 #: Protocols shipped with recall-lab, by name (``recall-lab demo --protocol demo``).
 BUILTIN_PROTOCOLS = ("demo", "rym_recall")
@@ -135,11 +135,15 @@ def _field_path(loc: tuple[Any, ...], data_node: yaml.Node | None) -> tuple[str,
 
 def _describe(err: dict[str, Any], root: yaml.Node | None, name: str) -> str:
     loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    if isinstance(ctx.get("error"), ProtocolValueError):
+        loc = loc + tuple(ctx["error"].loc)
+    if err["type"] == "union_tag_invalid":
+        loc = (*loc, "kind")
     path, node = _field_path(loc, root)
     line = f":{node.start_mark.line + 1}" if node is not None else ""
     where = f"{name}{line}: {path}: " if path else f"{name}{line}: "
     kind = err["type"]
-    ctx = err.get("ctx") or {}
     inp = err.get("input")
     if kind == "union_tag_invalid":
         return f"{where}unknown phase kind {ctx.get('tag')!r}; allowed: {', '.join(PHASE_KINDS)}"

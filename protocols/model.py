@@ -39,6 +39,14 @@ MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody")
 Until = Literal["time", "submit", "key"]
 
 
+class ProtocolValueError(ValueError):
+    """A problem found across fields, with the location (``loc``) of the field to fix."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Model(BaseModel):
     # Unknown fields are errors: a misspelt ``durration`` must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -273,27 +281,37 @@ class Protocol(_Model):
     def _check_phases(self) -> Protocol:
         ids = {m.id for m in self.memories}
         seen: set[str] = set()
-        for p in self.phases:
-            inner = p.phases if isinstance(p, RepeatPhase) else [p]
-            if isinstance(p, RepeatPhase) and not self.memories:
-                raise ValueError(
-                    f"phase {p.id!r} repeats over memories but 'memories' is empty; list at "
-                    "least one memory (id and cue)"
-                )
-            for q in [p, *inner] if isinstance(p, RepeatPhase) else inner:
+        for i, p in enumerate(self.phases):
+            if isinstance(p, RepeatPhase):
+                if not self.memories:
+                    raise ProtocolValueError(
+                        ("memories",),
+                        f"phase {p.id!r} repeats over memories but 'memories' is empty; list "
+                        "at least one memory (id and cue)",
+                    )
+                located = [((i,), p)] + [((i, "phases", j), q) for j, q in enumerate(p.phases)]
+            else:
+                located = [((i,), p)]
+            for where, q in located:
+                loc = ("phases", *where)
                 if q.id in seen:
-                    raise ValueError(f"phase id {q.id!r} is used twice; phase ids must be unique")
+                    raise ProtocolValueError(
+                        (*loc, "id"), f"phase id {q.id!r} is used twice; phase ids must be unique"
+                    )
                 seen.add(q.id)
                 if isinstance(q, RepeatPhase):
                     continue
                 if q.memory is not None and q.memory not in ids:
-                    raise ValueError(
-                        f"phase {q.id!r} names memory {q.memory!r}, which is not in 'memories'"
+                    raise ProtocolValueError(
+                        (*loc, "memory"),
+                        f"memory {q.memory!r} is not in 'memories'; allowed: "
+                        f"{', '.join(sorted(ids)) or 'none listed'}",
                     )
                 if not isinstance(p, RepeatPhase) and q.kind in MEMORY_KINDS and q.memory is None:
-                    raise ValueError(
+                    raise ProtocolValueError(
+                        loc,
                         f"{q.kind} phase {q.id!r} is outside a repeat: name its memory with "
-                        "'memory: <id>' or put it inside a 'repeat' phase"
+                        "'memory: <id>' or put it inside a 'repeat' phase",
                     )
         return self
 
@@ -303,13 +321,31 @@ class Protocol(_Model):
         return f"{self.name} (protocol format {self.version})"
 
     def scaled(self, factor: float) -> Protocol:
-        """A copy with every phase duration multiplied by ``factor`` (valence timing is kept)."""
+        """A copy that runs ``factor`` times as long (``0.1``: ten times faster, for demos).
+
+        Phase durations and the valence hold time are multiplied by ``factor``; the continuous
+        cursor speed is divided by it, so a scaled session behaves like the real one, faster.
+        """
         if factor <= 0:
             raise ValueError("time scale must be > 0")
+
+        def scale_valence(v: ValenceConfig) -> ValenceConfig:
+            # the whole session runs faster: the hold time shrinks and the cursor moves faster
+            return v.model_copy(
+                update={"neutral_after": v.neutral_after * factor, "speed": v.speed / factor}
+            )
 
         def scale(p: Any) -> Any:
             if isinstance(p, RepeatPhase):
                 return p.model_copy(update={"phases": [scale(q) for q in p.phases]})
-            return p.scaled(factor)
+            q = p.scaled(factor)
+            if isinstance(q, RecallPhase) and q.valence is not None:
+                q = q.model_copy(update={"valence": scale_valence(q.valence)})
+            return q
 
-        return self.model_copy(update={"phases": [scale(p) for p in self.phases]})
+        return self.model_copy(
+            update={
+                "phases": [scale(p) for p in self.phases],
+                "valence": scale_valence(self.valence),
+            }
+        )

@@ -1,0 +1,141 @@
+"""``recall-lab demo``: a whole session without a screen, then the offline stages.
+
+Runs ``protocols/demo.yaml`` in real time on BrainFlow's synthetic board with a simulated
+participant (valence keys, a description, a sketch, a hummed melody, SAM ratings), writes a
+complete session file, prints a summary, then runs ``recall-lab decode`` and
+``recall-lab generate`` on it when those commands are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from data_schema.errors import RecallLabError
+
+OFFLINE_STAGES = ("decode", "generate")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the demo protocol headless with a simulated participant",
+        description="Run a protocol (default: the two-minute demo) without a screen on "
+        "BrainFlow's synthetic board, with a simulated participant, into a new session file; "
+        "then run the offline stages that are installed (decode, generate).",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="new .h5 file (default: recall-lab-demo-<date>-<time>.h5 here; never overwritten)",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every phase duration (0.1: ten times faster; default 1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated participant")
+    p.add_argument(
+        "--no-offline", action="store_true", help="do not run decode/generate afterwards"
+    )
+    p.add_argument(
+        "--protocol",
+        default="demo",
+        help="protocol file or built-in name (demo, rym_recall); default demo",
+    )
+    p.add_argument(
+        "--source",
+        default="synthetic",
+        help="EEG source: synthetic (default) | brainflow:<board>?k=v | lsl:<name> | replay:<file>",
+    )
+    p.add_argument("--participant", default="SIM001", help="pseudonym stored in the file")
+    p.add_argument("--lsl-markers", action="store_true", help="publish events on an LSL outlet")
+    p.add_argument("--quiet", action="store_true", help="no phase-by-phase progress")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from drivers.spec import parse_source
+    from protocols.headless import run_headless
+    from protocols.loader import load_protocol, resolve_protocol
+
+    if not args.time_scale > 0:
+        raise RecallLabError("--time-scale must be a positive number (e.g. 0.1 or 1)")
+    path = resolve_protocol(args.protocol)
+    protocol = load_protocol(path)
+    out = args.out or Path(time.strftime("recall-lab-demo-%Y%m%d-%H%M%S.h5"))
+    if out.exists():
+        raise RecallLabError(f"{out} already exists; recall-lab never overwrites a file")
+    source = parse_source(args.source)
+    sinks = []
+    outlet = None
+    if args.lsl_markers:
+        from drivers.outlets import MarkerOutlet
+
+        outlet = MarkerOutlet(f"recall-lab-demo-markers-{out.stem}")
+        sinks.append(outlet.push_event)
+    n_steps = sum(
+        len(p.phases) * len(protocol.memories) if p.kind == "repeat" else 1 for p in protocol.phases
+    )
+    print(
+        f"demo: protocol {protocol.name} ({n_steps} phases), time scale {args.time_scale:g}, "
+        f"seed {args.seed}, source {args.source} -> {out}",
+        flush=True,
+    )
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(f"  phase {line}", flush=True)
+
+    try:
+        result = run_headless(
+            protocol,
+            out,
+            source=source,
+            participant_id=args.participant,
+            seed=args.seed,
+            time_scale=args.time_scale,
+            event_sinks=sinks,
+            base_dir=path.parent,
+            notes="recall-lab demo: simulated participant",
+            progress=progress,
+        )
+    finally:
+        if outlet is not None:
+            outlet.close()
+    print(result.summary(), flush=True)
+    if args.no_offline:
+        return 0
+    for stage in OFFLINE_STAGES:
+        print(f"{stage}: {run_offline_stage(stage, out)}", flush=True)
+    return 0
+
+
+def run_offline_stage(stage: str, session: Path, timeout: float = 1800.0) -> str:
+    """Run ``recall-lab <stage> SESSION`` in a subprocess; a one-line outcome.
+
+    A stage whose command is not installed is skipped with that reason; one that exits with
+    an error is reported with its own one-line message.
+    """
+    if importlib.util.find_spec(f"app.commands.{stage}") is None:
+        return f"skipped: the '{stage}' command is not installed in this recall-lab"
+    cmd = [sys.executable, "-m", "app.cli", stage, str(session)]
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"stopped after {timeout:.0f} s"
+    secs = time.monotonic() - t0
+    lines = [ln for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if ln.strip()]
+    last = lines[-1].strip() if lines else ""
+    if proc.returncode == 0:
+        return f"done in {secs:.1f} s" + (f" ({last})" if last else "")
+    err = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    reason = (err[-1] if err else last).strip() or f"exit status {proc.returncode}"
+    return f"skipped (exit {proc.returncode}): {reason}"

@@ -1,0 +1,178 @@
+"""Run a protocol without a screen: a live source, the recorder, the engine and a simulated
+participant, in real time on the LSL clock. ``recall-lab demo`` and the tests use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from data_schema.errors import RecallLabError
+from data_schema.types import Event
+from protocols.engine import ProtocolEngine
+from protocols.model import Protocol, RecallPhase, RepeatPhase
+
+if TYPE_CHECKING:
+    from drivers.base import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HeadlessResult:
+    """What a headless run did."""
+
+    path: Path
+    state: str
+    seconds: float
+    samples: dict[str, int]
+    samples_lost: dict[str, int]
+    events: Counter = field(default_factory=Counter)
+    participant: dict[str, int] = field(default_factory=dict)
+    memories_written: int = 0
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        ev = self.events
+        lines = [
+            f"wrote {self.path} ({self.state}, {self.seconds:.1f} s)",
+            "  streams: "
+            + ", ".join(
+                f"{k} {v} samples (lost {self.samples_lost.get(k, 0)})"
+                for k, v in self.samples.items()
+            ),
+            f"  phases: {ev['protocol/phase_start']} started, {ev['protocol/phase_end']} ended",
+            f"  keys: {ev['keyboard/key_down']} down ({self.participant.get('auto_repeats', 0)} "
+            f"auto-repeat), {ev['keyboard/key_up']} up; valence changes "
+            f"{ev['participant/valence_state']}",
+            f"  memories: {ev['participant/description_submitted']} descriptions, "
+            f"{ev['participant/sketch_submitted']} sketches "
+            f"({self.participant.get('sketch_points', 0)} points), "
+            f"{ev['participant/melody_submitted']} melodies, "
+            f"{ev['participant/sam_valence'] + ev['participant/sam_arousal']} SAM ratings",
+        ]
+        return "\n".join(lines)
+
+
+def uses_continuous_valence(protocol: Protocol) -> float | None:
+    """The rating rate if any recall phase reports continuous valence, else ``None``."""
+    for p in protocol.phases:
+        for q in p.phases if isinstance(p, RepeatPhase) else [p]:
+            if isinstance(q, RecallPhase):
+                cfg = q.valence or protocol.valence
+                if cfg.mode == "continuous":
+                    return cfg.rate
+    return None
+
+
+def run_headless(
+    protocol: Protocol,
+    out: str | Path,
+    *,
+    source: Source,
+    participant_id: str = "SIM001",
+    seed: int = 0,
+    time_scale: float = 1.0,
+    tick_interval: float = 0.02,
+    event_sinks: list[Callable[[Event], None]] | None = None,
+    base_dir: str | Path | None = None,
+    notes: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> HeadlessResult:
+    """Record ``source`` while a simulated participant goes through ``protocol``.
+
+    Parameters
+    ----------
+    protocol
+        The protocol as written; it is run ``time_scale`` times as long.
+    out
+        New session file (never overwritten).
+    source
+        The EEG source (e.g. BrainFlow's synthetic board); opened here.
+    participant_id
+        Pseudonym stored in the file.
+    seed
+        Seed of the simulated participant.
+    event_sinks
+        Extra receivers of every event written (e.g. an LSL marker outlet's ``push_event``).
+    progress
+        Called with a line at every phase change.
+    """
+    from data_schema.recorder import Recorder
+    from data_schema.writer import SessionWriter
+    from drivers.clock import local_clock
+    from protocols.simulated import SimulatedParticipant
+    from protocols.storage import MemoryWriter
+    from protocols.valence_source import ValenceSource
+
+    scaled = protocol.scaled(time_scale) if time_scale != 1.0 else protocol
+    source.open()  # fail on the device before a file exists
+    writer = SessionWriter(
+        out,
+        participant_id=participant_id,
+        protocol=protocol.label,
+        notes=notes,
+        attrs={"protocol_time_scale": float(time_scale)},
+    )
+    sources: dict[str, Source] = {"eeg": source}
+    rate = uses_continuous_valence(scaled)
+    valence = ValenceSource(rate) if rate else None
+    if valence is not None:
+        sources["valence"] = valence
+    recorder = Recorder(writer, sources, event_sinks=event_sinks)
+    memories = MemoryWriter(writer)
+
+    def changed(display) -> None:
+        if progress is not None and display.kind:
+            mem = f" [{display.memory_id}]" if display.memory_id else ""
+            progress(f"{display.step_index + 1}/{display.n_steps} {display.phase_id}{mem}")
+
+    engine = ProtocolEngine(
+        scaled,
+        emit=recorder.add_event,
+        store=memories.put,
+        valence_samples=valence.push if valence is not None else None,
+        on_change=changed,
+        base_dir=base_dir,
+    )
+    participant = SimulatedParticipant(engine, seed=seed, time_scale=time_scale)
+    started = time.monotonic()
+    try:
+        recorder.start()
+        time.sleep(min(0.5, 2 * tick_interval + 0.1))  # some EEG before the first marker
+        engine.start(local_clock())
+        while not engine.done:
+            now = local_clock()
+            participant.act(now)
+            engine.tick(now)
+            if recorder.error is not None or source.error is not None:
+                engine.abort(local_clock(), reason=str(recorder.error or source.error))
+                break
+            time.sleep(tick_interval)
+        time.sleep(min(0.5, 2 * tick_interval + 0.1))  # EEG after the last marker
+    except KeyboardInterrupt:
+        engine.abort(local_clock(), reason="interrupted")
+        raise
+    finally:
+        memories.close()
+        recorder.stop()
+    if recorder.error is not None:
+        raise recorder.error
+    if memories.error is not None:
+        raise RecallLabError(f"{memories.error}; everything else is in {out}")
+    status = recorder.status()
+    return HeadlessResult(
+        path=Path(out),
+        state=engine.state,
+        seconds=time.monotonic() - started,
+        samples=status.samples_written,
+        samples_lost=status.samples_lost,
+        events=Counter(f"{e.source}/{e.label}" for e in engine.events),
+        participant=dict(participant.log),
+        memories_written=memories.written,
+    )

@@ -1,0 +1,359 @@
+"""A scripted, seeded participant that drives a :class:`ProtocolEngine` exactly as the GUI does.
+
+For every phase it writes a script of timestamped inputs when the phase begins, and
+:meth:`SimulatedParticipant.act` feeds the engine every input whose time has come:
+
+- instructions: reads for a few seconds, then presses the continue key;
+- recall: valence key presses in positive and negative episodes separated by neutral spells,
+  with human-like timing: runs of short taps, and now and then a long hold that makes the
+  keyboard auto-repeat;
+- description: types for a while, then submits a few sentences (no names of anyone);
+- sketch: draws strokes (points with timestamps and pressure) and submits them with a PNG
+  drawn with PIL;
+- melody: hums a synthesized tune into a simulated microphone, chunk by chunk, at 32 kHz;
+- SAM: rates valence and arousal, in line with the memory's mood.
+
+The same seed gives the same session (up to the LSL clock's origin). ``time_scale`` shrinks
+every delay in the script, to match a protocol scaled with :meth:`Protocol.scaled`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_schema.writer import STROKE_DTYPE
+from protocols.engine import ProtocolEngine, Step
+from protocols.model import (
+    DescriptionPhase,
+    InstructionsPhase,
+    MelodyPhase,
+    RecallPhase,
+    SamPhase,
+    SketchPhase,
+)
+
+MELODY_RATE = 32_000
+
+_SENTENCES = {
+    "positive": [
+        "The light was soft and warm, and everything felt slow and easy.",
+        "We laughed a lot that afternoon and the air smelled of cut grass.",
+        "I remember the sound of water and feeling completely at ease.",
+        "There was music somewhere nearby and I felt light and happy.",
+        "It was one of those days when nothing had to be done.",
+    ],
+    "negative": [
+        "The room was quiet and grey, and I did not know what to say.",
+        "It rained the whole day and I felt a heavy weight in my chest.",
+        "Everyone was packing and the hallway echoed with every step.",
+        "I remember waiting for a long time and feeling very alone.",
+        "The goodbye was short, and afterwards the house felt empty.",
+    ],
+}
+
+
+@dataclass(order=True)
+class _Input:
+    time: float  # seconds after the phase start, already scaled
+    order: int
+    apply: Callable[[float], None]
+
+
+class SimulatedParticipant:
+    """Feed ``engine`` the inputs a participant would give, at human-like times.
+
+    Parameters
+    ----------
+    engine
+        The engine to drive (already built; started by the caller).
+    seed
+        Seed of every random choice: the same seed gives the same inputs.
+    time_scale
+        Multiplies every delay (``0.1`` for a protocol scaled by 0.1).
+    moods
+        Memory id -> ``positive`` or ``negative``: the memory's dominant valence. By default
+        memories alternate, starting with positive.
+    """
+
+    def __init__(
+        self,
+        engine: ProtocolEngine,
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        moods: dict[str, str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.rng = np.random.default_rng(seed)
+        self.scale = float(time_scale)
+        self.moods = dict(moods or {})
+        for i, m in enumerate(engine.protocol.memories):
+            self.moods.setdefault(m.id, "positive" if i % 2 == 0 else "negative")
+        self._step: int | None = None
+        self._start = 0.0
+        self._script: list[_Input] = []
+        self._n = 0
+        #: What was done, for summaries and tests: key presses by valence, etc.
+        self.log: dict[str, int] = {
+            "positive_presses": 0,
+            "negative_presses": 0,
+            "auto_repeats": 0,
+            "descriptions": 0,
+            "sketch_points": 0,
+            "melody_samples": 0,
+            "sam_ratings": 0,
+        }
+
+    # ------------------------------------------------------------------ driving
+    def act(self, now: float) -> None:
+        """Give the engine every input due up to ``now`` (call before ``engine.tick(now)``)."""
+        while not self.engine.done and self.engine.current is not None:
+            step = self.engine.current
+            if step.index != self._step:
+                self._begin(step, self.engine.phase_started_at)
+            if not self._script or self._start + self._script[0].time > now:
+                return
+            item = self._script.pop(0)
+            item.apply(self._start + item.time)
+
+    # ------------------------------------------------------------------ scripts
+    def _begin(self, step: Step, start: float) -> None:
+        self._step = step.index
+        self._start = start
+        self._script = []
+        phase = step.phase
+        if isinstance(phase, InstructionsPhase) and phase.end == "key":
+            self._instructions(phase)
+        elif isinstance(phase, RecallPhase):
+            self._recall(step, phase)
+        elif isinstance(phase, DescriptionPhase):
+            self._description(step, phase)
+        elif isinstance(phase, SketchPhase):
+            self._sketch(step, phase)
+        elif isinstance(phase, MelodyPhase):
+            self._melody(step, phase)
+        elif isinstance(phase, SamPhase):
+            self._sam(step, phase)
+        self._script.sort()
+
+    def _at(self, t: float, fn: Callable[[float], None]) -> None:
+        self._n += 1
+        self._script.append(_Input(float(t), self._n, fn))
+
+    def _u(self, lo: float, hi: float) -> float:
+        return float(self.rng.uniform(lo, hi))
+
+    def _limit(self, phase, wanted: float) -> float:
+        """A time (scaled) safely inside the phase's max_duration, if it has one."""
+        t = wanted * self.scale
+        if phase.max_duration is not None:
+            t = min(t, 0.8 * phase.max_duration)
+        return max(t, phase.min_duration + 0.05 * self.scale)
+
+    def _instructions(self, phase: InstructionsPhase) -> None:
+        t = self._limit(phase, self._u(2.0, 4.0))
+        key = phase.continue_key
+        self._at(t, lambda ts: self.engine.key_down(key, ts))
+        self._at(t + 0.12 * self.scale, lambda ts: self.engine.key_up(key, ts))
+
+    def _recall(self, step: Step, phase: RecallPhase) -> None:
+        cfg = phase.valence or self.engine.protocol.valence
+        if cfg.mode == "off":
+            return
+        mood = self.moods.get(step.memory_id or "", "positive")
+        other = "negative" if mood == "positive" else "positive"
+        keys = {"positive": cfg.positive_key, "negative": cfg.negative_key}
+        s = self.scale
+        # the phase's times are already scaled (Protocol.scaled); the script's own are not
+        end = phase.duration if phase.duration else (phase.max_duration or 30.0 * s)
+        margin = 0.3 * s
+        t = self._u(0.5, 2.0) * s
+        while t < end - margin:
+            valence = mood if self.rng.random() < 0.75 else other
+            key = keys[valence]
+            episode_end = min(t + self._u(3.0, 8.0) * s, end - margin)
+            while t < episode_end:
+                if self.rng.random() < 0.25:  # a long hold: the keyboard auto-repeats
+                    hold = self._u(1.0, 3.0) * s
+                else:
+                    hold = self._u(0.08, 0.25) * s
+                up = min(t + hold, end - margin)
+                self._press(key, valence, t, up)
+                t = up + self._u(0.3, 1.2) * s
+            t += self._u(2.5, 6.0) * s  # a neutral spell, longer than the hold time
+
+    def _press(self, key: str, valence: str, down: float, up: float) -> None:
+        eng = self.engine
+        self._at(down, lambda ts: eng.key_down(key, ts))
+        self.log[f"{valence}_presses"] += 1
+        # Operating systems start repeating after ~0.5 s, then ~30 times a second.
+        t = down + 0.5 * self.scale
+        while t < up:
+            self._at(t, lambda ts: eng.key_down(key, ts, auto_repeat=True))
+            self.log["auto_repeats"] += 1
+            t += self.scale / 30.0
+        self._at(up, lambda ts: eng.key_up(key, ts))
+
+    def _description(self, step: Step, phase: DescriptionPhase) -> None:
+        pool = list(_SENTENCES[self.moods.get(step.memory_id or "", "positive")])
+        self.rng.shuffle(pool)
+        text = " ".join(pool[: int(self.rng.integers(2, 4))])
+        while len(text) < phase.min_chars:
+            text += " " + pool[0]
+        t = self._limit(phase, self._u(5.0, 10.0))
+
+        def submit(ts: float) -> None:
+            if self.engine.submit_description(text, ts):
+                self.log["descriptions"] += 1
+
+        self._at(t, submit)
+
+    def _sketch(self, step: Step, phase: SketchPhase) -> None:
+        s = self.scale
+        t_end = self._limit(phase, self._u(5.0, 9.0))
+        strokes = _sketch_strokes(self.rng, phase.width, phase.height)
+        n_points = sum(len(st) for st in strokes)
+        draw_time = 0.85 * t_end
+        dt = draw_time / max(n_points + 2 * len(strokes), 1)
+        t = 0.3 * s if 0.3 * s < draw_time else 0.0
+        rows = []
+        for sid, pts in enumerate(strokes):
+            times = t + dt * np.arange(len(pts))
+            pressure = np.clip(0.5 + 0.3 * np.sin(np.linspace(0, np.pi, len(pts))), 0, 1)
+            block = np.zeros(len(pts), dtype=STROKE_DTYPE)
+            block["stroke"] = sid
+            block["x"], block["y"] = pts[:, 0], pts[:, 1]
+            block["pressure"] = pressure
+            rows.append((times, block))
+            t = float(times[-1]) + 2 * dt  # lift the pen between strokes
+        eng = self.engine
+
+        def send(times: np.ndarray, block: np.ndarray) -> Callable[[float], None]:
+            def apply(_ts: float) -> None:
+                out = block.copy()
+                out["timestamp"] = self._start + times  # each point's own LSL time
+                eng.add_sketch_points(out)
+                self.log["sketch_points"] += len(out)
+
+            return apply
+
+        for times, block in rows:  # sent at the end of each stroke, as the canvas does
+            self._at(float(times[-1]), send(times, block))
+        png = _render_png(strokes, phase.width, phase.height)
+        self._at(
+            t_end, lambda ts: eng.finish_sketch(png, ts, width=phase.width, height=phase.height)
+        )
+
+    def _melody(self, step: Step, phase: MelodyPhase) -> None:
+        mood = self.moods.get(step.memory_id or "", "positive")
+        seconds = float(min(phase.record_seconds, 4.0))
+        audio = synthesize_melody(self.rng, seconds, mood=mood)
+        s = self.scale
+        t0 = self._limit(phase, self._u(1.0, 2.0))
+        if phase.max_duration is not None:
+            span = min(seconds * s, 0.8 * phase.max_duration - t0)
+        else:
+            span = seconds * s
+        span = max(span, 0.05 * s)
+        chunks = 8
+        edges = np.linspace(0, len(audio), chunks + 1).astype(int)
+        eng = self.engine
+        start_box: dict[str, float] = {}
+        for i in range(chunks):
+            piece = audio[edges[i] : edges[i + 1]]
+
+            def feed(ts: float, piece: np.ndarray = piece, first: bool = i == 0) -> None:
+                if first:
+                    start_box["t"] = ts
+                eng.add_melody_audio(
+                    piece,
+                    sample_rate=MELODY_RATE,
+                    origin="microphone",
+                    start_timestamp=start_box.get("t", ts),
+                )
+                self.log["melody_samples"] += len(piece)
+
+            # a chunk is delivered when the microphone has recorded it
+            self._at(t0 + span * (i + 1) / chunks, feed)
+        self._at(t0 + span + 0.2 * s, lambda ts: eng.finish_melody(ts, origin="microphone"))
+
+    def _sam(self, step: Step, phase: SamPhase) -> None:
+        mood = self.moods.get(step.memory_id or "", "positive")
+        t = self._limit(phase, self._u(1.5, 3.0))
+        for scale in phase.scales:
+            if scale == "valence":
+                value = int(
+                    self.rng.integers(6, 9) if mood == "positive" else self.rng.integers(2, 5)
+                )
+            else:
+                value = int(self.rng.integers(3, 8))
+
+            def rate(ts: float, scale: str = scale, value: int = value) -> None:
+                self.engine.rate_sam(scale, value, ts)
+                self.log["sam_ratings"] += 1
+
+            self._at(t, rate)
+            t += self._u(0.5, 1.5) * self.scale
+            if phase.max_duration is not None:
+                t = min(t, 0.9 * phase.max_duration)
+
+
+# ---------------------------------------------------------------------- content
+def _sketch_strokes(rng: np.random.Generator, width: int, height: int) -> list[np.ndarray]:
+    """A horizon, a sun and a few waves or hills, with a little hand tremor."""
+    w, h = float(width), float(height)
+    strokes = []
+    x = np.linspace(0.05 * w, 0.95 * w, 60)
+    horizon = 0.6 * h + rng.normal(0, 0.005 * h, len(x))
+    strokes.append(np.column_stack([x, horizon]))
+    cx, cy, r = rng.uniform(0.2, 0.8) * w, rng.uniform(0.15, 0.35) * h, 0.06 * min(w, h)
+    a = np.linspace(0, 2 * np.pi, 40)
+    strokes.append(np.column_stack([cx + r * np.cos(a), cy + r * np.sin(a)]))
+    for k in range(int(rng.integers(2, 4))):
+        x = np.linspace(0.1 * w, 0.9 * w, 50)
+        y = (0.7 + 0.08 * k) * h + 0.02 * h * np.sin(x / w * 2 * np.pi * rng.uniform(2, 4))
+        strokes.append(np.column_stack([x, y + rng.normal(0, 0.003 * h, len(x))]))
+    return [np.clip(s, 0, [w - 1, h - 1]).astype(np.float32) for s in strokes]
+
+
+def _render_png(strokes: list[np.ndarray], width: int, height: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    for pts in strokes:
+        draw.line([tuple(map(float, p)) for p in pts], fill="black", width=3, joint="curve")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def synthesize_melody(
+    rng: np.random.Generator, seconds: float, *, mood: str = "positive", rate: int = MELODY_RATE
+) -> np.ndarray:
+    """A hummed-sounding tune: notes of a major (positive) or minor (negative) scale.
+
+    Each note is a fundamental with soft harmonics, a slight vibrato and an attack/release
+    envelope, plus a little breath noise; the result is float32 mono in -1..1.
+    """
+    steps = [0, 2, 4, 7, 9, 12] if mood == "positive" else [0, 2, 3, 7, 8, 12]
+    base = 220.0 if mood == "positive" else 196.0
+    n_total = int(seconds * rate)
+    out = np.zeros(n_total, dtype=np.float64)
+    pos = 0
+    while pos < n_total:
+        dur = int(rng.uniform(0.25, 0.6) * rate)
+        n = min(dur, n_total - pos)
+        t = np.arange(n) / rate
+        f = base * 2 ** (steps[int(rng.integers(len(steps)))] / 12)
+        phase = 2 * np.pi * f * t + 0.3 * np.sin(2 * np.pi * 5.5 * t)  # vibrato
+        tone = np.sin(phase) + 0.3 * np.sin(2 * phase) + 0.1 * np.sin(3 * phase)
+        env = np.minimum(1.0, np.minimum(t / 0.03, (n / rate - t) / 0.08).clip(0))
+        out[pos : pos + n] = 0.35 * tone * env
+        pos += n
+    out += rng.normal(0, 0.005, n_total)
+    return np.clip(out, -1, 1).astype(np.float32)
