@@ -194,15 +194,23 @@ def _read_stream(g: h5py.Group, name: str, load_data: bool) -> Stream:
         description=json.loads(_attr_str(a.get("description", "{}"))),
     )
     ts_ds, data_ds = g["timestamps"], g["data"]
-    # After a crash the two datasets may differ by the rows of one unflushed append.
+    # After a crash the two datasets may differ by the rows of one unflushed append, and rows
+    # HDF5 allocated but never filled read as the NaN fill value: keep only complete samples.
     n = min(ts_ds.shape[0], data_ds.shape[0])
-    if load_data:
-        ts = ts_ds[:n]
-        data = data_ds[:n]
-    else:
-        ts = np.empty(0)
-        data = np.empty((0, info.n_channels), np.float32)
+    ts = ts_ds[:n]
+    n = _written_rows(ts)
+    ts = ts[:n]
+    data = data_ds[:n] if load_data else np.empty((0, info.n_channels), np.float32)
     return Stream(info, data, ts, json.loads(_attr_str(a.get("clock_mapping", "{}"))))
+
+
+def _written_rows(ts: np.ndarray) -> int:
+    """Rows up to the last finite timestamp (trailing NaN rows were never written)."""
+    n = len(ts)
+    if n == 0 or np.isfinite(ts[-1]):
+        return n
+    finite = np.flatnonzero(np.isfinite(ts))
+    return int(finite[-1]) + 1 if finite.size else 0
 
 
 def _read_events(f: h5py.File) -> list[Event]:
@@ -250,19 +258,39 @@ def read_session(path: str | Path, *, load_data: bool = True) -> Session:
     path
         The ``.h5`` session file.
     load_data
-        If False, read only metadata, events and memories (fast for ``info``).
+        If False, leave every stream's ``data`` empty (its timestamps are still read), for
+        quick summaries of long recordings.
+
+    Returns
+    -------
+    Session
+        Streams hold complete samples only: after a crash, rows past the last flush (or the
+        last complete append) are dropped. A file whose ``clean_close`` is false also emits an
+        :class:`UnclosedSessionWarning`.
+
+    Raises
+    ------
+    SessionFileError
+        With a one-line message for a missing, foreign, non-HDF5, truncated, newer-schema or
+        malformed file.
     """
     p = Path(path)
     with open_session_file(p) as f:
-        attrs = {k: _attr_str(v) for k, v in f.attrs.items()}
-        streams = {
-            name: _read_stream(g, name, load_data) for name, g in f.get("streams", {}).items()
-        }
-        events = _read_events(f)
-        memories = {name: _read_memory(g) for name, g in f.get("memories", {}).items()}
-        if not load_data:
-            for name, g in f.get("streams", {}).items():
-                streams[name].timestamps = g["timestamps"][:]  # cheap, and needed for info
+        try:
+            attrs = {k: _attr_str(v) for k, v in f.attrs.items()}
+            streams = {
+                name: _read_stream(g, name, load_data) for name, g in f.get("streams", {}).items()
+            }
+            events = _read_events(f)
+            memories = {name: _read_memory(g) for name, g in f.get("memories", {}).items()}
+        except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
+            # A member the spec requires is missing or malformed: say where to look, not how
+            # h5py failed.
+            raise SessionFileError(
+                f"{p} does not follow the session spec ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); run "
+                f"'recall-lab validate {p}' to list the problems"
+            ) from None
     if not attrs.get("clean_close", False):
         warnings.warn(
             f"{p} was not closed properly (crash or still recording); data up to the last "

@@ -123,7 +123,7 @@ class Recorder:
                 self._drain()
         except RecallLabError as exc:
             self.error = exc
-            log.error("%s", exc)
+            log.info("recording stopped: %s", exc)
 
     @property
     def running(self) -> bool:

@@ -3,13 +3,23 @@
 The file is a plain HDF5 file (no SWMR): every append grows resizable datasets, and the writer
 flushes at least every ``flush_interval`` seconds, so a crash, SIGKILL or power loss loses at
 most about that much and the file still opens. See ``SPEC.md`` for the layout.
+
+A full disk is the other way a recording ends badly. HDF5 updates its superblock in place but
+appends new chunks and metadata at the end of the file; if one of those appends fails, the
+superblock already promises bytes that never arrived and the file no longer opens ("truncated
+file"). So the writer keeps disk space *reserved* ahead of HDF5's end of allocation
+(``posix_fallocate``): HDF5 only ever writes into blocks the file already owns, a failure to
+reserve more is clean (nothing half written), and the reserve still left is enough to flush and
+close. On close the unused reserve is given back.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -39,13 +49,34 @@ STROKE_DTYPE = np.dtype(
 
 
 def check_pseudonym(participant_id: str) -> str:
-    """Return ``participant_id`` if it is a usable pseudonym, else raise ``ValueError``."""
+    """Return ``participant_id`` if it is a usable pseudonym, else raise ``ValueError``.
+
+    A pseudonym is letters, digits, ``-_.``, at most 64 characters, starting with a letter or
+    digit; spaces (as in "Jane Doe") are refused so a full name cannot slip in by habit.
+    """
     if not PSEUDONYM_RE.match(participant_id or ""):
         raise ValueError(
             f"participant id {participant_id!r} is not a pseudonym code: use letters, digits, "
             "'-', '_' or '.', at most 64 characters (e.g. P001); never a name"
         )
     return participant_id
+
+
+def check_new_session_path(path: str | Path) -> Path:
+    """Return ``path`` if a new session file can be created there, else raise.
+
+    Checked before a device is opened, so a typo in ``--out`` never costs a connection.
+    """
+    p = Path(path)
+    if p.exists():
+        raise SessionExistsError(
+            f"{p} already exists; recall-lab never overwrites a file: choose another output name"
+        )
+    if not p.parent.is_dir():
+        raise SessionFileError(
+            f"folder {p.parent} does not exist: create it or choose another output"
+        )
+    return p
 
 
 def utc_now_iso() -> str:
@@ -97,23 +128,22 @@ class SessionWriter:
             check_pseudonym(participant_id)
         except ValueError as exc:
             raise SessionFileError(str(exc)) from None
-        if self.path.exists():
-            raise SessionExistsError(
-                f"{self.path} already exists; recall-lab never overwrites a file: choose "
-                "another output name"
-            )
-        if not self.path.parent.exists():
-            raise SessionFileError(
-                f"folder {self.path.parent} does not exist: create it or choose another output"
-            )
+        check_new_session_path(self.path)
         self.flush_interval = float(flush_interval)
         self._lock = threading.RLock()
         self._closed = False
         self._failure: DiskFullError | None = None
+        # Bytes one new chunk of every growing dataset takes: the most HDF5 can append at once.
+        self._chunk_bytes = 256 * EVENT_DTYPE.itemsize
+        self._reserved_to = 0
         try:
             self._f = h5py.File(self.path, "x")
         except (OSError, FileExistsError) as exc:
             raise SessionFileError(f"cannot create {self.path}: {exc}") from None
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDWR)
+        except OSError:
+            self._fd = None
         f = self._f
         f.attrs["format"] = FORMAT
         f.attrs["schema_version"] = SCHEMA_VERSION
@@ -133,6 +163,13 @@ class SessionWriter:
         f.create_group("derived")
         f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE, chunks=(256,))
         self._last_flush = 0.0
+        try:
+            self._reserve(0)
+        except DiskFullError:
+            self._f.close()
+            self._release_fd()
+            self.path.unlink(missing_ok=True)  # nothing recorded yet: leave no empty file
+            raise
         self.flush()
 
     # ------------------------------------------------------------------ basics
@@ -149,6 +186,47 @@ class SessionWriter:
             raise self._failure
         if self._closed:
             raise SessionFileError(f"{self.path} is already closed")
+
+    # ------------------------------------------------------------------ disk space
+    _METADATA_MARGIN = 256 * 1024  # object headers, B-tree nodes, heaps written by a flush
+
+    def _reserve(self, extra: int) -> None:
+        """Make sure the file owns enough blocks past HDF5's end for ``extra`` bytes and a close.
+
+        Raises :class:`DiskFullError` (and records it) when the disk cannot give more; at that
+        point the remaining reserve still covers a flush and a clean close.
+        """
+        need = self._chunk_bytes + self._METADATA_MARGIN + int(extra)
+        eoa = int(self._f.id.get_filesize())
+        if self._reserved_to - eoa >= need:
+            return
+        target = eoa + 2 * need
+        try:
+            if self._fd is not None and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self._fd, 0, target)
+            elif shutil.disk_usage(self.path.parent).free < target - eoa:
+                # No preallocation on this platform: at least stop before the disk is full.
+                raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            if _is_disk_full(exc):
+                self._failure = DiskFullError(
+                    f"the disk holding {self.path} is full; recording stopped and everything "
+                    "recorded until now is kept: free space and start a new file"
+                )
+                raise self._failure from None
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                self._fd = None  # this filesystem cannot preallocate; fall back to free space
+                return
+            raise
+        self._reserved_to = target
+
+    def _release_fd(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
 
     def _fail(self, exc: BaseException) -> None:
         """Turn a write error into a clean stop that keeps what was written."""
@@ -190,12 +268,25 @@ class SessionWriter:
             g = self._f["streams"].create_group(name)
             n = info.n_channels
             rows = int(max(16, min(8192, 262_144 // (4 * max(n, 1)))))
+            # NaN fill: rows HDF5 allocated but never received data read as NaN, not as a
+            # plausible 0 uV at t = 0 s, so readers can tell and drop them.
             g.create_dataset(
-                "data", shape=(0, n), maxshape=(None, n), dtype="<f4", chunks=(rows, max(n, 1))
+                "data",
+                shape=(0, n),
+                maxshape=(None, n),
+                dtype="<f4",
+                chunks=(rows, max(n, 1)),
+                fillvalue=np.nan,
             )
             g.create_dataset(
-                "timestamps", shape=(0,), maxshape=(None,), dtype="<f8", chunks=(max(rows, 1024),)
+                "timestamps",
+                shape=(0,),
+                maxshape=(None,),
+                dtype="<f8",
+                chunks=(max(rows, 1024),),
+                fillvalue=np.nan,
             )
+            self._chunk_bytes += rows * max(n, 1) * 4 + max(rows, 1024) * 8
             g.attrs["channel_names"] = json.dumps(info.channel_names)
             g.attrs["channel_types"] = json.dumps(info.channel_types)
             g.attrs["units"] = json.dumps(info.units)
@@ -216,6 +307,7 @@ class SessionWriter:
             return
         with self._lock:
             self._guard()
+            self._reserve(data.nbytes + ts.nbytes)
             g = self._f["streams"][name]
             d, t = g["data"], g["timestamps"]
             n0 = t.shape[0]
@@ -241,6 +333,7 @@ class SessionWriter:
         arr = np.array(rows, dtype=EVENT_DTYPE)
         with self._lock:
             self._guard()
+            self._reserve(arr.nbytes + sum(len(r[1]) + len(r[2]) + len(r[3]) for r in rows))
             ds = self._f["events"]
             n0 = ds.shape[0]
             try:
@@ -271,6 +364,7 @@ class SessionWriter:
         """Store the participant's written description (replacing an earlier version)."""
         with self._lock:
             g = self._f[self.memory_group(memory_id)]
+            self._reserve(len(text.encode("utf-8")))
             if "description" in g:
                 del g["description"]
             ds = g.create_dataset("description", data=text, dtype=STR)
@@ -284,9 +378,11 @@ class SessionWriter:
             g = self._f[self.memory_group(memory_id)]
             sk = g.require_group("sketch")
             if "strokes" not in sk:
+                self._chunk_bytes += 1024 * STROKE_DTYPE.itemsize
                 sk.create_dataset(
                     "strokes", shape=(0,), maxshape=(None,), dtype=STROKE_DTYPE, chunks=(1024,)
                 )
+            self._reserve(pts.nbytes)
             ds = sk["strokes"]
             n0 = ds.shape[0]
             try:
@@ -302,6 +398,7 @@ class SessionWriter:
         """Store the finished sketch as PNG bytes (replacing an earlier version)."""
         with self._lock:
             g = self._f[self.memory_group(memory_id)]
+            self._reserve(len(png))
             sk = g.require_group("sketch")
             if "image_png" in sk:
                 del sk["image_png"]
@@ -329,6 +426,7 @@ class SessionWriter:
             g = self._f[self.memory_group(memory_id)]
             mel = g.require_group("melody")
             if "audio" not in mel:
+                self._chunk_bytes += 16384 * audio.shape[1] * 4
                 mel.create_dataset(
                     "audio",
                     shape=(0, audio.shape[1]),
@@ -343,6 +441,7 @@ class SessionWriter:
             ds = mel["audio"]
             if int(mel.attrs["sample_rate"]) != int(sample_rate):
                 raise SessionFileError("melody audio appended at a different sample rate")
+            self._reserve(audio.nbytes)
             n0 = ds.shape[0]
             try:
                 ds.resize(n0 + len(audio), axis=0)
@@ -373,26 +472,38 @@ class SessionWriter:
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        """Close properly: sets ``clean_close`` and ``ended_at``. Safe to call twice."""
+        """Close properly: sets ``clean_close`` and ``ended_at``. Safe to call twice.
+
+        After a disk-full stop the file keeps ``clean_close = False`` and gains ``stop_reason``
+        (the reserve kept for this moment pays for it). The unused reserve is then given back.
+        """
         with self._lock:
             if self._closed:
                 return
+            end = None
             try:
+                self._f.attrs["ended_at"] = utc_now_iso()
                 if self._failure is None:
-                    self._f.attrs["ended_at"] = utc_now_iso()
                     self._f.attrs["clean_close"] = True
                 else:
-                    self._f.attrs["ended_at"] = utc_now_iso()
                     self._f.attrs["stop_reason"] = str(self._failure)
                 self._f.flush()
-            except OSError:
-                pass  # disk full: the file keeps clean_close = False, data up to last flush
+                end = int(self._f.id.get_filesize())
+            except (OSError, RuntimeError):
+                pass  # write error: the file keeps clean_close = False, data up to last flush
             finally:
                 try:
                     self._f.close()
                 except Exception:
-                    pass
+                    end = None  # HDF5 wrote on close and failed: do not cut anything
+                self._release_fd()
                 self._closed = True
+            if end is not None:
+                try:
+                    if self.path.stat().st_size > end:
+                        os.truncate(self.path, end)
+                except OSError:
+                    pass  # the reserve stays in the file; harmless, HDF5 ignores it
 
     def __enter__(self) -> SessionWriter:
         return self

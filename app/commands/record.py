@@ -49,12 +49,19 @@ def _progress(recorder, started: float, duration: float | None, final: bool = Fa
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_schema.errors import ConfigError
     from data_schema.recorder import Recorder
-    from data_schema.writer import SessionWriter
+    from data_schema.writer import SessionWriter, check_new_session_path, check_pseudonym
     from drivers.spec import parse_source
 
-    if args.duration is not None and args.duration <= 0:
-        raise RecallLabError("--duration must be a positive number of seconds")
+    if args.duration is not None and not args.duration > 0:
+        raise ConfigError("--duration must be a positive number of seconds")
+    # Cheap checks first: a mistyped --out or participant never costs a device connection.
+    try:
+        check_pseudonym(args.participant)
+    except ValueError as exc:
+        raise ConfigError(f"--participant: {exc}") from None
+    check_new_session_path(args.out)
     source = parse_source(args.source)
     source.open()  # fail on connection before the file exists
     writer = SessionWriter(

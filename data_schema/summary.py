@@ -1,0 +1,177 @@
+"""A quick summary of a session file, without loading its samples.
+
+Used by ``recall-lab info``. Only timestamps are read (in blocks), so hour-long recordings are
+summarised in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from data_schema.reader import _attr_str, _written_rows, open_session_file
+
+BLOCK_ROWS = 1 << 20
+MIN_GAP_S = 0.1  # shorter pauses are transport jitter (BrainFlow delivers in bursts)
+GAP_PERIODS = 5  # ... and so are pauses of a few sample periods
+
+
+@dataclass
+class StreamSummary:
+    name: str
+    channels: int
+    channel_types: dict[str, int]
+    units: list[str]
+    nominal_rate: float
+    measured_rate: float
+    samples: int
+    duration_s: float
+    gaps: int
+    gap_seconds: float
+    first_timestamp: float | None
+    last_timestamp: float | None
+    stream_type: str
+    source: str
+
+
+@dataclass
+class MemorySummary:
+    memory_id: str
+    description_chars: int | None
+    sketch_points: int
+    sketch_image: bool
+    melody_seconds: float
+    attrs: dict[str, Any]
+
+
+@dataclass
+class SessionSummary:
+    path: str
+    file_bytes: int
+    session_id: str
+    participant_id: str
+    protocol: str
+    schema_version: str
+    software_version: str
+    started_at: str
+    ended_at: str
+    clean_close: bool
+    stop_reason: str
+    streams: list[StreamSummary]
+    events: int
+    events_by_kind: dict[str, int]
+    memories: list[MemorySummary]
+    derived: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_session(path: str | Path) -> SessionSummary:
+    """Summarise ``path``; raises ``SessionFileError`` (one line) if it cannot be read."""
+    p = Path(path)
+    with open_session_file(p) as f:
+        a = {k: _attr_str(v) for k, v in f.attrs.items()}
+        streams = [_stream(name, g) for name, g in f.get("streams", {}).items()]
+        by_kind: Counter[str] = Counter()
+        n_events = 0
+        if "events" in f and f["events"].shape[0]:
+            ev = f["events"].fields(["source", "label"])[()]
+            n_events = len(ev)
+            for src, label in zip(ev["source"], ev["label"]):
+                by_kind[f"{_attr_str(src)}/{_attr_str(label)}"] += 1
+        memories = [_memory(name, g) for name, g in f.get("memories", {}).items()]
+        derived = {
+            stage: sorted(g.keys())
+            for stage, g in f.get("derived", {}).items()
+            if isinstance(g, h5py.Group)
+        }
+    return SessionSummary(
+        path=str(p),
+        file_bytes=p.stat().st_size,
+        session_id=str(a.get("session_id", "")),
+        participant_id=str(a.get("participant_id", "")),
+        protocol=str(a.get("protocol", "")),
+        schema_version=str(a.get("schema_version", "")),
+        software_version=str(a.get("software_version", "")),
+        started_at=str(a.get("started_at", "")),
+        ended_at=str(a.get("ended_at", "")),
+        clean_close=bool(a.get("clean_close", False)),
+        stop_reason=str(a.get("stop_reason", "")),
+        streams=streams,
+        events=n_events,
+        events_by_kind=dict(sorted(by_kind.items())),
+        memories=memories,
+        derived=derived,
+    )
+
+
+def _stream(name: str, g: h5py.Group) -> StreamSummary:
+    def js(key: str, default: Any) -> Any:
+        try:
+            return json.loads(_attr_str(g.attrs.get(key, json.dumps(default))))
+        except ValueError:
+            return default
+
+    ts_ds = g["timestamps"]
+    n_rows = min(ts_ds.shape[0], g["data"].shape[0])
+    nominal = float(g.attrs.get("nominal_rate", 0.0))
+    gap_min = max(MIN_GAP_S, GAP_PERIODS / nominal) if nominal > 0 else np.inf
+    first = last = None
+    n = gaps = 0
+    gap_s = 0.0
+    prev = None
+    for start in range(0, n_rows, BLOCK_ROWS):
+        block = ts_ds[start : min(start + BLOCK_ROWS, n_rows)]
+        block = block[: _written_rows(block)] if start + len(block) >= n_rows else block
+        block = block[np.isfinite(block)]
+        if not block.size:
+            continue
+        if first is None:
+            first = float(block[0])
+        d = np.diff(block if prev is None else np.concatenate([[prev], block]))
+        big = d[d > gap_min]
+        gaps += int(big.size)
+        gap_s += float(big.sum())
+        n += int(block.size)
+        prev = last = float(block[-1])
+    duration = (last - first) if first is not None and last is not None else 0.0
+    types = js("channel_types", [])
+    return StreamSummary(
+        name=name,
+        channels=int(g["data"].shape[1]) if g["data"].ndim == 2 else 0,
+        channel_types=dict(Counter(types)),
+        units=sorted(set(js("units", []))),
+        nominal_rate=nominal,
+        measured_rate=(n - 1) / duration if n > 1 and duration > 0 else 0.0,
+        samples=n,
+        duration_s=duration,
+        gaps=gaps,
+        gap_seconds=gap_s,
+        first_timestamp=first,
+        last_timestamp=last,
+        stream_type=str(_attr_str(g.attrs.get("stream_type", ""))),
+        source=str(_attr_str(g.attrs.get("source", ""))),
+    )
+
+
+def _memory(name: str, g: h5py.Group) -> MemorySummary:
+    desc = None
+    if "description" in g:
+        desc = len(str(_attr_str(g["description"][()])))
+    sk = g.get("sketch")
+    points = int(sk["strokes"].shape[0]) if sk is not None and "strokes" in sk else 0
+    image = bool(sk is not None and "image_png" in sk)
+    seconds = 0.0
+    mel = g.get("melody")
+    if mel is not None and "audio" in mel:
+        rate = float(mel.attrs.get("sample_rate", 0) or 0)
+        seconds = mel["audio"].shape[0] / rate if rate > 0 else 0.0
+    attrs = {k: _attr_str(v) for k, v in g.attrs.items()}
+    return MemorySummary(name, desc, points, image, seconds, attrs)
