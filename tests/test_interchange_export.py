@@ -167,3 +167,17 @@ def test_export_of_an_imported_xdf(shared_data: Path, tmp_path: Path) -> None:
     raw = load_recording(out)
     assert raw.streams["eeg"].n_samples == 5620
     assert len(raw.events) == 29
+
+
+def test_eeglab_set_written_by_mne_imports_with_samples_and_events(
+    session_path: Path, tmp_path: Path
+) -> None:
+    import mne
+
+    raw = read_session(session_path).to_raw()
+    out = tmp_path / "x.set"
+    mne.export.export_raw(out, raw, fmt="eeglab", verbose="error")
+    session = load_recording(out)
+    np.testing.assert_allclose(session.eeg.data, _volts(session_path), rtol=2e-6, atol=1e-12)
+    assert [e.label for e in session.events] == list(raw.annotations.description)
+    assert [round(e.timestamp * 250) for e in session.events] == [125, 250, 375]

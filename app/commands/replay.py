@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Ctrl-C ends the replay cleanly (outlets withdrawn); only the main thread may set handlers.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if in_main else None
     show = not args.quiet and sys.stderr.isatty()
     started = time.monotonic()
     pos = ev_pos = n_samples = n_events = 0
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             stop.wait(0.01)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
         source.stop()
         if data_outlet is not None:
             data_outlet.close()
