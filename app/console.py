@@ -1,0 +1,358 @@
+"""The experimenter console: source, live scope, session controls, event log, offline jobs.
+
+The window composes small panels (``app/widgets``) and wires them to a Qt-free
+:class:`~app.session_controller.SessionController`. Slow work never runs in a slot: connecting
+a source happens on a worker thread, acquisition and writing have their own threads, and the
+panels refresh from timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from app.participant import ParticipantWindow
+from app.protocol_runner import ProtocolRunner, free_key_valence
+from app.scope import ScopeWidget
+from app.scope_feed import DisplayFilter, ScopeFeed
+from app.session_controller import SessionController
+from app.settings import AppSettings
+from app.widgets.display_panel import DisplayPanel
+from app.widgets.event_log import EventLogView
+from app.widgets.jobs_panel import JobsPanel
+from app.widgets.session_panel import SessionPanel, human_bytes
+from app.widgets.source_panel import SourcePanel
+from data_schema.errors import RecallLabError
+
+log = logging.getLogger(__name__)
+
+
+def session_file_name(participant: str) -> str:
+    """``P001_20261121-160512.h5``: the pseudonym and the local start time, nothing else."""
+    return f"{participant}_{time.strftime('%Y%m%d-%H%M%S')}.h5"
+
+
+class ConsoleWindow(QtWidgets.QMainWindow):
+    """The experimenter's window. It owns the participant window.
+
+    Parameters
+    ----------
+    settings
+        Where settings persist (tests pass their own).
+    controller
+        The session controller (default: a new one).
+    """
+
+    source_connected = QtCore.pyqtSignal(object, str)  # StreamInfo or None, error text
+    recording_stopped = QtCore.pyqtSignal(str)  # file path
+
+    def __init__(
+        self,
+        settings: AppSettings | None = None,
+        controller: SessionController | None = None,
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("recall-lab: experimenter console")
+        self.settings = settings or AppSettings()
+        self.controller = controller or SessionController()
+        self.participant = ParticipantWindow()
+        self.runner: ProtocolRunner | None = None
+        self.feed: ScopeFeed | None = None
+        self.last_file: Path | None = None
+        self._connecting = False
+        self._protocol = None
+        self._protocol_dir: Path | None = None
+
+        s = self.settings
+        self.source_panel = SourcePanel(s)
+        self.display_panel = DisplayPanel(s)
+        self.session_panel = SessionPanel(s)
+        self.session_panel.set_protocols(_builtin_protocols())
+        self.jobs_panel = JobsPanel()
+        self.scope = ScopeWidget()
+        self.scope.set_window(s.get("scope/window"))
+        self.scope.set_scale(s.get("scope/scale"))
+        self.event_log = EventLogView()
+        self.event_log.follow(self.controller.log)
+
+        left = QtWidgets.QWidget()
+        ll = QtWidgets.QVBoxLayout(left)
+        for w in (self.source_panel, self.display_panel, self.session_panel, self.jobs_panel):
+            ll.addWidget(w)
+        ll.addStretch(1)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(430)
+        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        right.addWidget(self.scope)
+        right.addWidget(self.event_log)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 1)
+        split = QtWidgets.QSplitter()
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        self.setCentralWidget(split)
+        self.statusBar().showMessage("Choose a source and connect.")
+        geometry = s.get("window/geometry")
+        if isinstance(geometry, QtCore.QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+
+        self.source_panel.connect_requested.connect(self.connect_source)
+        self.source_panel.disconnect_requested.connect(self.disconnect_source)
+        self.source_connected.connect(self._on_connected)
+        self.display_panel.changed.connect(self._display_changed)
+        sp = self.session_panel
+        sp.record_requested.connect(self.start_recording)
+        sp.stop_requested.connect(self.stop_recording)
+        sp.protocol_start.connect(self.start_protocol)
+        sp.protocol_pause.connect(lambda paused: self.runner and self.runner.pause(paused))
+        sp.protocol_skip.connect(lambda: self.runner and self.runner.skip())
+        sp.protocol_abort.connect(self.abort_protocol)
+        self.participant.key_changed.connect(self._key)
+        self.status_timer = QtCore.QTimer(self)
+        self.status_timer.setInterval(250)
+        self.status_timer.timeout.connect(self.refresh_status)
+        self.status_timer.start()
+
+    # ------------------------------------------------------------------ source
+    def connect_source(self, spec: str) -> None:
+        """Connect ``spec`` on a worker thread; :attr:`source_connected` reports the result."""
+        if self._connecting:
+            return
+        self._connecting = True
+        self.source_panel.connect_button.setEnabled(False)
+        self.statusBar().showMessage(f"connecting {spec}…")
+        self._close_feed()
+
+        def work() -> None:
+            try:
+                info = self.controller.connect(spec)
+                self.source_connected.emit(info, "")
+            except RecallLabError as exc:
+                self.source_connected.emit(None, str(exc))
+            except Exception as exc:  # a driver bug must not take the console down
+                log.exception("connecting %s", spec)
+                self.source_connected.emit(None, f"could not connect {spec}: {exc}")
+
+        threading.Thread(target=work, name="connect", daemon=True).start()
+
+    def _on_connected(self, info: object, error: str) -> None:
+        self._connecting = False
+        if info is None:
+            self.source_panel.set_connected(False)
+            self.statusBar().showMessage(error)
+            self._warn("Could not connect", error)
+        else:
+            src = self.controller.source
+            self.feed = ScopeFeed(src, display_filter=self._display_filter())
+            self.scope.attach(self.feed, info.channel_names)
+            self.source_panel.set_connected(True)
+            self.statusBar().showMessage(
+                f"connected: {info.source or info.name}, {info.n_channels} channels at "
+                f"{info.nominal_rate:g} Hz"
+            )
+        self._update_buttons()
+
+    def disconnect_source(self) -> None:
+        try:
+            self._close_feed()
+            self.controller.disconnect()
+        except RecallLabError as exc:
+            self._warn("Cannot disconnect", str(exc))
+        self.source_panel.set_connected(self.controller.connected)
+        self._update_buttons()
+
+    def _close_feed(self) -> None:
+        self.scope.detach()
+        if self.feed is not None:
+            self.feed.close()
+            self.feed = None
+
+    def _display_filter(self) -> DisplayFilter:
+        dp = self.display_panel
+        return DisplayFilter(highpass=dp.highpass.value(), notch=dp.notch.currentData())
+
+    def _display_changed(self) -> None:
+        self.scope.set_window(self.display_panel.window.value())
+        self.scope.set_scale(self.display_panel.scale.value())
+        if self.feed is not None:
+            self.feed.set_filter(self._display_filter())
+
+    # ------------------------------------------------------------------ recording
+    def start_recording(self) -> Path | None:
+        v = self.session_panel.values()
+        out_dir = Path(str(v["out_dir"])).expanduser()
+        try:
+            if not v["participant"]:
+                raise RecallLabError("enter the participant's pseudonym code (e.g. P001)")
+            protocol = self._load_protocol(str(v["protocol"]), float(v["time_scale"]))
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = self.controller.start_recording(
+                out_dir / session_file_name(str(v["participant"])),
+                participant=str(v["participant"]),
+                notes=str(v["notes"]),
+                protocol=protocol.label if protocol is not None else "",
+            )
+        except (RecallLabError, OSError) as exc:
+            self._warn("Cannot start recording", str(exc))
+            return None
+        self._protocol = protocol
+        self.session_panel.file.setText(str(path))
+        self.statusBar().showMessage(f"recording to {path}")
+        self._update_buttons()
+        return path
+
+    def _load_protocol(self, spec: str, time_scale: float):
+        if not spec or spec == "none":
+            return None
+        from protocols.loader import load_protocol, resolve_protocol
+
+        protocol = load_protocol(resolve_protocol(spec))
+        self._protocol_dir = resolve_protocol(spec).parent
+        return protocol.scaled(time_scale) if time_scale != 1.0 else protocol
+
+    def start_protocol(self) -> None:
+        if not self.controller.recording or self.runner is not None:
+            return
+        if self._protocol is None:
+            self._warn("No protocol", "Choose a protocol before recording to run one.")
+            return
+        self.runner = ProtocolRunner(
+            self._protocol,
+            self.controller,
+            self.participant,
+            base_dir=self._protocol_dir,
+            parent=self,
+        )
+        self.runner.changed.connect(self._phase_changed)
+        self.runner.finished.connect(self._protocol_finished)
+        if not self.participant.isVisible():
+            self.show_participant()
+        self.runner.start()
+        self._update_buttons()
+
+    def abort_protocol(self) -> None:
+        if self.runner is not None:
+            self.runner.abort()
+
+    def _phase_changed(self, d) -> None:
+        memory = f" ({d.memory_id})" if d.memory_id else ""
+        self.session_panel.phase.setText(
+            f"{d.step_index + 1}/{d.n_steps} {d.phase_id}{memory} – {d.state}"
+            if d.phase_id
+            else d.state
+        )
+
+    def _protocol_finished(self, how: str) -> None:
+        self.statusBar().showMessage(f"protocol {how}; the recording is stopping")
+        self.stop_recording()
+
+    def stop_recording(self) -> Path | None:
+        """Stop the protocol (if any) and close the file properly."""
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            runner.finished.disconnect(self._protocol_finished)
+            if not runner.engine.done:
+                runner.abort()  # the file gets phase_end/session_end with reason "abort"
+            runner.close()
+        self.participant.melody.stop_recording()
+        try:
+            path = self.controller.stop_recording()
+        except RecallLabError as exc:
+            self._warn("Recording stopped with an error", str(exc))
+            path = None
+        if path is not None:
+            self.last_file = Path(path)
+            self.session_panel.file.setText(f"{path} (closed)")
+            self.statusBar().showMessage(f"saved {path}")
+            self.jobs_panel.set_recording(self.last_file)
+            self.recording_stopped.emit(str(path))
+        self._update_buttons()
+        return path
+
+    # ------------------------------------------------------------------ participant
+    def show_participant(self) -> None:
+        self.participant.place(
+            self.settings.get("participant/screen"), self.settings.get("participant/fullscreen")
+        )
+
+    def _key(self, t: float, key: str, down: bool, auto_repeat: bool) -> None:
+        if self.runner is not None and not self.runner.engine.done:
+            self.runner.key(t, key, down, auto_repeat)
+        else:
+            self.controller.key_event(
+                t, key, free_key_valence(key), down=down, auto_repeat=auto_repeat
+            )
+
+    # ------------------------------------------------------------------ status
+    def _update_buttons(self) -> None:
+        self.session_panel.set_state(
+            connected=self.controller.connected,
+            recording=self.controller.recording,
+            running=self.runner is not None and not self.runner.engine.done,
+        )
+        self.source_panel.disconnect_button.setEnabled(
+            self.controller.connected and not self.controller.recording
+        )
+
+    def refresh_status(self) -> None:
+        """Timer slot: rate, drops, quality, recording status, new events."""
+        self.controller.poll_source_events()
+        self.event_log.poll()
+        st = self.controller.status()
+        dropped = st.samples_lost + (self.feed.samples_dropped if self.feed else 0)
+        if st.source_state != "disconnected":
+            self.display_panel.rate.setText(
+                f"{st.rate:.1f} Hz received (nominal {st.nominal_rate:g}), {st.gaps} gap(s), "
+                f"{dropped} dropped – {st.source_state}"
+            )
+            self.display_panel.show_quality(self.scope.flagged_channels())
+        else:
+            self.display_panel.rate.setText("–")
+        if st.recording:
+            self.session_panel.progress.setText(
+                f"{st.elapsed:.0f} s, {human_bytes(st.file_bytes)}, "
+                f"{human_bytes(st.free_bytes)} free, {st.events_written} events"
+                + (f" – {st.error}" if st.error else "")
+            )
+        elif st.error:
+            self.session_panel.progress.setText(st.error)
+
+    def _warn(self, title: str, text: str) -> None:
+        self.statusBar().showMessage(text)
+        QtWidgets.QMessageBox.warning(self, title, text)
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, e: QtGui.QCloseEvent) -> None:
+        if self.controller.recording and not self.session_panel.confirm(
+            "Stop recording and quit?",
+            "A session is being recorded. Stop the recording (the file is kept) and quit?",
+        ):
+            e.ignore()
+            return
+        if self.controller.recording:
+            self.stop_recording()
+        self.jobs_panel.cancel_all()
+        self.status_timer.stop()
+        self._close_feed()
+        self.controller.close()
+        self.settings.set("window/geometry", self.saveGeometry())
+        self.settings.sync()
+        self.participant.close()
+        e.accept()
+
+
+def _builtin_protocols() -> list[str]:
+    try:
+        from protocols.loader import BUILTIN_PROTOCOLS
+    except ImportError:
+        return []
+    return list(BUILTIN_PROTOCOLS)

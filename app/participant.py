@@ -1,0 +1,203 @@
+"""The participant display: its own window, full screen on a chosen screen.
+
+It shows what the protocol asks for now (instructions, a cue, a countdown, valence feedback, a
+text box, the sketch canvas, the melody panel, SAM scales) and reports what the participant
+does through signals. It holds no protocol logic: :mod:`app.protocol_runner` tells it which
+phase to show and decides what the signals mean. Key presses are timestamped on the LSL clock
+as the first thing the handler does.
+"""
+
+from __future__ import annotations
+
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from app.keys import key_name
+from app.widgets.melody import MelodyPanel
+from app.widgets.sam import SamPanel
+from app.widgets.sketch import SketchCanvas
+from app.widgets.valence import ValenceIndicator
+from drivers.clock import local_clock
+
+PAGE_TEXT, PAGE_DESCRIPTION, PAGE_SKETCH, PAGE_MELODY, PAGE_SAM = range(5)
+KIND_PAGE = {
+    "description": PAGE_DESCRIPTION,
+    "sketch": PAGE_SKETCH,
+    "melody": PAGE_MELODY,
+    "sam": PAGE_SAM,
+}
+
+
+class ParticipantWindow(QtWidgets.QWidget):
+    """What the participant sees and touches.
+
+    Signals
+    -------
+    key_changed(t, key, down, auto_repeat)
+        A key went down or up (``t`` on the LSL clock, taken in the handler).
+    description_submitted(text, t)
+    sketch_points(points)
+        ``(stroke, t, x, y, pressure)`` tuples as drawn.
+    sketch_submitted(png, t, width, height)
+    sam_rated(label, value, t)
+        ``sam_valence``/``sam_arousal``, 1-9.
+    done(t)
+        The participant pressed the melody phase's "Done" button.
+    """
+
+    key_changed = QtCore.pyqtSignal(float, str, bool, bool)
+    description_submitted = QtCore.pyqtSignal(str, float)
+    sketch_points = QtCore.pyqtSignal(list)
+    sketch_submitted = QtCore.pyqtSignal(bytes, float, int, int)
+    sam_rated = QtCore.pyqtSignal(str, int, float)
+    done = QtCore.pyqtSignal(float)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("recall-lab: participant")
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.setStyleSheet("QWidget { font-size: 18px; }")
+        self.kind = ""
+
+        self.title = QtWidgets.QLabel()
+        self.title.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.title.setStyleSheet("font-size: 30px; font-weight: bold;")
+        self.countdown = QtWidgets.QLabel()
+        self.countdown.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
+        self.countdown.setStyleSheet("font-size: 22px; color: #555;")
+        self.valence = ValenceIndicator()
+        self.valence.hide()
+
+        self.pages = QtWidgets.QStackedWidget()
+        self.text = QtWidgets.QLabel()
+        self.text.setWordWrap(True)
+        self.text.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.text.setStyleSheet("font-size: 26px;")
+        self.pages.addWidget(self.text)
+
+        self.description = QtWidgets.QPlainTextEdit()
+        self.description.setPlaceholderText("Describe the memory in your own words…")
+        self.submit_description = QtWidgets.QPushButton("Submit description")
+        self.pages.addWidget(_column(self.description, self.submit_description))
+
+        self.canvas = SketchCanvas()
+        self.undo_button = QtWidgets.QPushButton("Undo")
+        self.clear_button = QtWidgets.QPushButton("Clear")
+        self.submit_sketch = QtWidgets.QPushButton("Submit sketch")
+        buttons = QtWidgets.QHBoxLayout()
+        for b in (self.undo_button, self.clear_button, self.submit_sketch):
+            buttons.addWidget(b)
+        sketch_page = QtWidgets.QWidget()
+        sl = QtWidgets.QVBoxLayout(sketch_page)
+        sl.addWidget(self.canvas, 1)
+        sl.addLayout(buttons)
+        self.pages.addWidget(sketch_page)
+
+        self.melody = MelodyPanel()
+        self.melody_done = QtWidgets.QPushButton("Done")
+        self.pages.addWidget(_column(self.melody, self.melody_done, stretch_first=False))
+
+        self.sam = SamPanel()
+        self.pages.addWidget(self.sam)
+
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.countdown)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(40, 30, 40, 30)
+        lay.addLayout(top)
+        lay.addWidget(self.pages, 1)
+        lay.addWidget(self.valence)
+
+        self.submit_description.clicked.connect(self._submit_description)
+        self.submit_sketch.clicked.connect(self._submit_sketch)
+        self.undo_button.clicked.connect(self.canvas.undo)
+        self.clear_button.clicked.connect(self.canvas.clear)
+        self.canvas.points_ready.connect(self.sketch_points)
+        self.sam.rated.connect(self.sam_rated)
+        self.melody_done.clicked.connect(lambda: self.done.emit(local_clock()))
+        self.show_phase("", "Waiting", "The session will start soon.")
+
+    # ------------------------------------------------------------------ what to show
+    def show_phase(
+        self,
+        kind: str,
+        title: str,
+        text: str = "",
+        *,
+        remaining: float | None = None,
+        valence_feedback: bool = False,
+    ) -> None:
+        """Show a phase; ``remaining`` seconds for the countdown (``None``: no countdown)."""
+        self.kind = kind
+        self.title.setText(title)
+        page = KIND_PAGE.get(kind, PAGE_TEXT)
+        if page == PAGE_TEXT:
+            self.text.setText(text)
+        elif page == PAGE_DESCRIPTION:
+            self.description.clear()
+            self.description.setPlaceholderText(text or "Describe the memory in your own words…")
+        elif page == PAGE_SKETCH:
+            self.canvas.reset()
+        elif page == PAGE_SAM:
+            self.sam.reset()
+        self.pages.setCurrentIndex(page)
+        self.valence.setVisible(valence_feedback)
+        self.valence.set_valence("")
+        if page == PAGE_DESCRIPTION:
+            self.description.setFocus()
+        else:
+            self.setFocus()  # keys reach keyPressEvent, not a button
+        self.set_remaining(remaining)
+
+    def set_valence(self, valence: str) -> None:
+        self.valence.set_valence(valence)
+
+    def set_remaining(self, seconds: float | None) -> None:
+        """Update the countdown (``None`` hides it)."""
+        if seconds is None:
+            self.countdown.setText("")
+        else:
+            self.countdown.setText(f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s")
+
+    def place(self, screen_index: int, fullscreen: bool) -> None:
+        """Move to screen ``screen_index`` (if it exists) and go full screen there."""
+        screens = QtGui.QGuiApplication.screens()
+        if 0 <= screen_index < len(screens):
+            self.setScreen(screens[screen_index])
+            self.move(screens[screen_index].geometry().topLeft())
+        if fullscreen:
+            self.showFullScreen()
+        else:
+            self.show()
+
+    # ------------------------------------------------------------------ participant input
+    def keyPressEvent(self, e: QtGui.QKeyEvent) -> None:
+        t = local_clock()  # first: the time the key went down, not when someone looks at it
+        self.key_changed.emit(t, key_name(e), True, e.isAutoRepeat())
+
+    def keyReleaseEvent(self, e: QtGui.QKeyEvent) -> None:
+        t = local_clock()
+        self.key_changed.emit(t, key_name(e), False, e.isAutoRepeat())
+
+    def _submit_description(self) -> None:
+        t = local_clock()
+        self.description_submitted.emit(self.description.toPlainText(), t)
+
+    def _submit_sketch(self) -> None:
+        t = local_clock()
+        self.canvas.flush()
+        png = self.canvas.to_png()
+        self.sketch_submitted.emit(png, t, self.canvas.width(), self.canvas.height())
+
+
+def _column(
+    main: QtWidgets.QWidget, button: QtWidgets.QPushButton, *, stretch_first: bool = True
+) -> QtWidgets.QWidget:
+    w = QtWidgets.QWidget()
+    lay = QtWidgets.QVBoxLayout(w)
+    lay.addWidget(main, 1 if stretch_first else 0)
+    if not stretch_first:
+        lay.addStretch(1)
+    button.setMinimumHeight(44)
+    lay.addWidget(button)
+    return w

@@ -1,0 +1,217 @@
+"""Drive the Qt-free protocol engine from Qt: a timer, the participant's inputs, the display.
+
+The engine (:mod:`protocols.engine`) decides everything about phases; this module only feeds
+it timestamped inputs from the participant window, ticks it on a 20 ms timer, and shows its
+:class:`~protocols.engine.DisplayState`. It lives on the GUI thread because the engine is not
+thread-safe; audio from the microphone thread reaches it through a queued Qt signal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PyQt6 import QtCore
+
+from app.participant import ParticipantWindow
+from app.session_controller import SessionController
+from data_schema.writer import STROKE_DTYPE
+from drivers.clock import local_clock
+from protocols.engine import DisplayState, ProtocolEngine
+from protocols.model import Protocol, ValenceConfig
+from protocols.valence import normalize_key
+
+TITLES = {
+    "instructions": "Instructions",
+    "baseline": "Rest",
+    "cue": "Memory",
+    "recall": "Recall",
+    "description": "Describe the memory",
+    "sketch": "Sketch the memory",
+    "melody": "A melody for the memory",
+    "music": "Listen",
+    "sam": "How do you feel?",
+}
+
+
+def phase_text(d: DisplayState) -> str:
+    """The words the participant reads for ``d`` (instruction, cue, keys to use)."""
+    parts = []
+    if d.cue and d.kind in ("cue", "recall"):
+        parts.append(f"<p style='font-size:34px'><b>{d.cue}</b></p>")
+    if d.text:
+        parts.append(f"<p>{d.text}</p>")
+    if d.kind == "baseline":
+        parts.insert(0, "<p style='font-size:80px'>+</p>")
+    if d.continue_key:
+        parts.append(f"<p style='color:#666'>Press <b>{d.continue_key}</b> to continue.</p>")
+    return "".join(parts)
+
+
+class ProtocolRunner(QtCore.QObject):
+    """Run ``protocol`` for one recording.
+
+    Signals
+    -------
+    changed(DisplayState)
+        The phase or the run state changed (the console shows it).
+    finished(str)
+        ``completed`` or ``aborted``.
+    """
+
+    changed = QtCore.pyqtSignal(object)
+    finished = QtCore.pyqtSignal(str)
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        controller: SessionController,
+        participant: ParticipantWindow,
+        *,
+        base_dir: str | Path | None = None,
+        tick_ms: int = 20,
+        parent: QtCore.QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.protocol = protocol
+        self.participant = participant
+        self.engine = ProtocolEngine(
+            protocol,
+            emit=controller.add_event,
+            store=controller.store,
+            on_change=self._on_change,
+            base_dir=base_dir,
+        )
+        self._last: DisplayState | None = None
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(tick_ms)
+        self.timer.timeout.connect(self.tick)
+        p = participant
+        p.description_submitted.connect(self._description)
+        p.sketch_points.connect(self._sketch_points)
+        p.sketch_submitted.connect(self._sketch)
+        p.sam_rated.connect(self._sam)
+        p.melody.audio.connect(self._melody_audio)
+        p.done.connect(self._melody_done)
+
+    # ------------------------------------------------------------------ experimenter
+    def start(self) -> None:
+        self.engine.start(local_clock())
+        self.timer.start()
+
+    def pause(self, paused: bool) -> None:
+        if paused:
+            self.engine.pause(local_clock())
+        else:
+            self.engine.resume(local_clock())
+
+    def skip(self) -> None:
+        self.engine.skip(local_clock())
+
+    def abort(self) -> None:
+        self.engine.abort(local_clock(), "experimenter")
+        self._check_done()
+
+    def close(self) -> None:
+        """Stop feeding the engine and disconnect from the participant window."""
+        self.timer.stop()
+        p = self.participant
+        for sig, slot in (
+            (p.description_submitted, self._description),
+            (p.sketch_points, self._sketch_points),
+            (p.sketch_submitted, self._sketch),
+            (p.sam_rated, self._sam),
+            (p.melody.audio, self._melody_audio),
+            (p.done, self._melody_done),
+        ):
+            try:
+                sig.disconnect(slot)
+            except TypeError:
+                pass
+
+    # ------------------------------------------------------------------ participant
+    def key(self, t: float, key: str, down: bool, auto_repeat: bool) -> None:
+        """A key went down or up at ``t`` (LSL clock, from the key handler)."""
+        if down:
+            self.engine.key_down(key, t, auto_repeat=auto_repeat)
+        else:
+            self.engine.key_up(key, t)
+        self.participant.set_valence(self.engine.display().valence if self._recall() else "")
+
+    def _recall(self) -> bool:
+        return self._last is not None and self._last.expects == "valence_keys"
+
+    def _description(self, text: str, t: float) -> None:
+        if not self.engine.submit_description(text, t):
+            phase = self.engine.display().phase
+            need = getattr(phase, "min_chars", 0)
+            self.participant.title.setText(f"Please write at least {need} characters")
+
+    def _sketch_points(self, points: list) -> None:
+        self.engine.add_sketch_points(np.array(points, dtype=STROKE_DTYPE))
+
+    def _sketch(self, png: bytes, t: float, width: int, height: int) -> None:
+        self.engine.finish_sketch(png, t, width=width, height=height)
+
+    def _sam(self, label: str, value: int, t: float) -> None:
+        self.engine.rate_sam(label.removeprefix("sam_"), value, t)
+
+    def _melody_audio(self, audio: object, rate: int, origin: str, start: float) -> None:
+        self.engine.add_melody_audio(
+            np.asarray(audio), sample_rate=rate, origin=origin, start_timestamp=start
+        )
+
+    def _melody_done(self, t: float) -> None:
+        self.participant.melody.stop_recording()
+        self.engine.finish_melody(t, origin=self.participant.melody.origin or "none")
+
+    # ------------------------------------------------------------------ display
+    def tick(self) -> None:
+        d = self.engine.tick(local_clock())
+        self.participant.set_remaining(d.remaining)
+        if d.expects == "valence_keys":
+            self.participant.set_valence(d.valence)
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.engine.done and self.timer.isActive():
+            self.timer.stop()
+            self.finished.emit("completed" if self.engine.state == "finished" else "aborted")
+
+    def _on_change(self, d: DisplayState) -> None:
+        last, self._last = self._last, d
+        p = self.participant
+        same_phase = (
+            last is not None and last.step_index == d.step_index and last.phase_id == d.phase_id
+        )
+        if same_phase and d.state in ("running", "paused"):
+            # Pause and resume keep the page (and what the participant typed or drew).
+            title = TITLES.get(d.kind, d.kind)
+            p.title.setText(f"{title} (paused)" if d.state == "paused" else title)
+        elif d.state == "finished":
+            p.show_phase("", "Thank you", "The session is complete.")
+        elif d.state == "aborted":
+            p.show_phase("", "Session ended", "Thank you. The session has ended.")
+        elif d.kind:
+            if d.kind == "melody" and p.kind != "melody":
+                p.melody.origin = ""
+            p.show_phase(
+                d.kind,
+                TITLES.get(d.kind, d.kind),
+                phase_text(d) if d.kind not in ("description",) else d.text,
+                remaining=d.remaining,
+                valence_feedback=d.expects == "valence_keys",
+            )
+        self.changed.emit(d)
+
+
+def free_key_valence(key: str, config: ValenceConfig | None = None) -> str:
+    """The valence a key means when no protocol runs (the default RYM keys 1 and 3)."""
+    cfg = config or ValenceConfig()
+    k = normalize_key(key)
+    if k == normalize_key(cfg.positive_key):
+        return "positive"
+    if k == normalize_key(cfg.negative_key):
+        return "negative"
+    return "neutral"

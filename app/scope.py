@@ -1,0 +1,132 @@
+"""The live multichannel scope: one pyqtgraph curve per channel, redrawn on a timer.
+
+The widget never filters or reads hardware: it copies the last ``window`` seconds from a
+:class:`~app.scope_feed.ScopeFeed` (already display-filtered on its own thread) about 30 times
+a second, and pyqtgraph's peak downsampling keeps the drawn points near the pixel width.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6 import QtCore, QtWidgets
+
+from app.scope_feed import ScopeFeed
+
+FLAG_COLOURS = {"": (30, 30, 30), "flat": (150, 150, 150), "noisy": (200, 120, 0)}
+FLAG_COLOURS["railing"] = (200, 0, 0)
+
+
+class ScopeWidget(QtWidgets.QWidget):
+    """Scroll the last ``window`` seconds of every channel, offset vertically.
+
+    Parameters
+    ----------
+    fps
+        Redraw rate; the timer interval is ``1000 / fps`` ms.
+    """
+
+    frame_drawn = QtCore.pyqtSignal(float)  # seconds the redraw took
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, fps: float = 30.0) -> None:
+        super().__init__(parent)
+        self.feed: ScopeFeed | None = None
+        self.window = 5.0
+        self.scale = 100.0  # stream units (uV) between neighbouring channel baselines
+        self.frames = 0
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "time", units="s")
+        self.plot.getPlotItem().setMenuEnabled(False)
+        self.curves: list[pg.PlotDataItem] = []
+        self.status = QtWidgets.QLabel("no source")
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.status)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(int(1000 / fps))
+        self.timer.timeout.connect(self.redraw)
+
+    # ------------------------------------------------------------------ setup
+    def attach(self, feed: ScopeFeed, channel_names: list[str]) -> None:
+        """Show ``feed``; one curve per channel, top to bottom in channel order."""
+        self.detach()
+        self.feed = feed
+        n = len(channel_names)
+        for i in range(n):
+            c = self.plot.plot(pen=pg.mkPen(FLAG_COLOURS[""], width=1), skipFiniteCheck=True)
+            c.setDownsampling(auto=True, method="peak")
+            c.setClipToView(True)
+            c.setPos(0, -i * self.scale)
+            self.curves.append(c)
+        ax = self.plot.getAxis("left")
+        ax.setTicks([[(-i * self.scale, name) for i, name in enumerate(channel_names)]])
+        self._names = list(channel_names)
+        self._apply_ranges()
+        self.timer.start()
+
+    def detach(self) -> None:
+        self.timer.stop()
+        for c in self.curves:
+            self.plot.removeItem(c)
+        self.curves = []
+        self.feed = None
+        self.status.setText("no source")
+
+    def set_window(self, seconds: float) -> None:
+        self.window = max(0.5, float(seconds))
+        self._apply_ranges()
+
+    def set_scale(self, units_per_channel: float) -> None:
+        self.scale = max(1e-3, float(units_per_channel))
+        for i, c in enumerate(self.curves):
+            c.setPos(0, -i * self.scale)
+        if self.curves:
+            self.plot.getAxis("left").setTicks(
+                [[(-i * self.scale, name) for i, name in enumerate(self._names)]]
+            )
+        self._apply_ranges()
+
+    def _apply_ranges(self) -> None:
+        n = max(1, len(self.curves))
+        self.plot.setXRange(-self.window, 0, padding=0)
+        self.plot.setYRange(-(n - 0.5) * self.scale, 0.5 * self.scale, padding=0)
+
+    # ------------------------------------------------------------------ drawing
+    def redraw(self) -> None:
+        """Copy the latest window from the feed and update the curves (timer slot)."""
+        feed = self.feed
+        if feed is None:
+            return
+        t0 = time.perf_counter()
+        data, ts = feed.latest(self.window)
+        if len(ts):
+            x = (ts - ts[-1]).astype(np.float64)
+            # Each channel's baseline is its mean over the window, so DC offsets (the
+            # synthetic board's are hundreds of uV) do not push traces off their row.
+            centred = data - data.mean(axis=0, keepdims=True)
+            flags = feed.flags
+            for i, c in enumerate(self.curves):
+                c.setData(x, centred[:, i])
+                colour = FLAG_COLOURS[flags.label(i)]
+                if getattr(c, "_colour", None) != colour:
+                    c.setPen(pg.mkPen(colour, width=1))
+                    c._colour = colour
+        self.frames += 1
+        self.frame_drawn.emit(time.perf_counter() - t0)
+
+    def flagged_channels(self) -> dict[str, str]:
+        """Channel name -> flag for channels that are flat, railing or noisy."""
+        if self.feed is None:
+            return {}
+        flags = self.feed.flags
+        out = {}
+        for i, name in enumerate(self._names):
+            lab = flags.label(i)
+            if lab:
+                out[name] = lab
+        return out

@@ -1,0 +1,176 @@
+"""What the scope shows, computed off the GUI thread.
+
+:class:`ScopeFeed` runs one consumer thread that reads new samples from a source's ring buffer,
+applies the display filters with kept state (``sosfilt`` with ``zi``, so chunk boundaries leave
+no steps), writes them into a display ring buffer, and updates per-channel quality flags. The
+scope widget only copies :meth:`ScopeFeed.latest` on a timer. Nothing here touches the
+recording: the recorder reads the source's raw buffer with its own cursor.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from drivers.base import RingBuffer, Source
+
+
+@dataclass
+class DisplayFilter:
+    """Display-only filters: a high-pass (Hz, 0 = off) and a notch (Hz, 0 = off)."""
+
+    highpass: float = 1.0
+    notch: float = 50.0
+
+    def design(self, rate: float) -> np.ndarray | None:
+        """Second-order sections for this filter at ``rate``, or ``None`` if nothing applies."""
+        from scipy import signal
+
+        nyq = rate / 2.0
+        sos = []
+        if 0 < self.highpass < nyq:
+            sos.append(signal.butter(2, self.highpass, "highpass", fs=rate, output="sos"))
+        if 0 < self.notch < nyq * 0.98:
+            b, a = signal.iirnotch(self.notch, 30.0, fs=rate)
+            sos.append(signal.tf2sos(b, a))
+        return np.concatenate(sos) if sos else None
+
+
+@dataclass
+class ChannelFlags:
+    """Quality flags per channel over the last second (what the console colours)."""
+
+    flat: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    railing: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    noisy: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def label(self, i: int) -> str:
+        if i < len(self.railing) and self.railing[i]:
+            return "railing"
+        if i < len(self.flat) and self.flat[i]:
+            return "flat"
+        if i < len(self.noisy) and self.noisy[i]:
+            return "noisy"
+        return ""
+
+
+@dataclass
+class FlagThresholds:
+    """Where a channel becomes flat, railing or noisy (in the stream's units, e.g. uV).
+
+    ``rail`` is the absolute raw value a saturated amplifier sits at; ``flat`` and ``noisy``
+    compare the standard deviation of the display-filtered signal.
+    """
+
+    flat: float = 0.5
+    noisy: float = 150.0
+    rail: float = 180_000.0
+
+
+def compute_flags(raw: np.ndarray, filtered: np.ndarray, th: FlagThresholds) -> ChannelFlags:
+    """Flags from the last second of raw and display-filtered samples [n x channels]."""
+    if len(raw) < 2:
+        n = raw.shape[1] if raw.ndim == 2 else 0
+        z = np.zeros(n, bool)
+        return ChannelFlags(z, z.copy(), z.copy())
+    sd = filtered.std(axis=0)
+    return ChannelFlags(
+        flat=raw.std(axis=0) < th.flat,
+        railing=np.abs(raw).max(axis=0) >= th.rail,
+        noisy=sd > th.noisy,
+    )
+
+
+class ScopeFeed:
+    """Filter a source's samples for display, on a background thread.
+
+    Parameters
+    ----------
+    source
+        A started source.
+    seconds
+        Longest time window the scope can show.
+    interval
+        Seconds between reads of the source buffer.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        seconds: float = 30.0,
+        interval: float = 0.03,
+        display_filter: DisplayFilter | None = None,
+        thresholds: FlagThresholds | None = None,
+    ) -> None:
+        info = source.open()
+        self.source = source
+        self.rate = info.nominal_rate or 250.0
+        self.n_channels = info.n_channels
+        self.interval = interval
+        self.thresholds = thresholds or FlagThresholds()
+        self.buffer = RingBuffer(self.n_channels, int(self.rate * seconds) + 1)
+        self._raw_tail = RingBuffer(self.n_channels, int(self.rate) + 1)
+        self.flags = ChannelFlags()
+        self.samples_dropped = 0
+        self._pos = source.buffer.count if source.buffer is not None else 0
+        self._lock = threading.Lock()
+        self._sos: np.ndarray | None = None
+        self._zi: np.ndarray | None = None
+        self.set_filter(display_filter or DisplayFilter())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scope-feed", daemon=True)
+        self._thread.start()
+
+    def set_filter(self, display_filter: DisplayFilter) -> None:
+        """Change the display filters; the filter state restarts (the recording is unaffected)."""
+        with self._lock:
+            self.display_filter = display_filter
+            self._sos = display_filter.design(self.rate)
+            self._zi = None
+
+    def _filter(self, data: np.ndarray) -> np.ndarray:
+        from scipy import signal
+
+        with self._lock:
+            sos = self._sos
+            if sos is None:
+                return data
+            if self._zi is None:
+                # Start from the steady state for the first sample so the trace does not begin
+                # with a large step response.
+                zi0 = signal.sosfilt_zi(sos)  # [sections x 2]
+                self._zi = zi0[:, :, None] * data[0][None, None, :]
+            out, self._zi = signal.sosfilt(sos, data, axis=0, zi=self._zi)
+            return out.astype(np.float32, copy=False)
+
+    def step(self) -> int:
+        """Move new samples from the source into the display buffer; returns how many."""
+        buf = self.source.buffer
+        if buf is None:
+            return 0
+        data, ts, self._pos, lost = buf.read_since(self._pos)
+        self.samples_dropped += lost
+        if len(ts) == 0:
+            return 0
+        filtered = self._filter(data.astype(np.float64, copy=False))
+        self.buffer.write(np.asarray(filtered, np.float32), ts)
+        self._raw_tail.write(data, ts)
+        raw, _ = self._raw_tail.latest(int(self.rate))
+        shown, _ = self.buffer.latest(int(self.rate))
+        self.flags = compute_flags(raw, shown, self.thresholds)
+        return len(ts)
+
+    def latest(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``seconds`` of display-filtered samples and their LSL timestamps."""
+        return self.buffer.latest(int(seconds * self.rate))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.step()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -1,0 +1,272 @@
+"""The live session, without Qt: one source, its recording, the marker outlet, the outbox.
+
+:class:`SessionController` is what the console's buttons call. Every method returns quickly:
+connecting a source starts its acquisition thread, recording starts the recorder thread, and
+participant products (the protocol engine's memory records) go through a
+:class:`protocols.storage.MemoryWriter`. The console polls
+:meth:`SessionController.status` and :attr:`SessionController.log` on a timer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from data_schema.errors import RecallLabError, SourceError
+from data_schema.recorder import Recorder
+from data_schema.types import Event, StreamInfo
+from data_schema.writer import SessionWriter
+from drivers.base import EventLog, Source
+
+if TYPE_CHECKING:
+    from protocols.engine import MemoryRecord
+    from protocols.storage import MemoryWriter
+
+log = logging.getLogger(__name__)
+
+
+class LiveRecorder(Recorder):
+    """A :class:`Recorder` for a source that is already streaming to the scope.
+
+    The file starts at the moment recording starts (not with what the ring buffer still holds
+    from before), and stopping the recording leaves the source running so the experimenter
+    keeps seeing the signal between sessions.
+    """
+
+    def start(self) -> None:
+        for name, src in self.sources.items():
+            info = src.open()
+            self.writer.add_stream(name, info, clock=src.clock_mapping)
+            src.start()
+            self._pos[name] = src.buffer.count
+            self._evpos[name] = len(src.events)
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.error is None:
+            try:
+                self._drain()
+            except RecallLabError as exc:
+                self.error = exc
+        self.writer.close()
+
+
+@dataclass
+class SessionStatus:
+    """What the console's status bar shows."""
+
+    source_state: str = "disconnected"
+    source_label: str = ""
+    rate: float = 0.0
+    nominal_rate: float = 0.0
+    samples: int = 0
+    gaps: int = 0
+    samples_lost: int = 0
+    recording: bool = False
+    file: str = ""
+    elapsed: float = 0.0
+    file_bytes: int = 0
+    free_bytes: int = 0
+    events_written: int = 0
+    error: str = ""
+
+
+class SessionController:
+    """Own the source, the recorder, the marker outlet and the memory writer.
+
+    Parameters
+    ----------
+    source_factory
+        Builds a source from a specification string (``drivers.spec.parse_source``).
+    marker_outlet
+        Publish every written event on an LSL marker outlet (``drivers.outlets``).
+    """
+
+    def __init__(
+        self,
+        *,
+        source_factory: Callable[[str], Source] | None = None,
+        marker_outlet: bool = True,
+    ) -> None:
+        if source_factory is None:
+            from drivers.spec import parse_source
+
+            source_factory = parse_source
+        self._source_factory = source_factory
+        self._want_outlet = marker_outlet
+        self.source: Source | None = None
+        self.source_spec = ""
+        self.recorder: LiveRecorder | None = None
+        self.writer: SessionWriter | None = None
+        self.memory_writer: MemoryWriter | None = None
+        self.outlet = None
+        self.log = EventLog()  # everything the console's event log shows
+        self._src_evpos = 0
+        self._started = 0.0
+
+    # ------------------------------------------------------------------ source
+    @property
+    def connected(self) -> bool:
+        return self.source is not None
+
+    @property
+    def recording(self) -> bool:
+        return self.recorder is not None
+
+    def connect(self, spec: str) -> StreamInfo:
+        """Open ``spec`` and start acquiring; raises :class:`SourceError` with one line."""
+        if self.recording:
+            raise SourceError("stop the recording before changing the source")
+        self.disconnect()
+        source = self._source_factory(spec)
+        info = source.open()
+        source.start()
+        self.source, self.source_spec = source, spec
+        self._src_evpos = 0
+        return info
+
+    def disconnect(self) -> None:
+        if self.recording:
+            raise SourceError("stop the recording before disconnecting the source")
+        if self.source is not None:
+            src, self.source = self.source, None
+            src.stop()
+
+    # ------------------------------------------------------------------ recording
+    def start_recording(
+        self, path: str | Path, *, participant: str, notes: str = "", protocol: str = ""
+    ) -> Path:
+        """Create the session file and start writing the source and events into it."""
+        if self.source is None:
+            raise SourceError("connect a source before recording")
+        if self.recording:
+            raise RecallLabError("already recording")
+        writer = SessionWriter(path, participant_id=participant, protocol=protocol, notes=notes)
+        sinks = [self._to_log]
+        if self._want_outlet:
+            try:
+                from drivers.outlets import MarkerOutlet
+
+                self.outlet = MarkerOutlet(f"recall-lab-markers-{writer.session_id}")
+                sinks.append(self.outlet.push_event)
+            except ImportError:
+                log.warning("drivers.outlets is not available: no LSL marker outlet")
+        recorder = LiveRecorder(writer, {"eeg": self.source}, event_sinks=sinks)
+        recorder.start()
+        self.writer, self.recorder = writer, recorder
+        from protocols.storage import MemoryWriter
+
+        self.memory_writer = MemoryWriter(writer)
+        self._started = time.monotonic()
+        return writer.path
+
+    def stop_recording(self) -> Path | None:
+        """Write what is queued, close the file properly and return its path."""
+        if self.recorder is None:
+            return None
+        if self.memory_writer is not None:
+            self.memory_writer.close()  # everything the participant produced, before closing
+        recorder, self.recorder = self.recorder, None
+        recorder.stop()
+        path = recorder.writer.path
+        self.writer = None
+        memory_error = self.memory_writer.error if self.memory_writer else None
+        self.memory_writer = None
+        if self.outlet is not None:
+            try:
+                self.outlet.close()
+            except Exception as exc:
+                log.warning("closing marker outlet: %s", exc)
+            self.outlet = None
+        if recorder.error is not None:
+            raise recorder.error
+        if memory_error is not None:
+            raise memory_error
+        return path
+
+    def close(self) -> None:
+        """Stop everything (used when the console closes after the user agreed)."""
+        try:
+            self.stop_recording()
+        finally:
+            self.disconnect()
+
+    # ------------------------------------------------------------------ events
+    def _to_log(self, event: Event) -> None:
+        self.log.append(event)
+
+    def add_event(self, event: Event) -> None:
+        """Record ``event`` (thread-safe, returns at once); shown in the log either way."""
+        if self.recorder is not None:
+            self.recorder.add_event(event)  # the recorder's sink appends it to the log
+        else:
+            self.log.append(event)
+
+    def key_event(
+        self, timestamp: float, key: str, valence: str, *, down: bool, auto_repeat: bool = False
+    ) -> Event:
+        """A valence key went down or up at ``timestamp`` (LSL clock, taken in the handler)."""
+        value = json.dumps({"key": key, "valence": valence, "auto_repeat": bool(auto_repeat)})
+        event = Event(timestamp, "keyboard", "key_down" if down else "key_up", value)
+        self.add_event(event)
+        return event
+
+    def poll_source_events(self) -> None:
+        """Copy source events (gaps, errors) to the log while not recording."""
+        if self.source is None or self.recording:
+            return
+        evs, self._src_evpos = self.source.events.read_since(self._src_evpos)
+        for e in evs:
+            self.log.append(e)
+
+    # ------------------------------------------------------------------ participant products
+    def store(self, record: MemoryRecord) -> None:
+        """Queue a protocol engine's memory record for the file (returns at once)."""
+        if self.memory_writer is None:
+            log.info("not recording: %s not stored", type(record).__name__)
+            return
+        self.memory_writer.put(record)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> SessionStatus:
+        st = SessionStatus()
+        src = self.source
+        if src is not None:
+            s = src.status()
+            st.source_state, st.rate, st.samples, st.gaps = (
+                s.state,
+                s.effective_rate,
+                s.samples,
+                s.gaps,
+            )
+            st.error = s.error
+            if src.info is not None:
+                st.source_label = src.info.source or self.source_spec
+                st.nominal_rate = src.info.nominal_rate
+        rec = self.recorder
+        if rec is not None:
+            r = rec.status()
+            st.recording = True
+            st.file = str(rec.writer.path)
+            st.elapsed = time.monotonic() - self._started
+            st.file_bytes = r.file_bytes
+            st.samples_lost = sum(r.samples_lost.values())
+            st.events_written = r.events_written
+            mw = self.memory_writer
+            st.error = r.error or st.error or str(mw.error if mw and mw.error else "")
+            try:
+                st.free_bytes = shutil.disk_usage(rec.writer.path.parent).free
+            except OSError:
+                st.free_bytes = 0
+        return st

@@ -1,0 +1,77 @@
+"""Console settings that persist between runs (QSettings).
+
+Tests and parallel runs pass their own ``path`` so nothing they do touches the user's
+settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PyQt6 import QtCore
+
+DEFAULTS: dict[str, Any] = {
+    "source/kind": "synthetic",
+    "source/board": "synthetic",
+    "source/board_params": "",
+    "source/lsl_name": "",
+    "source/replay_file": "",
+    "source/replay_speed": 1.0,
+    "scope/window": 5.0,
+    "scope/scale": 100.0,
+    "scope/highpass": 1.0,
+    "scope/notch": 50.0,
+    "session/participant": "P001",
+    "session/out_dir": str(Path.home() / "recall-lab-sessions"),
+    "session/protocol": "demo",
+    "session/time_scale": 1.0,
+    "participant/screen": 0,
+    "participant/fullscreen": False,
+    "window/geometry": QtCore.QByteArray(),
+}
+
+
+class AppSettings:
+    """Typed access to the console's QSettings.
+
+    Parameters
+    ----------
+    path
+        An INI file to use instead of the platform's settings store.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        if path is None:
+            self._q = QtCore.QSettings("recall-lab", "recall-lab")
+        else:
+            self._q = QtCore.QSettings(str(path), QtCore.QSettings.Format.IniFormat)
+
+    def get(self, key: str) -> Any:
+        default = DEFAULTS[key]
+        value = self._q.value(key, default)
+        if isinstance(default, bool):
+            return value in (True, "true", "1", 1)
+        if isinstance(default, float):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return default
+        if isinstance(default, int):
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return default
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        if key not in DEFAULTS:
+            raise KeyError(key)
+        self._q.setValue(key, value)
+
+    def sync(self) -> None:
+        self._q.sync()
+
+    @property
+    def file_name(self) -> str:
+        return self._q.fileName()

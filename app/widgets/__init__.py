@@ -1,0 +1,1 @@
+"""Reusable Qt widgets of the console and the participant display."""

@@ -1,0 +1,167 @@
+"""Participant pseudonym, notes, protocol choice, recording and protocol controls, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6 import QtCore, QtWidgets
+
+from app.settings import AppSettings
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} TB"
+
+
+class SessionPanel(QtWidgets.QGroupBox):
+    """The experimenter's session controls.
+
+    Signals
+    -------
+    record_requested, stop_requested
+        Start or stop the recording (the file).
+    protocol_start, protocol_pause, protocol_skip, protocol_abort
+        Protocol control; ``protocol_abort`` is emitted only after the experimenter confirmed.
+    """
+
+    record_requested = QtCore.pyqtSignal()
+    stop_requested = QtCore.pyqtSignal()
+    protocol_start = QtCore.pyqtSignal()
+    protocol_pause = QtCore.pyqtSignal(bool)
+    protocol_skip = QtCore.pyqtSignal()
+    protocol_abort = QtCore.pyqtSignal()
+
+    def __init__(self, settings: AppSettings, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Session", parent)
+        self.settings = settings
+        self.participant = QtWidgets.QLineEdit(settings.get("session/participant"))
+        self.participant.setPlaceholderText("pseudonym code, e.g. P001 (never a name)")
+        self.participant.setMaxLength(64)
+        self.notes = QtWidgets.QPlainTextEdit()
+        self.notes.setPlaceholderText("session notes (no names)")
+        self.notes.setMaximumHeight(60)
+        self.out_dir = QtWidgets.QLineEdit(settings.get("session/out_dir"))
+        self.browse = QtWidgets.QPushButton("…")
+        self.browse.setMaximumWidth(32)
+        self.protocol = QtWidgets.QComboBox()
+        self.protocol.setEditable(True)
+        self.protocol_browse = QtWidgets.QPushButton("…")
+        self.protocol_browse.setMaximumWidth(32)
+        self.time_scale = QtWidgets.QDoubleSpinBox()
+        self.time_scale.setRange(0.01, 10.0)
+        self.time_scale.setDecimals(2)
+        self.time_scale.setValue(settings.get("session/time_scale"))
+        self.time_scale.setSuffix(" × durations")
+
+        self.record_button = QtWidgets.QPushButton("● Record")
+        self.stop_button = QtWidgets.QPushButton("■ Stop")
+        self.start_button = QtWidgets.QPushButton("▶ Start protocol")
+        self.pause_button = QtWidgets.QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.skip_button = QtWidgets.QPushButton("Skip phase")
+        self.abort_button = QtWidgets.QPushButton("Abort")
+        self.phase = QtWidgets.QLabel("–")
+        self.file = QtWidgets.QLabel("not recording")
+        self.file.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.file.setWordWrap(True)
+        self.progress = QtWidgets.QLabel("–")
+
+        form = QtWidgets.QFormLayout(self)
+        form.addRow("Participant", self.participant)
+        form.addRow("Notes", self.notes)
+        form.addRow("Folder", _row(self.out_dir, self.browse))
+        form.addRow("Protocol", _row(self.protocol, self.protocol_browse))
+        form.addRow("Time scale", self.time_scale)
+        form.addRow(_row(self.record_button, self.stop_button))
+        form.addRow(_row(self.start_button, self.pause_button, self.skip_button, self.abort_button))
+        form.addRow("Phase", self.phase)
+        form.addRow("File", self.file)
+        form.addRow("Status", self.progress)
+
+        self.browse.clicked.connect(self._browse_dir)
+        self.protocol_browse.clicked.connect(self._browse_protocol)
+        self.record_button.clicked.connect(self.record_requested)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.start_button.clicked.connect(self.protocol_start)
+        self.pause_button.toggled.connect(self.protocol_pause)
+        self.skip_button.clicked.connect(self.protocol_skip)
+        self.abort_button.clicked.connect(self._confirm_abort)
+        self.set_state(connected=False, recording=False, running=False)
+
+    # ------------------------------------------------------------------ values
+    def set_protocols(self, names: list[str]) -> None:
+        wanted = self.settings.get("session/protocol")
+        self.protocol.clear()
+        self.protocol.addItems(["none", *names])
+        self.protocol.setCurrentText(wanted if wanted else "none")
+
+    def values(self) -> dict[str, object]:
+        """What the experimenter entered (also saved to the settings)."""
+        v = {
+            "participant": self.participant.text().strip(),
+            "notes": self.notes.toPlainText(),
+            "out_dir": self.out_dir.text().strip(),
+            "protocol": self.protocol.currentText().strip(),
+            "time_scale": self.time_scale.value(),
+        }
+        s = self.settings
+        s.set("session/participant", v["participant"])
+        s.set("session/out_dir", v["out_dir"])
+        s.set("session/protocol", v["protocol"])
+        s.set("session/time_scale", v["time_scale"])
+        return v
+
+    def set_state(self, *, connected: bool, recording: bool, running: bool) -> None:
+        self.record_button.setEnabled(connected and not recording)
+        self.stop_button.setEnabled(recording)
+        for w in (self.participant, self.out_dir, self.protocol, self.time_scale, self.browse):
+            w.setEnabled(not recording)
+        self.start_button.setEnabled(recording and not running)
+        for w in (self.pause_button, self.skip_button, self.abort_button):
+            w.setEnabled(running)
+        if not running and self.pause_button.isChecked():
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(False)
+            self.pause_button.blockSignals(False)
+
+    def confirm(self, title: str, text: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(
+            self,
+            title,
+            text,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No,
+        )
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
+
+    def _confirm_abort(self) -> None:
+        if self.confirm(
+            "Abort the protocol?",
+            "Abort the protocol now? Everything recorded so far stays in the file.",
+        ):
+            self.protocol_abort.emit()
+
+    def _browse_dir(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Session folder")
+        if path:
+            self.out_dir.setText(path)
+
+    def _browse_protocol(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Protocol", "", "Protocols (*.yaml *.yml)"
+        )
+        if path:
+            self.protocol.setCurrentText(str(Path(path)))
+
+
+def _row(*widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
+    w = QtWidgets.QWidget()
+    lay = QtWidgets.QHBoxLayout(w)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for x in widgets:
+        lay.addWidget(x)
+    return w

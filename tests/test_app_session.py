@@ -1,0 +1,252 @@
+"""The console and participant display on the synthetic board, driven as a user would.
+
+Real BrainFlow synthetic board, real HDF5 file, real Qt (offscreen), the real protocol engine
+running the shipped demo protocol at a short time scale. Inputs are injected with QTest; the
+LSL time is read just before and after each injection and the file must place the event
+between them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from PyQt6 import QtCore, QtWidgets
+
+from drivers.clock import local_clock
+
+pytestmark = pytest.mark.gui
+
+QtTest = pytest.importorskip("PyQt6.QtTest")
+QTest = QtTest.QTest
+Qt = QtCore.Qt
+
+
+@pytest.fixture
+def console(qtbot, tmp_path):
+    from app.console import ConsoleWindow
+    from app.settings import AppSettings
+
+    threads_before = set(threading.enumerate())
+    settings = AppSettings(tmp_path / "settings.ini")  # never the user's settings
+    settings.set("session/out_dir", str(tmp_path / "sessions"))
+    settings.set("session/participant", "P042")
+    settings.set("session/protocol", "demo")
+    settings.set("session/time_scale", 0.2)
+    win = ConsoleWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    if win.controller.recording:
+        win.stop_recording()
+    win.jobs_panel.cancel_all()
+    win._close_feed()
+    win.controller.close()
+    win.participant.close()
+    # Qt tests fail on dangling threads: everything the console started must be gone.
+    qtbot.waitUntil(
+        lambda: (
+            not [
+                t
+                for t in set(threading.enumerate()) - threads_before
+                if t.is_alive() and t.name not in ("lsl-lookup",)
+            ]
+        ),
+        timeout=10000,
+    )
+
+
+def connect_synthetic(qtbot, console) -> None:
+    console.connect_source("synthetic")
+    qtbot.waitUntil(
+        lambda: console.controller.connected and console.feed is not None, timeout=20000
+    )
+
+
+def test_console_connects_and_scope_shows_signal(qtbot, console):
+    connect_synthetic(qtbot, console)
+    n_ch = console.controller.source.info.n_channels
+    assert len(console.scope.curves) == n_ch
+    qtbot.waitUntil(lambda: console.scope.frames > 5, timeout=10000)
+    # The curves hold the last `window` seconds of the (filtered) signal, and it moves.
+    curve = console.scope.curves[0]
+    qtbot.waitUntil(lambda: curve.xData is not None and len(curve.xData) > 200, timeout=10000)
+    x, y = curve.xData, curve.yData
+    assert x[-1] == pytest.approx(0.0) and x[0] < -0.5
+    assert np.std(y) > 0
+    console.refresh_status()
+    assert "Hz received" in console.display_panel.rate.text()
+    # Changing the window keeps the curves and the x range follows.
+    console.display_panel.window.setValue(2.0)
+    assert console.scope.window == pytest.approx(2.0)
+    console.disconnect_source()
+    assert console.scope.curves == [] and not console.controller.connected
+
+
+def _phase(console):
+    r = console.runner
+    return r.engine.display().kind if r is not None else ""
+
+
+def wait_phase(qtbot, console, kind, timeout=15000):
+    qtbot.waitUntil(lambda: _phase(console) == kind, timeout=timeout)
+
+
+def press(widget, key, hold=0.03):
+    before = local_clock()
+    QTest.keyPress(widget, key)
+    after = local_clock()
+    QTest.qWait(int(hold * 1000))
+    up_before = local_clock()
+    QTest.keyRelease(widget, key)
+    up_after = local_clock()
+    return (before, after), (up_before, up_after)
+
+
+def test_demo_protocol_end_to_end(qtbot, console, tmp_path):
+    import soundfile
+
+    from data_schema.reader import read_session
+
+    connect_synthetic(qtbot, console)
+    path = console.start_recording()
+    assert path is not None and path.parent == tmp_path / "sessions"
+    assert path.name.startswith("P042_")
+    console.start_protocol()
+    p = console.participant
+
+    # Instructions wait for space; the key press is recorded too.
+    wait_phase(qtbot, console, "instructions")
+    press(p, Qt.Key.Key_Space)
+    wait_phase(qtbot, console, "recall")
+
+    # Valence keys in the recall phase: stamped in the handler, on the LSL clock.
+    pos_down, pos_up = press(p, Qt.Key.Key_1, hold=0.1)
+    assert p.valence.valence == "positive"
+    neg_down, _ = press(p, Qt.Key.Key_3)
+
+    wait_phase(qtbot, console, "description")
+    QTest.keyClicks(p.description, "A sunny day by the water.")
+    t_submit = local_clock()
+    QTest.mouseClick(p.submit_description, Qt.MouseButton.LeftButton)
+
+    wait_phase(qtbot, console, "sketch")
+    c = p.canvas
+    t_draw = local_clock()
+    QTest.mousePress(c, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(20, 20))
+    for i in range(1, 11):
+        QTest.mouseMove(c, QtCore.QPoint(20 + 10 * i, 20 + 5 * i))
+    QTest.mouseRelease(c, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(130, 75))
+    QTest.mousePress(c, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(200, 50))
+    QTest.mouseRelease(c, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(220, 60))
+    QTest.mouseClick(p.undo_button, Qt.MouseButton.LeftButton)  # removes the second stroke
+    QTest.mouseClick(p.submit_sketch, Qt.MouseButton.LeftButton)
+
+    wait_phase(qtbot, console, "melody")
+    wav = tmp_path / "tune.wav"
+    tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000).astype(np.float32)
+    soundfile.write(wav, tone, 16000)
+    with qtbot.waitSignal(p.melody.stored, timeout=10000):
+        p.melody.load_file(wav)
+    QTest.mouseClick(p.melody_done, Qt.MouseButton.LeftButton)
+
+    wait_phase(qtbot, console, "sam")
+    QTest.mouseClick(p.sam.scales["valence"].buttons[6], Qt.MouseButton.LeftButton)
+    QTest.mouseClick(p.sam.scales["arousal"].buttons[2], Qt.MouseButton.LeftButton)
+
+    # Second memory: the experimenter skips every phase; the protocol then ends and the
+    # console closes the file.
+    wait_phase(qtbot, console, "cue")
+    with qtbot.waitSignal(console.recording_stopped, timeout=60000):
+        for kind in ("cue", "recall", "description", "sketch", "melody", "sam"):
+            wait_phase(qtbot, console, kind)
+            QTest.mouseClick(console.session_panel.skip_button, Qt.MouseButton.LeftButton)
+    assert not console.controller.recording
+
+    s = read_session(path)
+    assert s.clean_close and s.participant_id == "P042"
+    assert "demo" in s.attrs["protocol"]
+    assert s.eeg.n_samples > 250 * 5
+
+    keys = [e for e in s.events if e.source == "keyboard"]
+    downs = [(e, json.loads(e.value)) for e in keys if e.label == "key_down"]
+    one = next((e, v) for e, v in downs if v["key"] == "1")
+    three = next((e, v) for e, v in downs if v["key"] == "3")
+    assert pos_down[0] <= one[0].timestamp <= pos_down[1]
+    assert one[1]["valence"] == "positive" and one[1]["auto_repeat"] is False
+    assert neg_down[0] <= three[0].timestamp <= neg_down[1]
+    assert three[1]["valence"] == "negative"
+    up_one = next(e for e in keys if e.label == "key_up" and json.loads(e.value)["key"] == "1")
+    assert pos_up[0] <= up_one.timestamp <= pos_up[1]
+    # Keys fall inside the recall phase of m1 in the file's own markers.
+    starts = {
+        (json.loads(e.value)["phase"], json.loads(e.value)["memory"]): e.timestamp
+        for e in s.events_where(source="protocol", label="phase_start")
+    }
+    assert starts[("recall", "m1")] <= one[0].timestamp < starts[("description", "m1")]
+
+    m1 = s.memories["m1"]
+    assert m1.description == "A sunny day by the water."
+    assert t_submit <= m1.description_timestamp <= local_clock()
+    strokes = m1.sketch_strokes
+    drawn = strokes[strokes["stroke"] >= 0]
+    assert len(drawn) == 1 + 10 + 1 + 2  # press, moves, release; then the undone stroke
+    assert np.all(np.diff(strokes["timestamp"]) >= 0)  # in drawing order
+    assert drawn["timestamp"][0] >= t_draw
+    assert drawn["x"][0] == pytest.approx(20) and drawn["y"][0] == pytest.approx(20)
+    assert np.all(drawn["pressure"] == 1.0)
+    assert list(strokes["stroke"][strokes["stroke"] < 0]) == [-2]  # the undo
+    assert m1.sketch_png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert m1.melody is not None and len(m1.melody) == 8000 and m1.melody_rate == 16000
+    sam = {e.label: e.value for e in s.events if e.label.startswith("sam_")}
+    assert sam == {"sam_valence": "7", "sam_arousal": "3"}
+    ends = [json.loads(e.value) for e in s.events_where(source="protocol", label="phase_end")]
+    assert {"phase": "cue", "memory": "m2", "reason": "skip"}.items() <= next(
+        e for e in ends if e["phase"] == "cue" and e["memory"] == "m2"
+    ).items()
+    assert s.events_where(source="protocol", label="session_end")
+
+
+def test_closing_while_recording_asks(qtbot, console):
+    connect_synthetic(qtbot, console)
+    path = console.start_recording()
+    assert path is not None
+
+    def answer(button):
+        def click():
+            box = QtWidgets.QApplication.activeModalWidget()
+            assert isinstance(box, QtWidgets.QMessageBox), box
+            box.button(button).click()
+
+        QtCore.QTimer.singleShot(200, click)
+
+    answer(QtWidgets.QMessageBox.StandardButton.No)
+    assert console.close() is False  # the experimenter said no: still open and recording
+    assert console.controller.recording
+
+    answer(QtWidgets.QMessageBox.StandardButton.Yes)
+    assert console.close() is True
+    assert not console.controller.recording
+
+    from data_schema.reader import read_session
+
+    s = read_session(path)
+    assert s.clean_close and s.eeg.n_samples > 0
+
+
+def test_keys_without_protocol_are_recorded(qtbot, console):
+    from data_schema.reader import read_session
+
+    console.session_panel.protocol.setCurrentText("none")
+    connect_synthetic(qtbot, console)
+    path = console.start_recording()
+    (b, a), _ = press(console.participant, Qt.Key.Key_3)
+    QTest.keyPress(console.participant, Qt.Key.Key_1, Qt.KeyboardModifier.NoModifier)
+    console.stop_recording()
+    s = read_session(path)
+    downs = [e for e in s.events if e.label == "key_down"]
+    assert json.loads(downs[0].value)["valence"] == "negative"
+    assert b <= downs[0].timestamp <= a
+    assert json.loads(downs[1].value)["valence"] == "positive"
