@@ -9,7 +9,9 @@ Timing. The recording's timestamps are moved onto the current LSL clock by one o
 ``lsl = original + offset`` (stored in :attr:`clock_mapping`), so the relative timing of
 samples and events is exactly the recording's, at every speed. Samples are released when the
 LSL clock passes ``start + (t - t_first) / speed``: the schedule is computed from the start,
-not by sleeping per chunk, so no drift accumulates. At ``speed != 1`` the timestamps therefore
+not by sleeping per chunk, so no drift accumulates. The schedule (and the offset) is fixed
+when the source is opened, because the recorder stores the clock mapping before starting it;
+start soon after opening. At ``speed != 1`` the timestamps therefore
 run ahead of (or behind) the wall clock; they keep describing the recording.
 
 Every sample is delivered exactly once, in order. "As fast as possible" (``speed=0``) is

@@ -31,7 +31,7 @@ def test_replay_at_5x_takes_a_fifth_of_the_time_and_max_is_much_faster(tmp_path:
     original = read_session(path).eeg
     np.testing.assert_array_equal(data, original.data)
     assert len(events) == 3
-    assert 0.9 <= elapsed < 2.5, elapsed  # ~1 s; generous upper bound for a busy machine
+    assert 0.9 <= elapsed < 3.5, elapsed  # ~1 s; generous upper bound for a busy machine
     _, _, _, fast = play_all(ReplaySource(path, speed=0))
     assert fast < elapsed / 3, (fast, elapsed)
 
@@ -54,7 +54,7 @@ def test_real_time_replay_keeps_pace_with_the_lsl_clock(tmp_path: Path) -> None:
     assert pos == 375
     # Samples arrive when their timestamp comes (never early), within a poll or two.
     assert min(lags) >= -1e-3
-    assert np.median(lags) < 0.1
+    assert np.median(lags) < 0.25
 
 
 def test_loop_continues_timestamps_without_gaps_or_repeats(tmp_path: Path) -> None:
