@@ -32,12 +32,12 @@ def new_derived_run(
     The group carries ``created_at``, ``software_versions`` and ``config`` (JSON). The file is
     flushed and closed when the block ends; if the block raises, the partial run is removed.
     """
-    if not _STAGE_RE.match(stage):
+    if not _STAGE_RE.fullmatch(stage):
         raise ValueError(f"stage name {stage!r}: lowercase letters, digits and '_'")
     f = open_session_file(path, mode="r+")
     try:
         stages = f.require_group("derived").require_group(stage)
-        numbers = [int(m.group(1)) for k in stages if (m := _RUN_RE.match(k))]
+        numbers = [int(m.group(1)) for k in stages if (m := _RUN_RE.fullmatch(k))]
         name = f"run-{(max(numbers) + 1 if numbers else 1):03d}"
         g = stages.create_group(name)
         g.attrs["created_at"] = utc_now_iso()
@@ -58,7 +58,7 @@ def list_derived_runs(path: str | Path, stage: str) -> list[str]:
     with open_session_file(path) as f:
         if "derived" not in f or stage not in f["derived"]:
             return []
-        return sorted(k for k in f["derived"][stage] if _RUN_RE.match(k))
+        return sorted(k for k in f["derived"][stage] if _RUN_RE.fullmatch(k))
 
 
 def latest_derived_run(path: str | Path, stage: str) -> str:

@@ -355,7 +355,9 @@ def stream_to_raw(session: Session, stream: str = "eeg") -> mne.io.BaseRaw:
         raw.set_annotations(
             mne.Annotations(
                 onset=idx / sfreq,
-                duration=[e.duration for e in events],
+                # An event lasting past the end of the recording is cut at the last sample,
+                # which is all the data can say about it (and MNE would warn otherwise).
+                duration=np.minimum([e.duration for e in events], (s.n_samples - 1 - idx) / sfreq),
                 description=[annotation_description(e) for e in events],
                 orig_time=raw.info["meas_date"],
             )

@@ -205,7 +205,7 @@ def _check_root(f: h5py.File, c: _Checker) -> bool:
             "members added since are not checked; upgrade recall-lab for a full check",
         )
     pid = _attr_str(a.get("participant_id", ""))
-    if isinstance(pid, str) and not PSEUDONYM_RE.match(pid):
+    if isinstance(pid, str) and not PSEUDONYM_RE.fullmatch(pid):
         c.error(
             "/",
             f"participant_id {pid!r} is not a pseudonym code",
@@ -365,7 +365,7 @@ def _loads(text: str) -> Any:
 # ---------------------------------------------------------------------------- streams
 def _check_stream(name: str, g: Any, clean: bool, c: _Checker) -> None:
     where = f"/streams/{name}"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         c.error(
             where,
             f"stream name {name!r} has characters outside [A-Za-z0-9_.-]",
@@ -534,7 +534,7 @@ def _check_timestamps(where: str, ts: h5py.Dataset, rate: float, clean: bool, c:
 # ---------------------------------------------------------------------------- memories
 def _check_memory(name: str, g: Any, c: _Checker) -> None:
     where = f"/memories/{name}"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         c.error(
             where,
             f"memory id {name!r} has characters outside [A-Za-z0-9_.-]",
@@ -669,7 +669,7 @@ def _check_melody(where: str, mel: Any, c: _Checker) -> None:
 # ---------------------------------------------------------------------------- derived
 def _check_stage(stage: str, g: Any, c: _Checker) -> None:
     where = f"/derived/{stage}"
-    if not STAGE_RE.match(stage):
+    if not STAGE_RE.fullmatch(stage):
         c.error(
             where,
             f"stage name {stage!r} is not lowercase letters, digits and '_'",
@@ -680,7 +680,7 @@ def _check_stage(stage: str, g: Any, c: _Checker) -> None:
         return
     for run, r in g.items():
         rw = f"{where}/{run}"
-        if not RUN_RE.match(run):
+        if not RUN_RE.fullmatch(run):
             c.error(
                 rw, f"run name {run!r} is not run-NNN", "the latest run cannot be found reliably"
             )

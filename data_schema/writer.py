@@ -54,7 +54,7 @@ def check_pseudonym(participant_id: str) -> str:
     A pseudonym is letters, digits, ``-_.``, at most 64 characters, starting with a letter or
     digit; spaces (as in "Jane Doe") are refused so a full name cannot slip in by habit.
     """
-    if not PSEUDONYM_RE.match(participant_id or ""):
+    if not PSEUDONYM_RE.fullmatch(participant_id or ""):
         raise ValueError(
             f"participant id {participant_id!r} is not a pseudonym code: use letters, digits, "
             "'-', '_' or '.', at most 64 characters (e.g. P001); never a name"
@@ -259,7 +259,7 @@ class SessionWriter:
         ``clock`` describes how timestamps were put on the LSL clock (e.g. the UNIX-to-LSL
         offset for BrainFlow); it is stored as JSON in the ``clock_mapping`` attribute.
         """
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise SessionFileError(f"stream name {name!r}: use letters, digits, '-', '_', '.'")
         with self._lock:
             self._guard()
@@ -349,7 +349,7 @@ class SessionWriter:
     # ------------------------------------------------------------------ memories
     def memory_group(self, memory_id: str, **attrs: Any) -> str:
         """Create (or update the attributes of) ``/memories/<memory_id>``; returns its path."""
-        if not NAME_RE.match(memory_id):
+        if not NAME_RE.fullmatch(memory_id):
             raise SessionFileError(f"memory id {memory_id!r}: use letters, digits, '-', '_', '.'")
         with self._lock:
             self._guard()
