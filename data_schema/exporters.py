@@ -301,7 +301,13 @@ def export_brainflow(
     files = [out]
     if events:
         codes, legend = marker_codes(events)
-        idx = np.clip(np.searchsorted(s.timestamps, [e.timestamp for e in events]), 0, n - 1)
+        times = np.array([e.timestamp for e in events])
+        idx = np.clip(np.searchsorted(s.timestamps, times), 0, n - 1)
+        prev = np.clip(idx - 1, 0, n - 1)
+        # The nearest sample, as for the MNE annotations of the other formats.
+        idx = np.where(
+            np.abs(s.timestamps[prev] - times) < np.abs(s.timestamps[idx] - times), prev, idx
+        )
         for i, code in zip(idx, codes):
             # One marker per sample: a second event on the same sample moves to the next free
             # one, so none is dropped.
