@@ -173,9 +173,12 @@ def list_boards() -> list[dict[str, object]]:
     BoardShim = _brainflow().BoardShim
     rows = []
     for name, board_id in sorted(_board_ids().items(), key=lambda kv: kv[1]):
-        row: dict[str, object] = {"name": name, "id": board_id, "rate": None, "eeg_channels": 0}
+        row: dict[str, object] = {"name": name, "id": board_id, "rate": None}
+        row["eeg_channels"] = None
         try:
             desc = BoardShim.get_board_descr(board_id)
+            if board_id in (PLAYBACK_FILE_BOARD, STREAMING_BOARD):
+                raise ValueError("described by its master board")
             row["rate"] = desc.get("sampling_rate")
             row["eeg_channels"] = len(desc.get("eeg_channels", []))
             row["device"] = desc.get("name", "")

@@ -263,7 +263,8 @@ class LslSource(Source):
         now or appearing during the recording; a list (or comma-separated text) of marker
         stream names; ``None`` or ``"none"``: no marker streams.
     name
-        Stream name in the session file (defaults to the LSL stream's name).
+        Stream name (``eeg`` by default, like the other sources, so gap events name the
+        stream the file holds); the LSL name is kept in ``source`` and ``description``.
     max_buflen
         Seconds liblsl buffers on our side while nobody pulls.
     **kwargs
@@ -280,7 +281,7 @@ class LslSource(Source):
         *,
         timeout: float | str = 5.0,
         markers: str | Sequence[str] | None = "auto",
-        name: str | None = None,
+        name: str = "eeg",
         max_buflen: float | str = 360,
         **kwargs: float | str,
     ) -> None:
@@ -428,7 +429,7 @@ class LslSource(Source):
         if manufacturer:
             desc["manufacturer"] = manufacturer
         return StreamInfo(
-            name=self.stream_name or info.name(),
+            name=self.stream_name,
             channel_names=names,
             channel_types=ch_types,
             units=ch_units,

@@ -35,6 +35,9 @@ def parse_source(spec: str, **kwargs: float) -> Source:
     if kind == "lsl" and target:
         from drivers.lsl_source import LslSource
 
+        clash = sorted({"prop", "value"} & set(params))
+        if clash:
+            raise SourceError(f"lsl source: {clash[0]}= is not an option; write lsl:name=<name>")
         prop, eq, value = target.partition("=")
         if eq and prop in ("name", "type", "source_id"):
             return LslSource(prop=prop, value=value, **params, **kwargs)
@@ -43,5 +46,11 @@ def parse_source(spec: str, **kwargs: float) -> Source:
         from drivers.replay import ReplaySource
 
         speed = params.pop("speed", "1")
-        return ReplaySource(target, speed=float(speed) if speed != "max" else 0.0, **kwargs)
+        try:
+            factor = 0.0 if speed == "max" else float(speed)
+        except ValueError:
+            factor = -1.0
+        if factor < 0 or factor != factor:
+            raise SourceError(f"replay speed={speed!r}: use a factor such as 1, 2, 0.5, or max")
+        return ReplaySource(target, speed=factor, **kwargs)
     raise SourceError(f"unknown source {spec!r}; use one of: {FORMS}")
