@@ -58,9 +58,10 @@ _SENTENCES = {
 
 @dataclass(order=True)
 class _Input:
-    time: float  # seconds after the phase start, already scaled
+    time: float  # LSL seconds
     order: int
     apply: Callable[[float], None]
+    carry: bool = False  # still due if the phase ends first (releasing a held key)
 
 
 class SimulatedParticipant:
@@ -115,16 +116,17 @@ class SimulatedParticipant:
             step = self.engine.current
             if step.index != self._step:
                 self._begin(step, self.engine.phase_started_at)
-            if not self._script or self._start + self._script[0].time > now:
+            if not self._script or self._script[0].time > now:
                 return
             item = self._script.pop(0)
-            item.apply(self._start + item.time)
+            item.apply(item.time)
 
     # ------------------------------------------------------------------ scripts
     def _begin(self, step: Step, start: float) -> None:
         self._step = step.index
         self._start = start
-        self._script = []
+        # a key pressed in the last phase is still released: fingers do not wait for phases
+        self._script = [item for item in self._script if item.carry]
         phase = step.phase
         if isinstance(phase, InstructionsPhase) and phase.end == "key":
             self._instructions(phase)
@@ -140,9 +142,10 @@ class SimulatedParticipant:
             self._sam(step, phase)
         self._script.sort()
 
-    def _at(self, t: float, fn: Callable[[float], None]) -> None:
+    def _at(self, t: float, fn: Callable[[float], None], *, carry: bool = False) -> None:
+        """Schedule ``fn(timestamp)`` at ``t`` seconds (scaled) after the phase start."""
         self._n += 1
-        self._script.append(_Input(float(t), self._n, fn))
+        self._script.append(_Input(self._start + float(t), self._n, fn, carry))
 
     def _u(self, lo: float, hi: float) -> float:
         return float(self.rng.uniform(lo, hi))
@@ -158,7 +161,7 @@ class SimulatedParticipant:
         t = self._limit(phase, self._u(2.0, 4.0))
         key = phase.continue_key
         self._at(t, lambda ts: self.engine.key_down(key, ts))
-        self._at(t + 0.12 * self.scale, lambda ts: self.engine.key_up(key, ts))
+        self._at(t + 0.12 * self.scale, lambda ts: self.engine.key_up(key, ts), carry=True)
 
     def _recall(self, step: Step, phase: RecallPhase) -> None:
         cfg = phase.valence or self.engine.protocol.valence
@@ -172,10 +175,15 @@ class SimulatedParticipant:
         end = phase.duration if phase.duration else (phase.max_duration or 30.0 * s)
         margin = 0.3 * s
         t = self._u(0.5, 2.0) * s
+        previous = other  # the first episode follows the memory's mood
         while t < end - margin:
-            valence = mood if self.rng.random() < 0.75 else other
+            # now and then a short contrary episode, never two in a row, so the memory's
+            # mood dominates the recall as it does for real participants' memories
+            valence = other if previous == mood and self.rng.random() < 0.3 else mood
+            previous = valence
             key = keys[valence]
-            episode_end = min(t + self._u(3.0, 8.0) * s, end - margin)
+            length = self._u(3.0, 8.0) if valence == mood else self._u(1.0, 2.5)
+            episode_end = min(t + length * s, end - margin)
             while t < episode_end:
                 if self.rng.random() < 0.25:  # a long hold: the keyboard auto-repeats
                     hold = self._u(1.0, 3.0) * s
@@ -196,7 +204,7 @@ class SimulatedParticipant:
             self._at(t, lambda ts: eng.key_down(key, ts, auto_repeat=True))
             self.log["auto_repeats"] += 1
             t += self.scale / 30.0
-        self._at(up, lambda ts: eng.key_up(key, ts))
+        self._at(up, lambda ts: eng.key_up(key, ts), carry=True)
 
     def _description(self, step: Step, phase: DescriptionPhase) -> None:
         pool = list(_SENTENCES[self.moods.get(step.memory_id or "", "positive")])
@@ -231,11 +239,12 @@ class SimulatedParticipant:
             rows.append((times, block))
             t = float(times[-1]) + 2 * dt  # lift the pen between strokes
         eng = self.engine
+        start = self._start
 
         def send(times: np.ndarray, block: np.ndarray) -> Callable[[float], None]:
             def apply(_ts: float) -> None:
                 out = block.copy()
-                out["timestamp"] = self._start + times  # each point's own LSL time
+                out["timestamp"] = start + times  # each point's own LSL time
                 eng.add_sketch_points(out)
                 self.log["sketch_points"] += len(out)
 
