@@ -426,8 +426,12 @@ class ProtocolEngine:
         """Restart the phase clock; the current phase gets the paused time back."""
         if self._state != "paused":
             return
-        self._run.paused_total += max(0.0, now - self._paused_at)
+        run = self._run
+        run.paused_total += max(0.0, now - self._paused_at)
         self._paused_at = None
+        if run.end_request is not None and run.end_request[0] < now:
+            # a submit or key press during the pause takes effect when the session goes on
+            run.end_request = (now, run.end_request[1])
         self._state = "running"
         self._now = max(self._now, now)
         self._event(now, "protocol", "resumed", self._run.step.phase.id)
@@ -480,7 +484,7 @@ class ProtocolEngine:
         if (
             run is not None
             and not auto_repeat
-            and self._state == "running"
+            and self._state in ("running", "paused")
             and run.step.phase.end == "key"
             and k == normalize_key(run.step.phase.continue_key)
         ):

@@ -193,6 +193,20 @@ def test_pause_extends_the_phase_and_is_marked():
     assert h.phase_starts()[-1] == ("cue", "m1", 128.0)
 
 
+def test_a_submit_during_a_pause_takes_effect_at_resume():
+    h = Harness()
+    e = h.engine
+    e.start(0.0)
+    e.pause(1.0)
+    e.key_down("space", 2.0)  # recorded, but the instructions stay on while paused
+    assert e.current.phase.id == "hello" and e.state == "paused"
+    assert json.loads(h.events[-1].value)["key"] == "space"
+    e.resume(5.0)
+    assert e.current.phase.id == "rest"
+    labels = [(lbl, t) for lbl, t, _ in h.markers()][-4:]
+    assert labels == [("paused", 1.0), ("resumed", 5.0), ("phase_end", 5.0), ("phase_start", 5.0)]
+
+
 def test_skip_and_abort():
     h = Harness()
     e = h.engine
