@@ -1,0 +1,85 @@
+"""``recall-lab generate``: an audiovisual reconstruction of a recalled memory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="music, images and a synchronized video from a memory and its affect",
+        description="Turn a memory's description, sketch and guiding melody, plus its affect "
+        "trajectory, into per-segment prompts, MusicGen-melody music, Stable Diffusion "
+        "keyframes and an MP4 that follows one segment timeline. Models are read only from "
+        "the local models folder (see `recall-lab models`).",
+    )
+    p.add_argument("session", type=Path, help="session file (.h5)")
+    p.add_argument(
+        "--affect",
+        choices=("reported", "decoded"),
+        default="reported",
+        help="reported: valence keys/ratings (default); decoded: newest `recall-lab decode` run",
+    )
+    p.add_argument("--memory", default=None, help="memory id (default: every memory)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (a new run-NNN inside)")
+    p.add_argument("--models", type=Path, default=None, help="models folder")
+    p.add_argument("--seed", type=int, default=0, help="seed shared by all keyframes")
+    p.add_argument("--duration", type=float, default=None, help="stretch timeline to N seconds")
+    p.add_argument("--min-segment", type=float, default=4.0, help="minimum segment, s (4)")
+    p.add_argument("--smoothing", type=float, default=1.0, help="affect smoothing, s (1)")
+    p.add_argument("--lexicon", type=Path, default=None, help="JSON affect lexicon")
+    p.add_argument("--steps", type=int, default=25, help="diffusion steps (25)")
+    p.add_argument("--fps", type=float, default=24.0, help="video frame rate (24)")
+    p.add_argument("--transition", type=float, default=1.0, help="keyframe crossfade, s (1)")
+    p.add_argument("--crossfade", type=float, default=1.0, help="music crossfade, s (1)")
+    p.add_argument("--window", type=float, default=30.0, help="music window, s (30)")
+    p.add_argument("--overlap", type=float, default=10.0, help="music window overlap, s (10)")
+    p.add_argument("--control", action="store_true", help="also the reordered control video")
+    p.add_argument("--control-seed", type=int, default=1, help="seed of the control order")
+    p.add_argument("--no-evaluate", action="store_true", help="skip CLIP/CLAP scores")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_schema.errors import RecallLabError
+    from generation.images import ImageSettings
+    from generation.music import MusicSettings
+    from generation.pipeline import GenerateConfig, run_generation
+    from generation.segments import SegmentRules
+
+    if args.steps < 1:
+        raise RecallLabError("--steps must be at least 1")
+    if args.fps <= 0:
+        raise RecallLabError("--fps must be positive")
+    cfg = GenerateConfig(
+        affect=args.affect,
+        memory=args.memory,
+        out=args.out,
+        models=args.models,
+        seed=args.seed,
+        fps=args.fps,
+        transition=args.transition,
+        duration=args.duration,
+        control=args.control,
+        control_seed=args.control_seed,
+        evaluate=not args.no_evaluate,
+        device=args.device,
+        lexicon=args.lexicon,
+        segment_rules=SegmentRules(min_duration=args.min_segment, smoothing=args.smoothing),
+        music=MusicSettings(window=args.window, overlap=args.overlap, crossfade=args.crossfade),
+        images=ImageSettings(steps=args.steps),
+        show_progress=not args.quiet,
+    )
+    for r in run_generation(args.session, cfg):
+        segs = r.manifest["segments"]
+        affects = " ".join(f"{s['affect'][:3]}:{s['duration']:.1f}s" for s in segs)
+        print(f"memory {r.memory}: {r.video} ({r.manifest['total_seconds']:.1f} s; {affects})")
+        if r.control_video is not None:
+            print(f"  control (reordered {r.manifest['control']['order']}): {r.control_video}")
+        for note in r.manifest["notes"]:
+            print(f"  note: {note}")
+    return 0

@@ -1,0 +1,364 @@
+"""``recall-lab generate``: one memory -> segments, prompts, keyframes, music, MP4, manifest.
+
+Stages run one model at a time (Stable Diffusion, then MusicGen, then the evaluators), each
+freed before the next loads, so a full-size run fits in one GPU or a laptop's memory.
+Results are written to a new output folder and recorded in the session file under
+``/derived/generation/run-NNN``; earlier runs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_schema.errors import RecallLabError, SessionFileError
+from generation.images import ImageSettings, render_frames
+from generation.music import MusicSettings, equal_power_join, normalize_loudness
+from generation.prompts import Lexicon, build_prompts
+from generation.segments import (
+    Segment,
+    SegmentRules,
+    control_order,
+    reorder,
+    rescale,
+    segment_trajectory,
+)
+
+log = logging.getLogger(__name__)
+
+FALLBACK_DESCRIPTION = "a personal memory"
+
+
+@dataclass
+class GenerateConfig:
+    """Everything a generation run depends on (stored in the manifest)."""
+
+    affect: str = "reported"
+    memory: str | None = None
+    out: Path | None = None
+    models: Path | None = None
+    seed: int = 0
+    fps: float = 24.0
+    transition: float = 1.0
+    duration: float | None = None
+    control: bool = False
+    control_seed: int = 1
+    evaluate: bool = True
+    device: str = "auto"
+    lexicon: Path | None = None
+    segment_rules: SegmentRules = field(default_factory=SegmentRules)
+    music: MusicSettings = field(default_factory=MusicSettings)
+    images: ImageSettings = field(default_factory=ImageSettings)
+    show_progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        return json.loads(json.dumps(d, default=str))
+
+
+@dataclass
+class MemoryResult:
+    """What was made for one memory."""
+
+    memory: str
+    folder: Path
+    video: Path
+    control_video: Path | None
+    manifest: dict[str, Any]
+
+
+def _free() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _new_folder(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (root / f"run-{n:03d}").exists():
+        n += 1
+    folder = root / f"run-{n:03d}"
+    folder.mkdir()
+    return folder
+
+
+def choose_memories(session: Any, memory: str | None) -> list[str]:
+    """The memory ids to generate: the one asked for, else all in recall order."""
+    if not session.memories:
+        raise SessionFileError(
+            f"{session.path} has no memories (/memories); record a session with a protocol "
+            "that asks for a description, sketch or melody"
+        )
+    if memory is not None:
+        if memory not in session.memories:
+            raise RecallLabError(
+                f"memory {memory!r} is not in {session.path}; it has "
+                f"{', '.join(sorted(session.memories))}"
+            )
+        return [memory]
+    return sorted(session.memories, key=lambda m: (session.memories[m].attrs.get("index", 0), m))
+
+
+def generate_memory(
+    session: Any,
+    memory_id: str,
+    cfg: GenerateConfig,
+    folder: Path,
+    cancel: threading.Event,
+) -> MemoryResult:
+    """Make the reconstruction of one memory in ``folder``."""
+    from tqdm.auto import tqdm
+
+    from generation.affect import affect_trajectory
+    from generation.images import KeyframePainter
+    from generation.models import model_path, pick_device, require_model
+    from generation.music import MusicGenerator
+    from generation.video import probe_durations, write_mp4, write_wav
+
+    device = pick_device(cfg.device)
+    sd = require_model("stable-diffusion", cfg.models)
+    mg = require_model("musicgen-melody", cfg.models)
+    cn = model_path("controlnet-scribble", cfg.models)
+    mem = session.memories[memory_id]
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+
+    # --- affect -> segments
+    traj = affect_trajectory(session, memory_id, cfg.affect)
+    segments = segment_trajectory(traj.times, traj.valence, cfg.segment_rules)
+    if cfg.duration:
+        segments = rescale(segments, cfg.duration)
+    total = segments[-1].end
+
+    # --- inputs the participant gave (each may be missing)
+    description = (mem.description or "").strip()
+    if not description:
+        description = str(mem.attrs.get("cue") or "").strip() or FALLBACK_DESCRIPTION
+        notes.append(f"no description: prompts use {description!r}")
+    sketch = mem.sketch_png
+    if not sketch:
+        notes.append("no sketch: keyframes are text-to-image")
+    melody = mem.melody
+    if melody is None or len(melody) == 0 or not mem.melody_rate:
+        melody = None
+        notes.append("no guiding melody: music is conditioned on the prompt only")
+
+    lexicon = Lexicon.load(cfg.lexicon)
+
+    # --- keyframes
+    t0 = time.perf_counter()
+    painter = KeyframePainter(sd, cn, bool(sketch), device, cancel)
+    prompts = build_prompts(description, segments, lexicon, count_tokens=painter.count_tokens)
+    keyframes = []
+    for seg, pr in zip(segments, prompts):
+        img = painter.paint(
+            pr.image,
+            seed=cfg.seed,
+            sketch_png=sketch,
+            settings=cfg.images,
+            show_progress=cfg.show_progress,
+        )
+        img.save(folder / f"segment-{seg.index:02d}.png")
+        keyframes.append(img)
+    image_mode, size = painter.mode, painter.size
+    del painter
+    _free()
+    timings["images"] = time.perf_counter() - t0
+
+    # --- music
+    t0 = time.perf_counter()
+    music = MusicGenerator(mg, device, cancel)
+    rate = music.sampling_rate
+    clips, windows = [], []
+    n_frames = int(sum((s.duration + cfg.music.crossfade) * music.frame_rate for s in segments))
+    with tqdm(
+        total=n_frames, unit="frame", desc="music", disable=not cfg.show_progress, leave=False
+    ) as bar:
+        for seg, pr in zip(segments, prompts):
+            # Every segment gets a crossfade tail so any order (the control) can be joined.
+            audio, plan = music.generate(
+                pr.music,
+                seg.duration + cfg.music.crossfade,
+                melody=melody,
+                melody_rate=mem.melody_rate,
+                seed=cfg.seed + seg.index,
+                settings=cfg.music,
+                melody_offset=seg.start,
+                progress=bar,
+            )
+            write_wav(folder / f"segment-{seg.index:02d}.wav", audio, rate)
+            clips.append(audio)
+            windows.append(plan)
+    del music
+    _free()
+    timings["music"] = time.perf_counter() - t0
+
+    # --- compose
+    t0 = time.perf_counter()
+    frames_np = [np.asarray(k.convert("RGB")) for k in keyframes]
+
+    def compose(order: list[int], name: str) -> tuple[Path, list[Segment], dict]:
+        segs = reorder(segments, order)
+        joined = equal_power_join(
+            [clips[i] for i in order], [s.duration for s in segs], rate, cfg.music.crossfade
+        )
+        joined = normalize_loudness(joined, cfg.music.target_rms_db)
+        wav = folder / f"{name}.wav"
+        write_wav(wav, joined, rate)
+        mp4 = folder / f"{name}.mp4"
+        frames = render_frames(
+            [frames_np[i] for i in order], [s.start for s in segs], total, cfg.fps, cfg.transition
+        )
+        write_mp4(mp4, frames, (size, size), cfg.fps, wav)
+        probe = probe_durations(mp4)
+        return mp4, segs, {"samples": len(joined), "probe": probe}
+
+    video, _, av = compose(list(range(len(segments))), "reconstruction")
+    control_video, control = None, None
+    if cfg.control:
+        order = control_order(segments, cfg.control_seed)
+        control_video, csegs, cav = compose(order, "control_reordered")
+        control = {
+            "seed": cfg.control_seed,
+            "order": order,
+            "video": control_video.name,
+            "segments": [s.to_dict() for s in csegs],
+            "audio_video": cav,
+        }
+    timings["compose"] = time.perf_counter() - t0
+
+    # --- evaluation
+    t0 = time.perf_counter()
+    evaluation = evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, notes)
+    timings["evaluate"] = time.perf_counter() - t0
+
+    from generation.models import _is_tiny
+
+    manifest = {
+        "memory": memory_id,
+        "affect": {"kind": traj.kind, "source": traj.source},
+        "total_seconds": total,
+        "fps": cfg.fps,
+        "sample_rate": rate,
+        "seed": cfg.seed,
+        "device": asdict(device),
+        "models": {
+            "stable-diffusion": {"path": str(sd), "mode": image_mode, "tiny": _is_tiny(sd)},
+            "musicgen-melody": {"path": str(mg), "tiny": _is_tiny(mg)},
+        },
+        "description": description,
+        "segments": [
+            {
+                **s.to_dict(),
+                "prompt_image": p.image,
+                "prompt_music": p.music,
+                "descriptors_image": p.descriptors_image,
+                "descriptors_music": p.descriptors_music,
+                "description_condensed": p.description_condensed,
+                "keyframe": f"segment-{s.index:02d}.png",
+                "music": f"segment-{s.index:02d}.wav",
+                "image_seed": cfg.seed,
+                "music_seed": cfg.seed + s.index,
+                "music_windows": w,
+            }
+            for s, p, w in zip(segments, prompts, windows)
+        ],
+        "video": video.name,
+        "audio_video": av,
+        "control": control,
+        "evaluation": evaluation,
+        "timings_s": timings,
+        "notes": notes,
+        "config": cfg.to_json(),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return MemoryResult(memory_id, folder, video, control_video, manifest)
+
+
+def evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, notes) -> dict:
+    """CLIP/CLAP scores when those models are present (else a note says why not)."""
+    from generation.evaluate import affect_correlation, clap_scores, clip_scores
+    from generation.models import model_path
+
+    if not cfg.evaluate:
+        return {}
+    intended = [s.valence for s in segments]
+    out: dict[str, Any] = {"intended_valence": intended}
+    clip = model_path("clip", cfg.models)
+    if clip:
+        sc = clip_scores(clip, keyframes, [p.image for p in prompts], device)
+        sc["affect_correlation"] = affect_correlation(intended, sc["valence"])
+        out["clip"] = sc
+        _free()
+    else:
+        notes.append("clip model not found: no text-image scores")
+    clap = model_path("clap", cfg.models)
+    if clap:
+        sc = clap_scores(clap, clips, rate, [p.music for p in prompts], device)
+        sc["affect_correlation"] = affect_correlation(intended, sc["valence"])
+        out["clap"] = sc
+        _free()
+    else:
+        notes.append("clap model not found: no text-audio scores")
+    return out
+
+
+def run_generation(
+    session_path: str | Path, cfg: GenerateConfig, cancel: threading.Event | None = None
+) -> list[MemoryResult]:
+    """Generate every requested memory of a session and record the run in the session file."""
+    from data_schema.derived import new_derived_run
+    from data_schema.reader import read_session
+    from generation.models import models_dir, require_model
+
+    cancel = cancel or threading.Event()
+    session_path = Path(session_path)
+    session = read_session(session_path)
+    memories = choose_memories(session, cfg.memory)
+    # Fail on missing models before any work is done.
+    require_model("stable-diffusion", cfg.models)
+    require_model("musicgen-melody", cfg.models)
+    cfg.models = models_dir(cfg.models)
+    root = cfg.out or session_path.with_name(session_path.stem + "-generation")
+    folder = _new_folder(Path(root))
+    results = []
+    for mid in memories:
+        sub = folder / mid
+        sub.mkdir()
+        log.info("generating memory %s into %s", mid, sub)
+        results.append(generate_memory(session, mid, cfg, sub, cancel))
+    with new_derived_run(session_path, "generation", cfg.to_json()) as g:
+        g.attrs["output_folder"] = str(folder.resolve())
+        for r in results:
+            m = g.create_group(r.memory)
+            m.attrs["manifest"] = json.dumps(r.manifest, default=str)
+            m.attrs["video"] = str(r.video.resolve())
+            if r.control_video is not None:
+                m.attrs["control_video"] = str(r.control_video.resolve())
+            m.attrs["evaluation"] = json.dumps(r.manifest["evaluation"], default=str)
+            segs = r.manifest["segments"]
+            m.create_dataset("segment_start", data=np.array([s["start"] for s in segs]))
+            m.create_dataset("segment_end", data=np.array([s["end"] for s in segs]))
+            m.create_dataset("segment_valence", data=np.array([s["valence"] for s in segs]))
+            m.create_dataset(
+                "segment_affect",
+                data=np.array(
+                    [{"negative": -1, "neutral": 0, "positive": 1}[s["affect"]] for s in segs],
+                    dtype=np.int8,
+                ),
+            )
+    return results
