@@ -150,3 +150,36 @@ def test_demo_runs_the_installed_offline_stages(tmp_path, capsys):
     for stage in ("decode", "generate"):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"{stage}: "))
         assert line.split(": ", 1)[1].startswith(("done", "skipped"))
+
+
+def test_phase_markers_reach_the_lsl_marker_outlet(tmp_path, unique_id):
+    import pylsl
+
+    from drivers.outlets import MarkerOutlet
+
+    protocol = parse_protocol(textwrap.dedent(CONTINUOUS))
+    out = tmp_path / "m.h5"
+    with MarkerOutlet(unique_id, source_id=unique_id) as outlet:
+        found = pylsl.resolve_byprop("source_id", unique_id, timeout=10)
+        assert found, "marker outlet not visible on loopback"
+        inlet = pylsl.StreamInlet(found[0])
+        inlet.open_stream(timeout=10)
+        run_headless(
+            protocol,
+            out,
+            source=parse_source("synthetic"),
+            time_scale=0.1,
+            event_sinks=[outlet.push_event],
+        )
+        received = []
+        deadline = pylsl.local_clock() + 5
+        while pylsl.local_clock() < deadline:
+            samples, stamps = inlet.pull_chunk(timeout=0.2)
+            received += [(s[0], t) for s, t in zip(samples, stamps, strict=True)]
+            if any(s.startswith("session_end") for s, _ in received):
+                break
+        inlet.close_stream()
+    in_file = read_session(out).events_where(source="protocol")
+    lsl = [(s, t) for s, t in received if s.split("/", 1)[0] in {e.label for e in in_file}]
+    assert [s.split("/", 1)[0] for s, _ in lsl] == [e.label for e in in_file]
+    np.testing.assert_allclose([t for _, t in lsl], [e.timestamp for e in in_file], atol=1e-6)
