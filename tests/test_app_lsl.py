@@ -1,0 +1,108 @@
+"""The console survives its LSL source disappearing mid-session and keeps recording after.
+
+A real LSL outlet on loopback (unique source_id) sends a counting signal; it is destroyed
+mid-recording and a new outlet with the same source_id appears later, as when an amplifier's
+software restarts. The file must hold samples from before and after, with the gap marked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+RATE = 250.0
+
+
+class CountingOutlet:
+    """An LSL outlet whose first channel counts samples, pushed from a thread."""
+
+    def __init__(self, name: str, source_id: str, start: int = 0) -> None:
+        import pylsl
+
+        info = pylsl.StreamInfo(name, "EEG", 4, RATE, "float32", source_id)
+        self.outlet = pylsl.StreamOutlet(info)
+        self.count = start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t_next = time.monotonic()
+        while not self._stop.is_set():
+            chunk = np.zeros((10, 4), np.float32)
+            chunk[:, 0] = np.arange(self.count, self.count + 10)
+            chunk[:, 1:] = np.random.default_rng(self.count).normal(0, 10, (10, 3))
+            self.outlet.push_chunk(chunk)
+            self.count += 10
+            t_next += 10 / RATE
+            self._stop.wait(max(0.0, t_next - time.monotonic()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        del self.outlet
+
+
+def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
+    from app.console import ConsoleWindow
+    from app.settings import AppSettings
+    from data_schema.reader import read_session
+
+    settings = AppSettings(tmp_path / "settings.ini")
+    settings.set("session/out_dir", str(tmp_path))
+    settings.set("session/protocol", "none")
+    win = ConsoleWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    sender = CountingOutlet(unique_id, unique_id)
+    try:
+        win.connect_source(f"lsl:source_id={unique_id}?stall_timeout=0.5&markers=none")
+        qtbot.waitUntil(lambda: win.feed is not None, timeout=20000)
+        path = win.start_recording()
+        assert path is not None
+        qtbot.waitUntil(
+            lambda: win.controller.recorder.status().samples_written["eeg"] > 200, timeout=10000
+        )
+        sent_before = sender.count
+        sender.close()  # the stream disappears
+
+        def labels():
+            return [e.label for e in win.controller.log.read_since(0)[0]]
+
+        qtbot.waitUntil(lambda: "gap_start" in labels(), timeout=10000)
+        frames = win.scope.frames
+        qtbot.wait(500)
+        assert win.scope.frames > frames  # the console keeps running
+        win.refresh_status()
+        assert "stalled" in win.display_panel.rate.text()
+
+        sender = CountingOutlet(unique_id, unique_id, start=100_000)  # it comes back
+        qtbot.waitUntil(lambda: "gap_end" in labels(), timeout=30000)
+        qtbot.waitUntil(
+            lambda: win.controller.source.buffer.latest(1)[0][0, 0] > 100_100, timeout=10000
+        )
+        win.stop_recording()
+    finally:
+        sender.close()
+        win.controller.close()
+        win.close()
+
+    s = read_session(path)
+    counter = s.eeg.data[:, 0]
+    before, after = counter[counter < 100_000], counter[counter >= 100_000]
+    assert len(before) > 100 and len(after) > 20
+    # Nothing lost on either side of the gap: the counter steps by one.
+    assert np.all(np.diff(before) == 1) and before[-1] >= sent_before - 10
+    assert np.all(np.diff(after) == 1)
+    gap_labels = [e.label for e in s.events if e.source == "recorder"]
+    assert "gap_start" in gap_labels and "gap_end" in gap_labels
+    gap_end = next(e for e in s.events if e.label == "gap_end")
+    assert gap_end.duration > 0.5
+    ts = s.eeg.timestamps
+    i = len(before)
+    assert ts[i] - ts[i - 1] > 0.5  # the time axis shows the gap
