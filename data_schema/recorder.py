@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from data_schema.errors import RecallLabError
+from data_schema.errors import RecallLabError, SessionFileError
 from data_schema.types import Event
 from data_schema.writer import SessionWriter
 
@@ -124,6 +124,13 @@ class Recorder:
         except RecallLabError as exc:
             self.error = exc
             log.info("recording stopped: %s", exc)
+        except Exception as exc:
+            # Anything else is a bug, but the recording must still end in a readable file and
+            # the console must hear about it rather than watch a silent thread.
+            log.exception("recorder thread failed")
+            self.error = SessionFileError(
+                f"recording into {self.writer.path} stopped: {type(exc).__name__}: {exc}"
+            )
 
     @property
     def running(self) -> bool:

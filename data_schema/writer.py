@@ -32,7 +32,12 @@ import h5py
 import numpy as np
 
 from data_schema import FORMAT, SCHEMA_VERSION
-from data_schema.errors import DiskFullError, SessionExistsError, SessionFileError
+from data_schema.errors import (
+    DiskFullError,
+    RecallLabError,
+    SessionExistsError,
+    SessionFileError,
+)
 from data_schema.types import Event, StreamInfo
 from data_schema.versions import software_version, software_versions
 
@@ -132,7 +137,7 @@ class SessionWriter:
         self.flush_interval = float(flush_interval)
         self._lock = threading.RLock()
         self._closed = False
-        self._failure: DiskFullError | None = None
+        self._failure: RecallLabError | None = None
         # Bytes one new chunk of every growing dataset takes: the most HDF5 can append at once.
         self._chunk_bytes = 256 * EVENT_DTYPE.itemsize
         self._reserved_to = 0
@@ -236,7 +241,11 @@ class SessionWriter:
                 "the last flush is kept: free space and start a new file"
             )
         else:
-            self._failure = DiskFullError(f"writing {self.path} failed ({exc}); recording stopped")
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._failure = SessionFileError(
+                f"writing {self.path} failed ({first}); recording stopped, everything up to the "
+                "last flush is kept"
+            )
         try:
             self._f.flush()
         except Exception:
@@ -317,7 +326,7 @@ class SessionWriter:
                 t.resize(n0 + len(ts), axis=0)
                 t[n0:] = ts
                 self._maybe_flush()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
     def n_samples(self, name: str) -> int:
@@ -340,7 +349,7 @@ class SessionWriter:
                 ds.resize(n0 + len(arr), axis=0)
                 ds[n0:] = arr
                 self._maybe_flush()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
     def add_event(self, event: Event) -> None:
@@ -389,7 +398,7 @@ class SessionWriter:
                 ds.resize(n0 + len(pts), axis=0)
                 ds[n0:] = pts
                 self._maybe_flush()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
     def set_sketch_image(
@@ -447,7 +456,7 @@ class SessionWriter:
                 ds.resize(n0 + len(audio), axis=0)
                 ds[n0:] = audio
                 self._maybe_flush()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
     # ------------------------------------------------------------------ flushing
@@ -467,7 +476,7 @@ class SessionWriter:
                 return
             try:
                 self._f.flush()
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 self._fail(exc)
             self._last_flush = time.monotonic()
 

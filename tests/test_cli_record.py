@@ -124,11 +124,15 @@ def test_sigkill_many_times(tmp_path):
     print(f"data missing after SIGKILL: mean {np.mean(missing):.3f} s, max {max(missing):.3f} s")
 
 
-def test_ctrl_c_closes_cleanly(tmp_path):
+def test_ctrl_c_closes_cleanly_and_a_live_file_is_not_read(tmp_path):
     out = tmp_path / "s.h5"
     proc = _start_record(out)
     _wait_for_file(proc, out)
     time.sleep(1.5)
+    live = _cli("info", str(out))  # the file is still being written
+    assert live.returncode == 2
+    (line,) = live.stderr.strip().splitlines()
+    assert "open in another program (a recording in progress?)" in line
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
