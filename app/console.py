@@ -87,7 +87,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         scroll = QtWidgets.QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(430)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(500)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         right.addWidget(self.scope)
         right.addWidget(self.event_log)
@@ -109,6 +110,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.source_panel.disconnect_requested.connect(self.disconnect_source)
         self.source_connected.connect(self._on_connected)
         self.display_panel.changed.connect(self._display_changed)
+        self.display_panel.auto_button.clicked.connect(self.auto_scale)
         sp = self.session_panel
         sp.record_requested.connect(self.start_recording)
         sp.stop_requested.connect(self.stop_recording)
@@ -154,6 +156,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             src = self.controller.source
             self.feed = ScopeFeed(src, display_filter=self._display_filter())
             self.scope.attach(self.feed, info.channel_names)
+            QtCore.QTimer.singleShot(1500, self.auto_scale)
             self.source_panel.set_connected(True)
             self.statusBar().showMessage(
                 f"connected: {info.source or info.name}, {info.n_channels} channels at "
@@ -179,6 +182,11 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _display_filter(self) -> DisplayFilter:
         dp = self.display_panel
         return DisplayFilter(highpass=dp.highpass.value(), notch=dp.notch.currentData())
+
+    def auto_scale(self) -> None:
+        """Fit the channels into their rows (button, and once after connecting)."""
+        scale = self.scope.auto_scale()
+        self.display_panel.scale.setValue(scale)
 
     def _display_changed(self) -> None:
         self.scope.set_window(self.display_panel.window.value())

@@ -42,11 +42,10 @@ class ScopeWidget(QtWidgets.QWidget):
         self.plot.setLabel("bottom", "time", units="s")
         self.plot.getPlotItem().setMenuEnabled(False)
         self.curves: list[pg.PlotDataItem] = []
-        self.status = QtWidgets.QLabel("no source")
+        self._names: list[str] = []
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
-        lay.addWidget(self.status)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(int(1000 / fps))
         self.timer.timeout.connect(self.redraw)
@@ -75,7 +74,6 @@ class ScopeWidget(QtWidgets.QWidget):
             self.plot.removeItem(c)
         self.curves = []
         self.feed = None
-        self.status.setText("no source")
 
     def set_window(self, seconds: float) -> None:
         self.window = max(0.5, float(seconds))
@@ -90,6 +88,26 @@ class ScopeWidget(QtWidgets.QWidget):
                 [[(-i * self.scale, name) for i, name in enumerate(self._names)]]
             )
         self._apply_ranges()
+
+    def auto_scale(self) -> float:
+        """A scale at which nearly every channel's trace stays in its own row.
+
+        Uses the 90th percentile over channels of each channel's 1-99 % range in the window,
+        so one broken channel does not shrink all the others.
+        """
+        if self.feed is None:
+            return self.scale
+        data, _ = self.feed.latest(self.window)
+        if len(data) < 2:
+            return self.scale
+        spread = np.percentile(data, 99, axis=0) - np.percentile(data, 1, axis=0)
+        scale = float(np.percentile(spread, 90))
+        if scale > 0 and np.isfinite(scale):
+            # Round to 1, 2 or 5 times a power of ten: numbers an experimenter can read.
+            exp = 10 ** np.floor(np.log10(scale))
+            scale = min((m * exp for m in (1, 2, 5, 10) if m * exp >= scale), default=scale)
+            self.set_scale(scale)
+        return self.scale
 
     def _apply_ranges(self) -> None:
         n = max(1, len(self.curves))

@@ -19,7 +19,8 @@ class DisplayPanel(QtWidgets.QGroupBox):
         super().__init__("Display (the recording is always raw)", parent)
         self.settings = settings
         self.window = _spin(0.5, 60.0, settings.get("scope/window"), " s", 1)
-        self.scale = _spin(1.0, 100_000.0, settings.get("scope/scale"), " µV/ch", 0)
+        self.scale = _spin(1.0, 1_000_000.0, settings.get("scope/scale"), " µV/ch", 0)
+        self.auto_button = QtWidgets.QPushButton("Auto")
         self.highpass = _spin(0.0, 100.0, settings.get("scope/highpass"), " Hz (0 = off)", 1)
         self.notch = QtWidgets.QComboBox()
         for label, hz in (("off", 0.0), ("50 Hz", 50.0), ("60 Hz", 60.0)):
@@ -30,7 +31,12 @@ class DisplayPanel(QtWidgets.QGroupBox):
         self.rate = QtWidgets.QLabel("–")
         form = QtWidgets.QFormLayout(self)
         form.addRow("Time window", self.window)
-        form.addRow("Scale", self.scale)
+        scale_row = QtWidgets.QWidget()
+        sl = QtWidgets.QHBoxLayout(scale_row)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.addWidget(self.scale, 1)
+        sl.addWidget(self.auto_button)
+        form.addRow("Scale", scale_row)
         form.addRow("High-pass", self.highpass)
         form.addRow("Notch", self.notch)
         form.addRow("Rate", self.rate)

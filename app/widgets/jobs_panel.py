@@ -28,6 +28,10 @@ class JobsPanel(QtWidgets.QGroupBox):
             row.addWidget(b)
         self.cancel_button = QtWidgets.QPushButton("Cancel")
         row.addWidget(self.cancel_button)
+        for b in (*self.buttons.values(), self.cancel_button):
+            b.setSizePolicy(
+                QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed
+            )
         self.bar = QtWidgets.QProgressBar()
         self.bar.setRange(0, 1000)
         self.line = QtWidgets.QLabel("Record a session first.")

@@ -1,0 +1,61 @@
+"""``recall-lab decode``: decode valence from recorded sessions and evaluate it honestly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "decode",
+        help="decode valence from sessions (CEBRA, band power) with leakage-free evaluation",
+        description="Preprocess the sessions' EEG with MNE, build valence labels from the key "
+        "presses (or ratings), fit CEBRA and baseline decoders on training folds only, report "
+        "weighted F1 and balanced accuracy with a permutation chance level (and the leaky RYM "
+        "protocol beside it), and store the decoded valence trajectory in each session file "
+        "under /derived/decoding/run-NNN. Several sessions are decoded together (held-out "
+        "sessions or participants).",
+    )
+    p.add_argument("sessions", nargs="+", type=Path, help="session files (.h5)")
+    p.add_argument("--config", type=Path, default=None, help="YAML or JSON file of settings")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="report folder (default: <first session>.decoding/); a new run-NNN inside",
+    )
+    p.add_argument("--no-write", action="store_true", help="do not add results to the files")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from decoding.config import load_config
+    from decoding.pipeline import decode_sessions, summary_json
+
+    cfg = load_config(args.config)
+    show = not args.quiet and sys.stderr.isatty()
+    outcome = decode_sessions(
+        args.sessions, cfg, report_dir=args.report, progress=show, write=not args.no_write
+    )
+    if args.json:
+        print(summary_json(outcome))
+        return 0
+    s = outcome.summary
+    print(f"{len(s['sessions'])} session(s), {s['n_windows']} windows, device {s['device']}")
+    for name, m in s["decoders"].items():
+        leaky = m["leaky_f1_weighted"]
+        print(
+            f"  {name:20s} weighted F1 {m['f1_weighted']:.3f}  balanced acc "
+            f"{m['balanced_accuracy']:.3f}  chance F1 {m['chance_f1_weighted']:.3f}  "
+            f"p={m['p_value']:.3f}  [{m['split']}]"
+            + ("" if leaky is None else f"  | leaky RYM protocol F1 {leaky:.3f} (LEAKY)")
+        )
+    for path, run_name in s.get("runs", {}).items():
+        print(f"  results: {path}:{run_name}")
+    if "report" in s:
+        print(f"  report:  {s['report']}")
+    return 0
