@@ -246,14 +246,28 @@ def update_results(
         "title": title,
         "summary": summary,
         "machine": dict(machine),
-        "figures": dict(figures),
+        "figures": _finite_or_none(dict(figures)),
         "table": [list(map(str, row)) for row in table],
     }
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(doc, indent=2, default=_json_default, allow_nan=False) + "\n")
     tmp.replace(path)
     path.with_suffix(".md").write_text(render_markdown(doc))
     return path
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """Replace NaN and infinities (figures that could not be measured) by ``None``.
+
+    JSON has no NaN; ``null`` says "not measured" to every reader.
+    """
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

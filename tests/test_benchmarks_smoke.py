@@ -56,7 +56,11 @@ def test_bench_record_small_run_loses_nothing_and_reports_latency(tmp_path: Path
     if HAVE_LABRECORDER:
         assert fig["labrecorder"]["lost_samples"] == 0
         assert fig["labrecorder"]["counter"]["samples"] == 1000
-        assert fig["cpu_ratio_ours_to_labrecorder"] > 0
+        # over 2 s LabRecorder may use less CPU than the kernel's tick: then no ratio
+        if fig["cpu"]["labrecorder"]["cpu_s"] > 0:
+            assert fig["cpu_ratio_ours_to_labrecorder"] > 0
+        else:
+            assert fig["cpu_ratio_ours_to_labrecorder"] is None
     assert sec["machine"]["logical_cpus"] >= 1
     assert "pylsl" in sec["machine"]["versions"]
     md = (tmp_path / "foundation.md").read_text()
@@ -100,6 +104,14 @@ def test_bench_replay_small_run_is_complete_and_merges_with_record(tmp_path: Pat
     assert rt["early_chunks"] == 0
     assert 0 <= rt["timing_error"]["p50_ms"] < 500
     assert rt["event_timing_error"]["n"] == 2
+    # the same session published by `recall-lab replay --lsl` and read by an inlet
+    lsl = fig["through_lsl"]
+    assert lsl["replay_exit_code"] == 0
+    assert lsl["counter"]["samples"] > 0
+    assert lsl["counter"]["missing"] == lsl["counter"]["duplicates"] == 0
+    # (the last chunk is sometimes not received when the replay closes its outlet at once: a
+    # finding the benchmark reports, so not asserted here)
+    assert lsl["timing_error_per_sample"]["p50_ms"] > 0
     for key in ("max_speed_source", "max_speed_to_file"):
         assert fig[key]["counter"]["samples"] == 750
         assert fig[key]["counter"]["missing"] == 0
