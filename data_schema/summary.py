@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from data_schema.errors import SessionFileError
 from data_schema.reader import _attr_str, _written_rows, open_session_file
 
 BLOCK_ROWS = 1 << 20
@@ -76,6 +77,17 @@ class SessionSummary:
 def summarize_session(path: str | Path) -> SessionSummary:
     """Summarise ``path``; raises ``SessionFileError`` (one line) if it cannot be read."""
     p = Path(path)
+    try:
+        return _summarize(p)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise SessionFileError(
+            f"{p} does not follow the session spec ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); run "
+            f"'recall-lab validate {p}' to list the problems"
+        ) from None
+
+
+def _summarize(p: Path) -> SessionSummary:
     with open_session_file(p) as f:
         a = {k: _attr_str(v) for k, v in f.attrs.items()}
         streams = [_stream(name, g) for name, g in f.get("streams", {}).items()]

@@ -24,6 +24,7 @@ import numpy as np
 
 from data_schema import SCHEMA_VERSION
 from data_schema.reader import MNE_CHANNEL_TYPES, _attr_str, open_session_file
+from data_schema.summary import GAP_PERIODS, MIN_GAP_S
 from data_schema.types import UNIT_SCALE_TO_VOLTS
 from data_schema.writer import NAME_RE, PSEUDONYM_RE
 
@@ -519,10 +520,12 @@ def _check_timestamps(where: str, ts: h5py.Dataset, rate: float, clean: bool, c:
             "timestamps must be non-decreasing; events cannot be placed reliably in this stream",
         )
     if rate > 0 and dts:
+        # Mean spacing with gaps left out: robust to devices that deliver in bursts (OpenBCI's
+        # per-packet timestamps), where a median of the spacings would mislead.
         d = np.concatenate(dts)
-        d = d[d > 0]
-        if d.size >= 10:
-            measured = 1.0 / float(np.median(d))
+        d = d[(d >= 0) & (d <= max(MIN_GAP_S, GAP_PERIODS / rate))]
+        if d.size >= 10 and d.sum() > 0:
+            measured = d.size / float(d.sum())
             if abs(measured - rate) > 0.05 * rate:
                 c.warning(
                     f"{where}/timestamps",

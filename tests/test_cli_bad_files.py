@@ -121,3 +121,28 @@ def test_real_xdf_recording_is_pointed_to_import(shared_data, tmp_path):
     shutil.copy(src, path)
     with pytest.raises(SessionFileError, match="recall-lab import"):
         read_session(path)
+
+
+def test_a_malformed_session_is_explained_not_dumped(tmp_path):
+    path = _session(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as f:
+        del f["streams/eeg/timestamps"]
+    info = subprocess.run(
+        [sys.executable, "-m", "app.cli", "info", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert info.returncode == 2 and "Traceback" not in info.stderr
+    (line,) = info.stderr.strip().splitlines()
+    assert "does not follow the session spec" in line and "recall-lab validate" in line
+    val = subprocess.run(
+        [sys.executable, "-m", "app.cli", "validate", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert val.returncode == 1
+    assert val.stdout.startswith("error: /streams/eeg: data or timestamps is missing")
