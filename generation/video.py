@@ -101,8 +101,11 @@ def write_mp4(
     except BaseException:
         proc.kill()
         proc.wait()
+        proc.stdin.close()
+        proc.stderr.close()
         raise
     err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
     if proc.wait() != 0:
         raise RecallLabError(f"ffmpeg could not write {path}: {err.strip().splitlines()[-1:]}")
 
