@@ -201,6 +201,7 @@ def machine_info(note: str = "") -> dict[str, Any]:
         versions["liblsl"] = str(pylsl.library_version())
     except Exception:  # pragma: no cover - pylsl without its library
         pass
+    note = note or os.environ.get("RECALL_LAB_BENCH_NOTE", "")
     load1, load5, _ = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
         "date_utc": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),

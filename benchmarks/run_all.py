@@ -16,6 +16,7 @@ fails does not stop the others; the exit code says whether all succeeded.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +27,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 DOCS_PAGE = REPO / "docs" / "benchmarks.md"
+#: The note reaches every script through the environment, so scripts need no --note option.
+NOTE_ENV = "RECALL_LAB_BENCH_NOTE"
 
 HEADER = """# Benchmarks
 
@@ -82,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs-only", action="store_true", help="only rebuild the docs page")
     p.add_argument("--results-dir", type=Path, default=None, help="results folder (passed on)")
     p.add_argument("--docs", type=Path, default=DOCS_PAGE, help="docs page to write")
+    p.add_argument(
+        "--note",
+        default=None,
+        help="note stored with every result (e.g. what else ran); passed as $" + NOTE_ENV,
+    )
     args, passthrough = p.parse_known_args(argv)
     scripts = available()
     if args.list:
@@ -104,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.names or list(scripts):
             print(f"=== {name}: {scripts[name].name} {' '.join(passthrough)}", flush=True)
             t0 = time.monotonic()
-            rc = subprocess.call([sys.executable, str(scripts[name]), *passthrough], cwd=REPO)
+            env = dict(os.environ)
+            if args.note is not None:
+                env[NOTE_ENV] = args.note
+            rc = subprocess.call(
+                [sys.executable, str(scripts[name]), *passthrough], cwd=REPO, env=env
+            )
             print(f"=== {name}: exit {rc} after {time.monotonic() - t0:.0f} s\n", flush=True)
             if rc != 0:
                 failed.append(name)
