@@ -59,11 +59,17 @@ def load_protocol(path: str | Path) -> Protocol:
         raise ConfigError(f"protocol file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read protocol file {path}: {exc}") from None
-    return parse_protocol(text, name=str(path))
+    return parse_protocol(text, name=str(path), base_dir=path.parent)
 
 
-def parse_protocol(text: str, *, name: str = "<protocol>") -> Protocol:
-    """Validate protocol YAML ``text``; ``name`` is used in error messages."""
+def parse_protocol(
+    text: str, *, name: str = "<protocol>", base_dir: str | Path | None = None
+) -> Protocol:
+    """Validate protocol YAML ``text``; ``name`` is used in error messages.
+
+    With ``base_dir`` (the protocol file's folder), files the protocol names (music) must
+    exist there, so a missing file is found before the session rather than during it.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -82,7 +88,7 @@ def parse_protocol(text: str, *, name: str = "<protocol>") -> Protocol:
             "'phases'; see docs/protocols.md"
         )
     try:
-        return Protocol.model_validate(data)
+        protocol = Protocol.model_validate(data)
     except ValidationError as exc:
         messages = [_describe(err, node, name) for err in _relevant(exc.errors())]
         more = len(messages) - _MAX_REPORTED
@@ -90,6 +96,28 @@ def parse_protocol(text: str, *, name: str = "<protocol>") -> Protocol:
         if more > 0:
             text += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise ConfigError(text) from None
+    if base_dir is not None:
+        _check_files(protocol, node, name, Path(base_dir))
+    return protocol
+
+
+def _check_files(protocol: Protocol, root: yaml.Node, name: str, base_dir: Path) -> None:
+    for i, p in enumerate(protocol.phases):
+        inner = (
+            [((i, "phases", j), q) for j, q in enumerate(p.phases)] if p.kind == "repeat" else []
+        )
+        for where, q in [((i,), p), *inner]:
+            file = getattr(q, "file", None)
+            if not file:
+                continue
+            f = Path(file) if Path(file).is_absolute() else base_dir / file
+            if not f.is_file():
+                path, node = _field_path(("phases", *where, "file"), root)
+                line = f":{node.start_mark.line + 1}" if node is not None else ""
+                raise ConfigError(
+                    f"{name}{line}: {path}: music file {file!r} not found in {f.parent}; "
+                    "give a path relative to the protocol file"
+                )
 
 
 # ---------------------------------------------------------------------- error mapping

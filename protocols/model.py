@@ -38,6 +38,9 @@ MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody")
 
 Until = Literal["time", "submit", "key"]
 
+#: Phase kinds in which the participant submits something (and so may end on ``submit``).
+SUBMIT_KINDS = ("description", "sketch", "melody", "sam")
+
 
 class ProtocolValueError(ValueError):
     """A problem found across fields, with the location (``loc``) of the field to fix."""
@@ -114,6 +117,16 @@ class _Phase(_Model):
             raise ValueError(
                 f"a {self.kind} phase that ends on time needs 'duration' (seconds > 0), "
                 "or set 'until' to 'submit' or 'key'"
+            )
+        if self.end == "submit" and self.kind not in SUBMIT_KINDS:
+            raise ValueError(
+                f"a {self.kind} phase has nothing to submit; 'until' can be 'time' or 'key' "
+                f"here ('submit' is for {', '.join(SUBMIT_KINDS)})"
+            )
+        if self.end != "time" and self.duration is not None:
+            raise ValueError(
+                f"'duration' is only used when the phase ends on time, but this one ends on "
+                f"{self.end}: remove 'duration' or use 'max_duration' as a time limit"
             )
         if self.max_duration is not None and self.max_duration < self.min_duration:
             raise ValueError("max_duration must be at least min_duration")

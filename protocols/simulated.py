@@ -29,7 +29,6 @@ from data_schema.writer import STROKE_DTYPE
 from protocols.engine import ProtocolEngine, Step
 from protocols.model import (
     DescriptionPhase,
-    InstructionsPhase,
     MelodyPhase,
     RecallPhase,
     SamPhase,
@@ -128,9 +127,7 @@ class SimulatedParticipant:
         # a key pressed in the last phase is still released: fingers do not wait for phases
         self._script = [item for item in self._script if item.carry]
         phase = step.phase
-        if isinstance(phase, InstructionsPhase) and phase.end == "key":
-            self._instructions(phase)
-        elif isinstance(phase, RecallPhase):
+        if isinstance(phase, RecallPhase):
             self._recall(step, phase)
         elif isinstance(phase, DescriptionPhase):
             self._description(step, phase)
@@ -140,6 +137,8 @@ class SimulatedParticipant:
             self._melody(step, phase)
         elif isinstance(phase, SamPhase):
             self._sam(step, phase)
+        if phase.end == "key":  # read or rest a little, then press the continue key
+            self._continue(phase)
         self._script.sort()
 
     def _at(self, t: float, fn: Callable[[float], None], *, carry: bool = False) -> None:
@@ -157,8 +156,10 @@ class SimulatedParticipant:
             t = min(t, 0.8 * phase.max_duration)
         return max(t, phase.min_duration + 0.05 * self.scale)
 
-    def _instructions(self, phase: InstructionsPhase) -> None:
+    def _continue(self, phase) -> None:
         t = self._limit(phase, self._u(2.0, 4.0))
+        if isinstance(phase, RecallPhase):
+            t = self._limit(phase, 20.0)  # recall for a while before going on
         key = phase.continue_key
         self._at(t, lambda ts: self.engine.key_down(key, ts))
         self._at(t + 0.12 * self.scale, lambda ts: self.engine.key_up(key, ts), carry=True)

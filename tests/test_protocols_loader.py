@@ -174,3 +174,22 @@ def test_cli_reports_a_bad_protocol_in_one_line(tmp_path, capsys):
     assert err.startswith("recall-lab demo: error: ") and "phases[0].duration" in err
     assert "Traceback" not in err
     assert not out.exists()  # nothing is created for a protocol that does not load
+
+
+def test_end_conditions_must_fit_the_phase(tmp_path):
+    text = GOOD.replace("    duration: 5\n", "    duration: 5\n    until: submit\n", 1)
+    msg = load_error(tmp_path, text)
+    assert "phases[0]:" in msg and "baseline phase has nothing to submit" in msg
+    text = GOOD.replace("    duration: 5\n", "    duration: 5\n    until: key\n", 1)
+    msg = load_error(tmp_path, text)
+    assert "'duration' is only used when the phase ends on time" in msg
+    assert "max_duration" in msg
+
+
+def test_music_file_must_exist_next_to_the_protocol(tmp_path):
+    text = GOOD + "  - id: listen\n    kind: music\n    duration: 30\n    file: song.wav\n"
+    msg = load_error(tmp_path, text)
+    assert ":18: phases[2].file: music file 'song.wav' not found" in msg
+    (tmp_path / "song.wav").write_bytes(b"RIFF")
+    protocol = load_protocol(tmp_path / "p.yaml")
+    assert protocol.phases[2].file == "song.wav"

@@ -125,3 +125,32 @@ def test_melody_mode_follows_the_mood():
     b = synthesize_melody(np.random.default_rng(0), 2.0, mood="negative")
     assert a.dtype == np.float32 and len(a) == 2 * MELODY_RATE
     assert not np.allclose(a, b)
+
+
+def test_participant_presses_the_continue_key_wherever_a_phase_waits_for_it():
+    from protocols import parse_protocol
+
+    text = """\
+version: 1
+name: t
+memories: [{id: m1, cue: a garden}]
+phases:
+  - {id: rest, kind: baseline, until: key, continue_key: enter}
+  - id: each
+    kind: repeat
+    phases:
+      - {id: recall, kind: recall, until: key, max_duration: 60}
+"""
+    events = []
+    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    person = SimulatedParticipant(engine, seed=0)
+    engine.start(0.0)
+    t = 0.0
+    while not engine.done and t < 100:
+        t += 0.05
+        person.act(t)
+        engine.tick(t)
+    ends = [json.loads(e.value) for e in events if e.label == "phase_end"]
+    assert [(v["phase"], v["reason"]) for v in ends] == [("rest", "key"), ("recall", "key")]
+    recall_end = [e.timestamp for e in events if e.label == "phase_end"][-1]
+    assert recall_end > 15.0  # the participant recalled for a while before going on
