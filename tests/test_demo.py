@@ -142,6 +142,7 @@ def test_offline_stage_that_is_not_installed_is_skipped(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # decode fits CEBRA on the demo recording: minutes on 2 cores
 def test_demo_runs_the_installed_offline_stages(tmp_path, capsys):
     out = tmp_path / "full.h5"
     rc = main(["demo", "--out", str(out), "--time-scale", "0.3", "--quiet"])

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_offline:
         return 0
     for stage in OFFLINE_STAGES:
+        if not args.quiet:
+            print(f"running recall-lab {stage} {out} ...", flush=True)
         print(f"{stage}: {run_offline_stage(stage, out)}", flush=True)
     return 0
 
@@ -125,7 +127,7 @@ def run_offline_stage(stage: str, session: Path, timeout: float = 1800.0) -> str
     """
     if importlib.util.find_spec(f"app.commands.{stage}") is None:
         return f"skipped: the '{stage}' command is not installed in this recall-lab"
-    cmd = [sys.executable, "-m", "app.cli", stage, str(session)]
+    cmd = [sys.executable, "-m", "app.cli", stage, str(session), "--quiet"]
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
