@@ -235,6 +235,11 @@ class Source(ABC):
         return self._finished
 
     @property
+    def stalled(self) -> bool:
+        """True from a ``gap_start`` until samples come back."""
+        return self._stalled_since is not None
+
+    @property
     def error(self) -> RecallLabError | None:
         return self._error
 

@@ -79,3 +79,79 @@ class UnixToLslMapping:
 
     def as_dict(self) -> dict[str, object]:
         return {"clock": "lsl", "from": "unix", "method": "lsl = unix + offset", **asdict(self)}
+
+
+class Dejitter:
+    """Smooth the timestamps of a regularly sampled stream, restarting at every gap.
+
+    Timestamps stamped when a chunk arrives scatter by milliseconds around the true sample
+    times. Within one *segment* (samples since the stream started or came back after a
+    gap) the true times lie on a line ``t = a + b * k`` over the sample index ``k``; ``a`` and
+    ``b`` are fit by exponentially weighted least squares (half the weight is older than
+    ``halftime`` seconds, as in liblsl), so a device clock that drifts against this one is
+    followed. The slope starts at ``1 / nominal_rate`` and the data take over within seconds.
+
+    liblsl's own dejittering (``proc_dejitter``) notices that a stream was recovered only at
+    its next clock-sync check (at most every 50 samples and 0.5 s), so the first samples
+    after a reconnection were placed right after the old ones, seconds too early; this one
+    restarts as soon as the source reports a gap, or when a timestamp is far off the line.
+
+    Parameters
+    ----------
+    nominal_rate
+        Samples per second the device promises (> 0).
+    halftime
+        Seconds after which a sample's weight in the fit has halved.
+    max_error
+        A timestamp further than this (seconds) from the fitted line starts a new segment.
+    """
+
+    def __init__(self, nominal_rate: float, halftime: float = 90.0, max_error: float = 0.5):
+        if not nominal_rate > 0:
+            raise ValueError("dejittering needs a nominal rate > 0")
+        self.period = 1.0 / nominal_rate
+        self.forget = 0.5 ** (1.0 / (nominal_rate * halftime))
+        # Prior on the slope: as much weight as about one second of samples carries.
+        self._prior = nominal_rate**3 / 3.0
+        self.max_error = max_error
+        self.segments = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new segment with the next sample (after a gap or a reconnection)."""
+        self._n = 0
+        self._t_ref = 0.0
+        self._sums = np.zeros(5)  # sum w, w*k, w*y, w*k*k, w*k*y over the segment
+
+    def _line(self) -> tuple[float, float]:
+        s0, sk, sy, skk, sky = self._sums
+        # Normal equations with the slope prior folded in.
+        a11, a12, a22 = s0, sk, skk + self._prior
+        b1, b2 = sy, sky + self._prior * self.period
+        det = a11 * a22 - a12 * a12
+        if det <= 0:
+            return (sy / s0 if s0 else 0.0), self.period
+        return (b1 * a22 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
+
+    def __call__(self, timestamps: np.ndarray) -> np.ndarray:
+        """Smoothed timestamps for the next chunk of samples."""
+        ts = np.asarray(timestamps, dtype=np.float64)
+        n = len(ts)
+        if n == 0:
+            return ts
+        if self._n:
+            a, b = self._line()
+            predicted = self._t_ref + a + b * self._n
+            if abs(ts[0] - predicted) > self.max_error:
+                self.reset()
+        if self._n == 0:
+            self._t_ref = float(ts[0])
+            self.segments += 1
+        k = self._n + np.arange(n, dtype=np.float64)
+        y = ts - self._t_ref
+        w = self.forget ** np.arange(n - 1, -1, -1, dtype=np.float64)
+        self._sums *= self.forget**n
+        self._sums += [w.sum(), w @ k, w @ y, w @ (k * k), w @ (k * y)]
+        self._n += n
+        a, b = self._line()
+        return self._t_ref + a + b * k

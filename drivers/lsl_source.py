@@ -1,7 +1,8 @@
 """LSL streams as sources: resolve one stream by name, type or source_id and record it.
 
-The inlet corrects the sender's clock onto ours, dejitters and keeps timestamps monotonic
-(``proc_clocksync | proc_dejitter | proc_monotonize``), so samples land on this machine's LSL
+liblsl corrects the sender's clock onto ours (``proc_clocksync``); the timestamps of a regular
+stream are then dejittered by a line fit that restarts at every gap
+(:class:`drivers.clock.Dejitter`) and kept monotonic, so samples land on this machine's LSL
 clock like every other stream in the session. Marker streams (LSL type ``Markers`` or an
 irregular rate) seen on the network are pulled in the same thread and become events
 ``Event(ts, "lsl:<stream name>", "marker", value)``.
@@ -26,7 +27,7 @@ import numpy as np
 from data_schema.errors import SourceError
 from data_schema.types import Event, StreamInfo
 from drivers.base import Source
-from drivers.clock import configure_liblsl
+from drivers.clock import Dejitter, configure_liblsl
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,9 @@ class LslSource(Source):
         stream the file holds); the LSL name is kept in ``source`` and ``description``.
     max_buflen
         Seconds liblsl buffers on our side while nobody pulls.
+    dejitter
+        Smooth the timestamps of a regular stream (:class:`drivers.clock.Dejitter`); turn off
+        to keep the sender's own (clock-corrected) timestamps.
     **kwargs
         :class:`drivers.base.Source` options (``buffer_seconds``, ``stall_timeout``). Values
         may be text, as they come from a ``lsl:...?key=value`` source spec.
@@ -283,6 +287,7 @@ class LslSource(Source):
         markers: str | Sequence[str] | None = "auto",
         name: str = "eeg",
         max_buflen: float | str = 360,
+        dejitter: bool | str = True,
         **kwargs: float | str,
     ) -> None:
         if prop not in RESOLVE_PROPS:
@@ -296,7 +301,7 @@ class LslSource(Source):
         if unknown:
             raise SourceError(
                 f"unknown LSL option(s) {', '.join(unknown)}; allowed: timeout, markers, name, "
-                "max_buflen, buffer_seconds, stall_timeout"
+                "max_buflen, dejitter, buffer_seconds, stall_timeout"
             )
         super().__init__(**{k: _parse_float(v, k) for k, v in kwargs.items()})
         self.prop = prop
@@ -305,6 +310,9 @@ class LslSource(Source):
         self.markers = _parse_markers(markers)
         self.stream_name = name
         self.max_buflen = max(1, round(_parse_float(max_buflen, "max_buflen")))
+        self.dejitter = _parse_bool(dejitter, "dejitter")
+        self._dejitter: Dejitter | None = None
+        self._last_ts = -np.inf
         self._inlet = None
         self._uid = ""
         self._marker_inlets: dict[str, _MarkerInlet] = {}
@@ -320,10 +328,13 @@ class LslSource(Source):
 
     @property
     def clock_mapping(self) -> dict[str, object]:
+        method = "liblsl clock sync (time_correction)"
+        if self._dejitter is not None:
+            method += "; dejittered by a line fit per gap-free segment (drivers.clock.Dejitter)"
         mapping: dict[str, object] = {
             "clock": "lsl",
             "from": "lsl_sender",
-            "method": "liblsl inlet postprocessing: clocksync + dejitter + monotonize",
+            "method": method + "; monotonic",
         }
         if self._time_correction is not None:
             mapping["time_correction_at_connect"] = self._time_correction
@@ -369,7 +380,9 @@ class LslSource(Source):
                 "LSL stream %s has no source_id: if it stops it cannot be recovered",
                 found.name(),
             )
-        flags = pylsl.proc_clocksync | pylsl.proc_dejitter | pylsl.proc_monotonize
+        # liblsl corrects the clock offset; dejittering is ours (see drivers.clock.Dejitter
+        # for why liblsl's is not used) and so is keeping timestamps monotonic after it.
+        flags = pylsl.proc_clocksync
         inlet = pylsl.StreamInlet(
             found, max_buflen=self.max_buflen, recover=True, processing_flags=flags
         )
@@ -387,6 +400,8 @@ class LslSource(Source):
         self._uid = full.uid()
         rate = float(full.nominal_srate())
         self._max_chunk = int(max(1024, rate))
+        if self.dejitter and rate > 0:
+            self._dejitter = Dejitter(rate)
         if self.markers is not None:
             self._start_marker_search()
         return self._stream_info(full, fmt)
@@ -487,7 +502,15 @@ class LslSource(Source):
             ) from None
         if len(stamps) == 0:
             return None
-        return data, np.asarray(stamps, dtype=np.float64)
+        stamps = np.asarray(stamps, dtype=np.float64)
+        if self._dejitter is not None:
+            if self.stalled:  # samples after a gap start a new line
+                self._dejitter.reset()
+            stamps = self._dejitter(stamps)
+        # Never step back in time, not even across a gap or a jittery first chunk.
+        stamps = np.maximum.accumulate(np.maximum(stamps, self._last_ts))
+        self._last_ts = float(stamps[-1])
+        return data, stamps
 
     def _disconnect(self) -> None:
         for m in self._marker_inlets.values():

@@ -141,6 +141,10 @@ def test_a_stopped_stream_is_marked_as_a_gap_within_2s_and_recording_resumes(tmp
     eeg = session.streams["eeg"]
     np.testing.assert_array_equal(eeg.data[:, 0], np.arange(n2))
     assert np.all(np.diff(eeg.timestamps) > 0)
+    # Every sample keeps the time it was sent with, also the first ones after the reconnection
+    # (liblsl's own dejittering placed those right after the old samples, seconds too early).
+    sent = np.concatenate(sender.pushed_ts + sender2.pushed_ts)
+    assert np.max(np.abs(eeg.timestamps - sent)) < 1e-3
     gap_start = session.events_where(source="recorder", label="gap_start")
     gap_end = session.events_where(source="recorder", label="gap_end")
     assert len(gap_start) == len(gap_end) == 1
