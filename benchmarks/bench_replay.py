@@ -327,7 +327,12 @@ def build_table(fig: dict) -> list[tuple[str, str, str]]:
             f"{fmt(rt['timing_error_per_sample']['p99_ms'])} ms",
             "every sample: its chunk's arrival minus its own intended time",
         ),
-        ("drift over the run", f"{fmt(rt['drift_ms'])} ms", "last 5 s vs first 5 s (median)"),
+        (
+            "drift over the run",
+            f"{fmt(rt['drift_ms'])} ms",
+            "median error, last 5 s minus first 5 s; fitted slope "
+            f"{fmt(rt.get('drift_slope_ms_per_min'), 3)} ms/min",
+        ),
         (
             "lost / duplicated / reordered",
             f"{rt['counter']['missing'] + rt['counter'].get('missing_at_end', 0)} / "
