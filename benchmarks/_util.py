@@ -226,13 +226,14 @@ def update_results(
     title: str,
     summary: str,
     machine: Mapping[str, Any],
-    results_dir: Path = RESULTS_DIR,
+    results_dir: str | Path = RESULTS_DIR,
 ) -> Path:
     """Merge one benchmark's figures into ``<results_dir>/<area>.json`` and re-render the md.
 
     ``table`` rows are ``(figure, value, what it means)``; they are stored with the figures so
     the markdown can be rebuilt from the JSON alone.
     """
+    results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{area}.json"
     doc: dict[str, Any] = {}
