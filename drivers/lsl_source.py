@@ -277,6 +277,9 @@ class LslSource(Source):
     """
 
     marker_rescan_interval = 1.0
+    #: Longest wait for data in one pull (the loop then checks markers, stalls and stop).
+    pull_timeout = 0.02
+    poll_interval = 0.0  # the pull itself waits
 
     def __init__(
         self,
@@ -492,8 +495,13 @@ class LslSource(Source):
 
         self._pull_markers()
         try:
+            # Wait inside liblsl for the next chunk instead of polling: less CPU, and the
+            # chunk is taken the moment it arrives.
             data, stamps = self._inlet.pull_chunk(
-                timeout=0.0, max_samples=self._max_chunk, as_numpy=True
+                timeout=self.pull_timeout,
+                max_samples=self._max_chunk,
+                min_samples=1,
+                as_numpy=True,
             )
         except pylsl.util.LostError:
             raise SourceError(
