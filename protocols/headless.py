@@ -35,6 +35,7 @@ class HeadlessResult:
     events: Counter = field(default_factory=Counter)
     participant: dict[str, int] = field(default_factory=dict)
     memories_written: int = 0
+    error: str = ""  # why the run stopped early, if it did
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -112,13 +113,17 @@ def run_headless(
 
     scaled = protocol.scaled(time_scale) if time_scale != 1.0 else protocol
     source.open()  # fail on the device before a file exists
-    writer = SessionWriter(
-        out,
-        participant_id=participant_id,
-        protocol=protocol.label,
-        notes=notes,
-        attrs={"protocol_time_scale": float(time_scale)},
-    )
+    try:
+        writer = SessionWriter(
+            out,
+            participant_id=participant_id,
+            protocol=protocol.label,
+            notes=notes,
+            attrs={"protocol_time_scale": float(time_scale)},
+        )
+    except BaseException:
+        source.stop()  # release the device when the file cannot be created
+        raise
     sources: dict[str, Source] = {"eeg": source}
     rate = uses_continuous_valence(scaled)
     valence = ValenceSource(rate) if rate else None
@@ -142,6 +147,7 @@ def run_headless(
     )
     participant = SimulatedParticipant(engine, seed=seed, time_scale=time_scale)
     started = time.monotonic()
+    stopped_by = ""
     try:
         recorder.start()
         time.sleep(min(0.5, 2 * tick_interval + 0.1))  # some EEG before the first marker
@@ -151,7 +157,8 @@ def run_headless(
             participant.act(now)
             engine.tick(now)
             if recorder.error is not None or source.error is not None:
-                engine.abort(local_clock(), reason=str(recorder.error or source.error))
+                stopped_by = str(recorder.error or source.error)
+                engine.abort(local_clock(), reason=stopped_by)
                 break
             time.sleep(tick_interval)
         time.sleep(min(0.5, 2 * tick_interval + 0.1))  # EEG after the last marker
@@ -175,4 +182,5 @@ def run_headless(
         events=Counter(f"{e.source}/{e.label}" for e in engine.events),
         participant=dict(participant.log),
         memories_written=memories.written,
+        error=stopped_by,
     )

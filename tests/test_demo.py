@@ -184,3 +184,21 @@ def test_phase_markers_reach_the_lsl_marker_outlet(tmp_path, unique_id):
     lsl = [(s, t) for s, t in received if s.split("/", 1)[0] in {e.label for e in in_file}]
     assert [s.split("/", 1)[0] for s, _ in lsl] == [e.label for e in in_file]
     np.testing.assert_allclose([t for _, t in lsl], [e.timestamp for e in in_file], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--time-scale", "0"], "--time-scale must be a positive number"),
+        (["--participant", "Jane Doe"], "is not a pseudonym code"),
+        (["--protocol", "nonesuch"], "no built-in protocol 'nonesuch'"),
+        (["--source", "replay:missing-recording.h5"], "no such file"),
+    ],
+)
+def test_demo_bad_input_gives_one_line_and_no_file(tmp_path, capsys, args, message):
+    out = tmp_path / "x.h5"
+    rc = main(["demo", "--out", str(out), "--no-offline", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and message in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()

@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
         if outlet is not None:
             outlet.close()
     print(result.summary(), flush=True)
+    if result.error:
+        raise RecallLabError(
+            f"the session stopped early: {result.error}; everything recorded until then is in {out}"
+        )
     if args.no_offline:
         return 0
     for stage in OFFLINE_STAGES:
