@@ -124,6 +124,7 @@ class ProcessMonitor:
     interval: float = 0.25
     peak_rss: int = 0
     marks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    thread_marks: dict[str, dict[int, float]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -153,6 +154,12 @@ class ProcessMonitor:
     def mark(self, name: str) -> None:
         """Remember the process's CPU seconds and the wall clock now, under ``name``."""
         self.marks[name] = (time.monotonic(), _proc_tree_cpu(self._proc))
+        try:
+            self.thread_marks[name] = {
+                t.id: t.user_time + t.system_time for t in self._proc.threads()
+            }
+        except Exception:  # psutil.Error, or a platform without per-thread times
+            self.thread_marks[name] = {}
         hwm = _peak_rss_kernel(self.pid)
         if hwm is not None:
             self.peak_rss = max(self.peak_rss, hwm)
@@ -166,6 +173,21 @@ class ProcessMonitor:
             "wall_s": round(wall, 3),
             "cpu_fraction_of_one_core": round((c1 - c0) / wall, 4) if wall > 0 else float("nan"),
         }
+
+    def thread_cpu_between(self, a: str, b: str, names: Mapping[str, int]) -> dict[str, float]:
+        """CPU seconds of named threads (name -> native thread id) between two marks.
+
+        Whatever the process used in other threads (library threads, the main thread) is
+        reported as ``other``.
+        """
+        t0, t1 = self.thread_marks.get(a, {}), self.thread_marks.get(b, {})
+        total = sum(t1.values()) - sum(t0.get(tid, 0.0) for tid in t1)
+        out = {}
+        for name, tid in names.items():
+            if tid in t1:
+                out[name] = round(t1[tid] - t0.get(tid, 0.0), 3)
+        out["other"] = round(total - sum(out.values()), 3)
+        return out
 
     def stop(self) -> None:
         self._stop.set()

@@ -29,6 +29,7 @@ Run ``python benchmarks/bench_record.py`` (65 s, 256 ch, 2 kHz) or with smaller 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -132,6 +133,9 @@ def run_ours(args: argparse.Namespace) -> int:
 
     def start(self: Recorder) -> None:
         orig_start(self)
+        # Native ids of our threads, so the controller can split the CPU time by job.
+        threads = {t.name: t.native_id for t in threading.enumerate() if t.native_id}
+        print("THREADS " + json.dumps(threads), flush=True)
         print("READY", flush=True)
 
     SessionWriter.flush, SessionWriter.close, Recorder.start = flush, close, start
@@ -202,6 +206,20 @@ class Child:
 
     def tail(self, n: int = 15) -> str:
         return "\n".join(f"  [{self.label}] {line}" for line in self.lines[-n:])
+
+
+def ours_threads(ours: Child) -> dict[str, int]:
+    """Thread name -> native id, as our recorder process printed them at start."""
+    for line in ours.lines:
+        if line.startswith("THREADS "):
+            names = json.loads(line.removeprefix("THREADS "))
+            # "source-<stream name>" is the acquisition thread, whatever the stream is called.
+            rename = {"MainThread": "main"}
+            return {
+                ("source" if k.startswith("source-") else rename.get(k, k)): v
+                for k, v in names.items()
+            }
+    return {}
 
 
 def labrecorder_cli() -> Path | None:
@@ -380,6 +398,9 @@ def controller(args: argparse.Namespace) -> int:
         "pusher_lateness": percentiles_ms(push_lateness),
         "ours": analyse_ours(ours_file, log, flushes),
         "cpu": {k: m.cpu_between("go", "done") for k, m in monitors.items()},
+        "cpu_s_by_thread_ours": monitors["ours"].thread_cpu_between(
+            "go", "done", ours_threads(ours)
+        ),
         "peak_rss_mb": {k: round(m.peak_rss / 2**20, 1) for k, m in monitors.items()},
     }
     fig["ours"]["lost_samples"] = (
@@ -484,6 +505,12 @@ def build_table(fig: dict) -> list[tuple[str, str, str]]:
         ]
     p2d, s2d = o["push_to_disk"], o["sample_time_to_disk"]
     rows += [
+        (
+            "CPU ours by thread",
+            ", ".join(f"{k} {v:.1f} s" for k, v in fig["cpu_s_by_thread_ours"].items()),
+            "source = LSL pulls into the ring buffer; recorder = HDF5 writes and flushes; "
+            "main = the CLI's wait loop; other = liblsl's own threads",
+        ),
         (
             "push-to-disk latency p50 / p99",
             f"{fmt(p2d['p50_ms'], 0)} / {fmt(p2d['p99_ms'], 0)} ms",

@@ -52,6 +52,8 @@ def test_bench_record_small_run_loses_nothing_and_reports_latency(tmp_path: Path
     assert lat["n"] == 1000
     assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert fig["cpu"]["ours"]["cpu_s"] > 0
+    # the split by thread names the acquisition and recorder threads
+    assert {"source", "recorder", "main", "other"} <= set(fig["cpu_s_by_thread_ours"])
     assert fig["peak_rss_mb"]["ours"] > 10
     if HAVE_LABRECORDER:
         assert fig["labrecorder"]["lost_samples"] == 0
