@@ -415,6 +415,9 @@ def controller(args: argparse.Namespace) -> int:
             c["missing"] + c["missing_at_start"] + c["missing_at_end"]
         )
         fig["labrecorder"]["exit_code"] = rc_lr
+        # LabRecorderCLI links its own liblsl; its log line names the build ("git:v1.17.7/...").
+        builds = [ln.split("git:", 1)[1].split("/", 1)[0] for ln in lr.lines if "git:" in ln]
+        fig["labrecorder"]["liblsl_build"] = builds[0] if builds else None
         ratio = (
             fig["cpu"]["ours"]["cpu_s"] / fig["cpu"]["labrecorder"]["cpu_s"]
             if fig["cpu"]["labrecorder"]["cpu_s"] > 0
@@ -483,7 +486,11 @@ def build_table(fig: dict) -> list[tuple[str, str, str]]:
     if "labrecorder" in fig:
         lr = fig["labrecorder"]
         rows += [
-            ("lost samples (LabRecorder)", f"{lr['lost_samples']}", "reference"),
+            (
+                "lost samples (LabRecorder)",
+                f"{lr['lost_samples']}",
+                f"reference (LabRecorderCLI, liblsl {lr.get('liblsl_build') or '?'})",
+            ),
             (
                 "duplicates / reordered (LabRecorder)",
                 f"{lr['counter']['duplicates']} / {lr['counter']['out_of_order']}",
