@@ -28,7 +28,8 @@ protocol   phase_end             same plus ``"reason"``: time, submit, key, time
                                  skip, abort
 protocol   paused / resumed      phase id
 protocol   session_end           JSON ``{"reason": "completed" | "aborted", ...}``
-keyboard   key_down / key_up     JSON ``{"key", "valence", "auto_repeat", "phase"}``
+keyboard   key_down / key_up     JSON ``{"key", "valence", "auto_repeat", "phase"}``;
+                                 valence null for keys that mean none
 participant valence_state        positive / negative / neutral (discrete mode changes)
 participant valence_rating       cursor value when a key is released (continuous mode)
 participant sam_valence /        "1".."9"
@@ -468,16 +469,18 @@ class ProtocolEngine:
     def key_down(self, key: str, timestamp: float, *, auto_repeat: bool = False) -> None:
         """A key went down at ``timestamp`` (LSL time from the key handler).
 
-        Recorded as a ``keyboard``/``key_down`` event with the valence it means in this phase;
-        an auto-repeat is recorded with ``auto_repeat: true`` but is not a new press. The
-        phase's ``continue_key`` ends an ``until: key`` phase.
+        Recorded as a ``keyboard``/``key_down`` event with the valence it means in this phase
+        (``positive``/``negative`` for the valence keys of a recall phase, ``null`` for any
+        other key, so analyses never mistake a continue key for a report). An auto-repeat is
+        recorded with ``auto_repeat: true`` but is not a new press. The phase's
+        ``continue_key`` ends an ``until: key`` phase.
         """
         self._advance(timestamp)
         k = normalize_key(key)
         run = self._run
-        valence: Valence = "neutral"
+        valence: Valence | None = None  # not a valence key here
         if run is not None and run.reporter is not None and self._state != "ready":
-            valence = run.reporter.meaning(k) or "neutral"
+            valence = run.reporter.meaning(k)
             run.reporter.key_down(k, timestamp, auto_repeat=auto_repeat)
             self._flush_valence(run)
         self._key_event(timestamp, "key_down", k, valence, auto_repeat)
@@ -495,9 +498,9 @@ class ProtocolEngine:
         self._advance(timestamp)
         k = normalize_key(key)
         run = self._run
-        valence: Valence = "neutral"
+        valence: Valence | None = None
         if run is not None and run.reporter is not None:
-            valence = run.reporter.meaning(k) or "neutral"
+            valence = run.reporter.meaning(k)
             was_held = run.reporter.key_up(k, timestamp)
             self._flush_valence(run)
             if was_held and run.reporter.mode == "continuous":
@@ -641,7 +644,9 @@ class ProtocolEngine:
         if self._change_cb is not None:
             self._change_cb(self.display())
 
-    def _key_event(self, t: float, label: str, key: str, valence: str, auto_repeat: bool) -> None:
+    def _key_event(
+        self, t: float, label: str, key: str, valence: str | None, auto_repeat: bool
+    ) -> None:
         phase = self._run.step.phase.id if self._run is not None else None
         value = {"key": key, "valence": valence, "auto_repeat": bool(auto_repeat), "phase": phase}
         self._event(t, "keyboard", label, self._json(value))

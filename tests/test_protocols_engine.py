@@ -253,7 +253,7 @@ def test_key_events_carry_key_valence_and_auto_repeat_flag():
          "t": 116.6, "label": "key_down"},
         {"key": "1", "valence": "positive", "auto_repeat": False, "phase": "recall",
          "t": 117.0, "label": "key_up"},
-        {"key": "x", "valence": "neutral", "auto_repeat": False, "phase": "recall",
+        {"key": "x", "valence": None, "auto_repeat": False, "phase": "recall",
          "t": 118.0, "label": "key_down"},
     ]  # fmt: skip
     assert not h.where("participant", "valence_state")[1:]  # neutral is not known before 119
