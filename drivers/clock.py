@@ -149,9 +149,16 @@ class Dejitter:
             self.segments += 1
         k = self._n + np.arange(n, dtype=np.float64)
         y = ts - self._t_ref
+        previous = self._line() if self._n else None
         w = self.forget ** np.arange(n - 1, -1, -1, dtype=np.float64)
         self._sums *= self.forget**n
         self._sums += [w.sum(), w @ k, w @ y, w @ (k * k), w @ (k * y)]
         self._n += n
         a, b = self._line()
-        return self._t_ref + a + b * k
+        line = a + b * k
+        if previous is not None:
+            # Move from the old line to the new one across the chunk rather than in one step
+            # at its first sample, as a per-sample fit would: intervals stay smooth.
+            ramp = np.arange(1, n + 1, dtype=np.float64) / n
+            line = (previous[0] + previous[1] * k) * (1.0 - ramp) + line * ramp
+        return self._t_ref + line
