@@ -269,21 +269,29 @@ class SimulatedParticipant:
         else:
             span = seconds * s
         span = max(span, 0.05 * s)
+        eng = self.engine
+        if "microphone" not in phase.sources:  # the participant chooses an audio file instead
+            origin = f"file:simulated-melody-{step.memory_id}.wav"
+
+            def choose(ts: float) -> None:
+                eng.add_melody_audio(audio, sample_rate=MELODY_RATE, origin=origin)
+                self.log["melody_samples"] += len(audio)
+
+            self._at(t0, choose)
+            self._at(t0 + 0.5 * s, lambda ts: eng.finish_melody(ts, origin=origin))
+            return
         chunks = 8
         edges = np.linspace(0, len(audio), chunks + 1).astype(int)
-        eng = self.engine
-        start_box: dict[str, float] = {}
+        recording_start = self._start + t0  # LSL time the microphone starts recording
         for i in range(chunks):
             piece = audio[edges[i] : edges[i + 1]]
 
-            def feed(ts: float, piece: np.ndarray = piece, first: bool = i == 0) -> None:
-                if first:
-                    start_box["t"] = ts
+            def feed(ts: float, piece: np.ndarray = piece) -> None:
                 eng.add_melody_audio(
                     piece,
                     sample_rate=MELODY_RATE,
                     origin="microphone",
-                    start_timestamp=start_box.get("t", ts),
+                    start_timestamp=recording_start,
                 )
                 self.log["melody_samples"] += len(piece)
 

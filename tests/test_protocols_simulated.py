@@ -107,10 +107,13 @@ def test_sketch_points_are_timed_with_pressure_and_png_matches_the_canvas():
 
 
 def test_melody_is_a_few_seconds_of_hummed_tones_in_chunks():
-    _, _, _, records = drive(seed=5, t0=0.0)
+    _, _, events, records = drive(seed=5, t0=0.0)
     chunks = [r for r in records if isinstance(r, MelodyAudio) and r.memory_id == "m2"]
     assert len(chunks) > 1 and {c.sample_rate for c in chunks} == {MELODY_RATE}
     assert len({c.start_timestamp for c in chunks}) == 1
+    start = chunks[0].start_timestamp  # when recording began, before the first chunk arrived
+    melody_phase = [e for e in events if e.label == "phase_start" and '"melody"' in e.value]
+    assert melody_phase[-1].timestamp < start
     audio = np.concatenate([c.audio for c in chunks])
     assert 2.0 <= len(audio) / MELODY_RATE <= 5.0
     assert np.abs(audio).max() <= 1.0 and audio.std() > 0.05
@@ -154,3 +157,28 @@ phases:
     assert [(v["phase"], v["reason"]) for v in ends] == [("rest", "key"), ("recall", "key")]
     recall_end = [e.timestamp for e in events if e.label == "phase_end"][-1]
     assert recall_end > 15.0  # the participant recalled for a while before going on
+
+
+def test_participant_chooses_a_file_when_humming_is_not_offered():
+    from protocols import parse_protocol
+
+    text = """\
+version: 1
+name: t
+memories: [{id: m1, cue: a garden}]
+phases:
+  - {id: tune, kind: melody, memory: m1, sources: [file]}
+"""
+    events, records = [], []
+    engine = ProtocolEngine(parse_protocol(text), emit=events.append, store=records.append)
+    person = SimulatedParticipant(engine, seed=0)
+    engine.start(0.0)
+    t = 0.0
+    while not engine.done and t < 60:
+        t += 0.05
+        person.act(t)
+        engine.tick(t)
+    audio = [r for r in records if isinstance(r, MelodyAudio)]
+    assert len(audio) == 1 and audio[0].origin == "file:simulated-melody-m1.wav"
+    done = [json.loads(e.value) for e in events if e.label == "melody_submitted"]
+    assert done == [{"memory": "m1", "origin": "file:simulated-melody-m1.wav", "seconds": 4.0}]
