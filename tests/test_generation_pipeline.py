@@ -147,7 +147,7 @@ def test_generate_without_sketch_melody_description_still_works(tiny_models, tmp
     # A second run never overwrites the first, in the folder or in the session file.
     assert (
         _generate(
-            session, tiny_models, out, "--duration", "2", "--no-evaluate", "--min-segment", "2"
+            session, tiny_models, out, "--duration", "1", "--no-evaluate", "--min-segment", "2"
         )
         == 0
     )
