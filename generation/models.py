@@ -159,13 +159,14 @@ def model_inventory(root: str | Path | None = None) -> list[dict[str, Any]]:
             "required": s.required,
             "path": str(p) if (p := model_path(s.key, d)) else None,
             "download": s.download_command(d),
-            "tiny": _is_tiny(p) if p else False,
+            "tiny": is_tiny(p) if p else False,
         }
         for s in MODEL_SPECS
     ]
 
 
-def _is_tiny(path: Path) -> bool:
+def is_tiny(path: Path) -> bool:
+    """Whether a model folder holds tiny random test weights (written by make-tiny)."""
     return (path / "RECALL_LAB_TINY").exists()
 
 

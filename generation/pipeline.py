@@ -246,7 +246,7 @@ def generate_memory(
     evaluation = evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, notes)
     timings["evaluate"] = time.perf_counter() - t0
 
-    from generation.models import _is_tiny
+    from generation.models import is_tiny
 
     manifest = {
         "memory": memory_id,
@@ -257,8 +257,8 @@ def generate_memory(
         "seed": cfg.seed,
         "device": asdict(device),
         "models": {
-            "stable-diffusion": {"path": str(sd), "mode": image_mode, "tiny": _is_tiny(sd)},
-            "musicgen-melody": {"path": str(mg), "tiny": _is_tiny(mg)},
+            "stable-diffusion": {"path": str(sd), "mode": image_mode, "tiny": is_tiny(sd)},
+            "musicgen-melody": {"path": str(mg), "tiny": is_tiny(mg)},
         },
         "description": description,
         "segments": [

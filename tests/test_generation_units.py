@@ -200,3 +200,39 @@ def test_chroma_finds_the_pitch_class_and_matches_extractor_frame_count():
     assert np.all(mid.argmax(axis=1) == a_bin)
     c_note = to_mono_rate(np.sin(2 * np.pi * 261.63 * t), sr, s.sampling_rate)
     assert melody_chroma(c_note, s)[3].argmax() == (a_bin + 3) % 12
+
+
+def test_models_folder_precedence_and_missing_model_message(tmp_path, monkeypatch):
+    from generation.models import ENV_VAR, ModelMissingError, models_dir, require_model
+
+    cfg_home = tmp_path / "cfg"
+    (cfg_home / "recall-lab").mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(cfg_home))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    (cfg_home / "recall-lab" / "config.json").write_text(json.dumps({"models_dir": "/from/cfg"}))
+    assert str(models_dir()) == "/from/cfg"
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    assert models_dir() == tmp_path / "env"
+    assert models_dir(tmp_path / "arg") == tmp_path / "arg"
+    with pytest.raises(ModelMissingError, match="facebook/musicgen-melody") as err:
+        require_model("musicgen-melody")
+    assert "hf download facebook/musicgen-melody" in str(err.value)
+    assert "\n" not in str(err.value)
+    monkeypatch.delenv(ENV_VAR)
+    (cfg_home / "recall-lab" / "config.json").write_text("{broken")
+    with pytest.raises(ConfigError, match=r"config\.json"):
+        models_dir()
+
+
+def test_device_is_cpu_float32_without_cuda():
+    import torch
+
+    from generation.models import pick_device
+
+    if torch.cuda.is_available():
+        assert pick_device().dtype_name == "float16"
+    else:
+        assert pick_device() == pick_device("cpu")
+        assert pick_device().dtype_name == "float32"
+        with pytest.raises(ConfigError, match="no CUDA"):
+            pick_device("cuda")
