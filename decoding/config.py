@@ -1,0 +1,219 @@
+"""Decoding configuration: typed, versioned, validated when loaded.
+
+A configuration file (YAML or JSON) lists only what differs from the defaults, e.g.::
+
+    preprocess:
+      line_freq: 60
+      ica: true
+    cebra:
+      max_iterations: 2000
+    evaluation:
+      n_permutations: 99
+
+Unknown sections or fields, and values of the wrong type, stop with a message that names the
+field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from data_schema.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class PreprocessConfig:
+    """MNE preprocessing. Defaults suit 16-64 channel EEG at 250-1000 Hz."""
+
+    resample: float | None = 250.0  # Hz; None keeps the recorded rate
+    l_freq: float | None = 1.0  # band-pass low edge, Hz
+    h_freq: float | None = 45.0  # band-pass high edge, Hz
+    line_freq: float | str | None = "auto"  # 50, 60, "auto" (from the spectrum) or None
+    reference: str | None = "average"  # "average", a channel name, or None to keep
+    montage: str | None = "colin27_1005"  # MNE built-in montage, for interpolation
+    bad_channels: bool = True  # detect and interpolate bad channels
+    bad_z: float = 5.0  # robust z-score of log-variance above which a channel is bad
+    ica: bool = False  # ICA removal of blink components
+    ica_components: int | float = 0.99
+    baseline: bool = True  # subtract the baseline phase (RYM), if the session has one
+    channels: list[str] | None = None  # restrict to these channels
+
+
+@dataclass
+class LabelConfig:
+    """How valence reports become labels (see ``decoding/labels.py``)."""
+
+    kind: str = "auto"  # "discrete", "continuous" or "auto"
+    merge_gap: float = 2.0
+    press_duration: float = 0.2
+    min_chunk: float = 0.0
+    threshold: float = 1 / 3  # continuous -> classes
+
+
+@dataclass
+class WindowConfig:
+    """Analysis windows on which features, embeddings and predictions live."""
+
+    length: float = 1.0  # seconds
+    step: float = 0.25  # seconds between window starts
+    bands: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            "theta": [4.0, 8.0],
+            "alpha": [8.0, 13.0],
+            "beta": [13.0, 30.0],
+            "gamma": [30.0, 45.0],
+        }
+    )
+    use_recall_only: bool = False  # restrict to recall phases when the session has them
+
+
+@dataclass
+class CebraConfig:
+    """CEBRA settings (``cebra.CEBRA``). ``device`` picks CUDA when present."""
+
+    model_architecture: str = "offset1-model"
+    output_dimension: int = 3
+    num_hidden_units: int = 32
+    batch_size: int = 512
+    learning_rate: float = 3e-3
+    temperature: float = 1.0
+    max_iterations: int = 400
+    time_offsets: int = 10
+    device: str = "cuda_if_available"
+    # CPU threads for torch; None: 1 on machines with fewer than 4 cores, where torch's
+    # thread pool slows training several-fold when other processes compete for the cores.
+    cpu_threads: int | None = None
+    k_neighbors: int = 15
+    consistency_runs: int = 3  # refits on all data to plot consistency across runs
+
+
+@dataclass
+class EvaluationConfig:
+    """Leakage-free evaluation."""
+
+    split: str = "auto"  # "blocks", "memories", "sessions", "participants" or "auto"
+    n_folds: int = 5  # contiguous blocks for "blocks"
+    gap: float = 5.0  # seconds excluded from training on each side of a test block
+    n_permutations: int = 19  # circular label shifts for the chance level
+    min_shift: float = 0.1  # smallest shift, as a fraction of the recording
+    leaky: bool = True  # also run the RYM protocol (marked leaky)
+    seed: int = 0
+
+
+@dataclass
+class DecodeConfig:
+    """Everything ``recall-lab decode`` does, with its defaults."""
+
+    version: int = CONFIG_VERSION
+    decoders: list[str] = field(
+        default_factory=lambda: ["cebra_behavior_knn", "cebra_time_knn", "bandpower_logreg"]
+    )
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    cebra: CebraConfig = field(default_factory=CebraConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for values out of range."""
+        from decoding.decoders import DECODERS
+
+        for name in self.decoders:
+            if name not in DECODERS:
+                raise ConfigError(f"decoders: unknown decoder {name!r}; known: {sorted(DECODERS)}")
+        if not self.decoders:
+            raise ConfigError("decoders: list at least one decoder")
+        w, e, p = self.windows, self.evaluation, self.preprocess
+        if w.length <= 0 or w.step <= 0:
+            raise ConfigError("windows.length and windows.step must be > 0 seconds")
+        if e.split not in ("auto", "blocks", "memories", "sessions", "participants"):
+            raise ConfigError(
+                f"evaluation.split: {e.split!r}; use auto, blocks, memories, sessions or "
+                "participants"
+            )
+        if e.n_folds < 2:
+            raise ConfigError("evaluation.n_folds must be at least 2")
+        if e.gap < 0 or e.n_permutations < 0:
+            raise ConfigError("evaluation.gap and evaluation.n_permutations must be >= 0")
+        if p.line_freq not in (None, "auto", 50, 60, 50.0, 60.0):
+            raise ConfigError("preprocess.line_freq: use 50, 60, auto or null")
+        if self.labels.kind not in ("auto", "discrete", "continuous"):
+            raise ConfigError("labels.kind: use discrete, continuous or auto")
+        for band, edges in w.bands.items():
+            if len(edges) != 2 or not 0 <= edges[0] < edges[1]:
+                raise ConfigError(f"windows.bands.{band}: give [low, high] in Hz with low < high")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of fields, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"{name}: unknown field; known fields: {sorted(fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, name)
+            continue
+        kwargs[key] = _check_type(value, hint, name)
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, hint: Any, name: str) -> Any:
+    text = str(hint)
+    ok = True
+    if value is None:
+        ok = "None" in text
+    elif isinstance(value, bool):
+        ok = "bool" in text
+    elif isinstance(value, int | float):
+        ok = "float" in text or "int" in text
+    elif isinstance(value, str):
+        ok = "str" in text
+    elif isinstance(value, list):
+        ok = "list" in text
+    elif isinstance(value, dict):
+        ok = "dict" in text
+    if not ok:
+        raise ConfigError(f"{name}: {value!r} is not a valid value (expected {text})")
+    return value
+
+
+def load_config(path: str | Path | None = None) -> DecodeConfig:
+    """Defaults, updated by the YAML or JSON file at ``path`` if given."""
+    if path is None:
+        cfg = DecodeConfig()
+        cfg.check()
+        return cfg
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such configuration file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (ValueError, Exception) as exc:  # yaml.YAMLError and json errors alike
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{p} cannot be parsed: {first}") from None
+    data = data or {}
+    if isinstance(data, dict) and int(data.get("version", CONFIG_VERSION)) > CONFIG_VERSION:
+        raise ConfigError(f"{p}: config version {data['version']} is newer than this recall-lab")
+    cfg = _build(DecodeConfig, data, "")
+    cfg.check()
+    return cfg

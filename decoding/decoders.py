@@ -1,0 +1,224 @@
+"""Decoders of valence from EEG window features, behind one sklearn-style interface.
+
+Every decoder is a representation (``fit_representation`` / ``transform``) followed by a
+read-out (``fit_readout`` / ``predict_proba_from``); ``fit``, ``transform``, ``predict`` and
+``predict_proba`` chain them as sklearn users expect. The split lets the evaluation harness
+(``decoding/evaluation.py``) fit each part on training data only, reuse a label-free
+representation across permutations, and run the RYM protocol (representation fitted on all
+data) beside the honest one. New decoders (an LSTM-attention encoder trained with music
+supervision, a transformer fusing EEG, audio and video) subclass :class:`Decoder` and register
+in :data:`DECODERS`.
+
+Classes are the valence codes -1, 0, 1 (negative, neutral, positive); ``predict_proba``
+always returns these three columns, in that order, even if a class was absent in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from decoding.labels import CLASS_CODES
+
+if TYPE_CHECKING:
+    from decoding.config import DecodeConfig
+
+
+def _full_proba(classes: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    out = np.zeros((proba.shape[0], len(CLASS_CODES)), np.float32)
+    for j, c in enumerate(classes):
+        out[:, CLASS_CODES.index(int(c))] = proba[:, j]
+    return out
+
+
+class Decoder:
+    """Base class: a representation followed by a read-out, sklearn style.
+
+    Attributes
+    ----------
+    name
+        Registry name, e.g. ``cebra_behavior_knn``.
+    label_free_representation
+        True if ``fit_representation`` ignores the labels (then the harness may reuse it
+        across label permutations: it cannot have learned them).
+    loss_history
+        Training loss per iteration of the last representation fit (empty if none).
+    """
+
+    name = "decoder"
+    label_free_representation = True
+
+    def __init__(self) -> None:
+        self.loss_history: list[float] = []
+
+    # representation -------------------------------------------------------------------
+    def fit_representation(self, X: np.ndarray, y: np.ndarray) -> Decoder:
+        raise NotImplementedError
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # read-out -----------------------------------------------------------------------------
+    def fit_readout(self, Z: np.ndarray, y: np.ndarray) -> Decoder:
+        raise NotImplementedError
+
+    def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # sklearn facade ----------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Decoder:
+        """Fit representation and read-out on ``X`` (windows x features), ``y`` (-1/0/1)."""
+        self.fit_representation(X, y)
+        return self.fit_readout(self.transform(X), y)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities of negative, neutral, positive ``[windows x 3]``."""
+        return self.predict_proba_from(self.transform(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted class codes -1 / 0 / 1."""
+        return np.asarray(CLASS_CODES, np.int8)[self.predict_proba(X).argmax(axis=1)]
+
+    def save(self, path: Path) -> list[Path]:
+        """Save fitted parts under ``path`` (a file stem); returns the files written."""
+        return []
+
+
+class _KNNReadout:
+    """k-nearest-neighbour read-out with cosine distance (CEBRA embeddings live on a sphere)."""
+
+    def __init__(self, k: int, metric: str = "cosine") -> None:
+        self.k, self.metric = k, metric
+
+    def fit(self, Z: np.ndarray, y: np.ndarray) -> _KNNReadout:
+        from sklearn.neighbors import KNeighborsClassifier
+
+        self.model = KNeighborsClassifier(n_neighbors=min(self.k, len(y)), metric=self.metric)
+        self.model.fit(Z, y)
+        return self
+
+    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
+        return _full_proba(self.model.classes_, self.model.predict_proba(Z))
+
+
+class CebraKNN(Decoder):
+    """CEBRA embedding of standardised band power, read out by kNN (the RYM decoder).
+
+    Parameters
+    ----------
+    behavior
+        True: CEBRA-Behavior, contrastive on the valence labels. False: CEBRA-Time, contrastive
+        on time only (no labels; only the kNN read-out sees them).
+    settings
+        ``CebraConfig`` fields.
+    seed
+        Seeds torch and numpy before fitting, so a run is reproducible.
+    """
+
+    def __init__(self, behavior: bool, settings: dict[str, Any], seed: int = 0) -> None:
+        super().__init__()
+        self.behavior = behavior
+        self.settings = dict(settings)
+        self.seed = seed
+        self.name = "cebra_behavior_knn" if behavior else "cebra_time_knn"
+        self.label_free_representation = not behavior
+
+    def fit_representation(self, X: np.ndarray, y: np.ndarray) -> CebraKNN:
+        import cebra
+        import torch
+        from sklearn.preprocessing import StandardScaler
+
+        s = self.settings
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)  # noqa: NPY002 (CEBRA samples from the global generator)
+        self.scaler = StandardScaler().fit(X)
+        Xs = self.scaler.transform(X).astype(np.float32)
+        self.model = cebra.CEBRA(
+            model_architecture=s["model_architecture"],
+            output_dimension=s["output_dimension"],
+            num_hidden_units=s["num_hidden_units"],
+            batch_size=min(s["batch_size"], len(Xs)),
+            learning_rate=s["learning_rate"],
+            temperature=s["temperature"],
+            max_iterations=s["max_iterations"],
+            time_offsets=s["time_offsets"],
+            conditional="time_delta" if self.behavior else "time",
+            device=s["device"],
+            verbose=False,
+        )
+        if self.behavior:
+            # CEBRA's discrete sampler wants non-negative integers: codes -1/0/1 -> 0/1/2.
+            self.model.fit(Xs, (np.asarray(y) + 1).astype(np.int64))
+        else:
+            self.model.fit(Xs)
+        self.loss_history = [float(v) for v in self.model.state_dict_["loss"]]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.model.transform(self.scaler.transform(X).astype(np.float32))
+
+    def fit_readout(self, Z: np.ndarray, y: np.ndarray) -> CebraKNN:
+        self.readout = _KNNReadout(self.settings["k_neighbors"]).fit(Z, y)
+        return self
+
+    def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:
+        return self.readout.predict_proba(Z)
+
+    def save(self, path: Path) -> list[Path]:
+        out = Path(f"{path}.{self.name}.pt")
+        self.model.save(str(out))
+        return [out]
+
+
+class BandPowerLogReg(Decoder):
+    """Baseline without CEBRA: standardised log band power, class-balanced logistic regression."""
+
+    name = "bandpower_logreg"
+    label_free_representation = True
+
+    def __init__(self, C: float = 0.1, seed: int = 0) -> None:
+        super().__init__()
+        self.C, self.seed = C, seed
+
+    def fit_representation(self, X: np.ndarray, y: np.ndarray) -> BandPowerLogReg:
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler = StandardScaler().fit(X)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.scaler.transform(X)
+
+    def fit_readout(self, Z: np.ndarray, y: np.ndarray) -> BandPowerLogReg:
+        from sklearn.linear_model import LogisticRegression
+
+        self.readout = LogisticRegression(
+            C=self.C, class_weight="balanced", max_iter=2000, random_state=self.seed
+        ).fit(Z, y)
+        return self
+
+    def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:
+        return _full_proba(self.readout.classes_, self.readout.predict_proba(Z))
+
+    def save(self, path: Path) -> list[Path]:
+        import pickle
+
+        out = Path(f"{path}.{self.name}.pkl")
+        out.write_bytes(pickle.dumps({"scaler": self.scaler, "readout": self.readout}))
+        return [out]
+
+
+#: name -> factory(config, seed). Add a decoder here to evaluate it with the same harness.
+DECODERS: dict[str, Callable[[DecodeConfig, int], Decoder]] = {
+    "cebra_behavior_knn": lambda cfg, seed: CebraKNN(True, vars(cfg.cebra), seed),
+    "cebra_time_knn": lambda cfg, seed: CebraKNN(False, vars(cfg.cebra), seed),
+    "bandpower_logreg": lambda cfg, seed: BandPowerLogReg(seed=seed),
+}
+
+
+def make_decoder(name: str, cfg: DecodeConfig, seed: int = 0) -> Decoder:
+    """A new, unfitted decoder by registry name."""
+    return DECODERS[name](cfg, seed)

@@ -1,0 +1,320 @@
+"""Evaluation without leakage: blocked or grouped splits, permutation chance, and RYM's
+leaky protocol beside it for comparison.
+
+Honest protocol, per decoder:
+
+1. Split the windows into folds that share nothing: contiguous blocks in time (with
+   ``gap`` seconds dropped from training on both sides of each test block, more than the
+   window length plus the signal's autocorrelation), or held-out memories, sessions or
+   participants.
+2. In each fold, fit the representation (e.g. the CEBRA embedding) and the read-out on the
+   training windows only, and predict the test windows. Every window is predicted once, by a
+   model that never saw it.
+3. Weighted F1 and balanced accuracy over all predicted windows.
+4. Chance: repeat 1-3 with the label sequence circularly shifted against the EEG (per session,
+   by at least ``min_shift`` of its length). A shift keeps the labels' temporal structure
+   (chunk lengths, class balance, autocorrelation) and breaks only their relation to the EEG.
+   The chance level is the mean of this null distribution; ``p = (k + 1) / (n + 1)`` where
+   ``k`` of ``n`` shifted runs score at least the real one.
+
+Leaky protocol (RYM): fit the representation once on all windows with all labels, including
+the test windows', then cross-validate the kNN read-out only. It is reported beside the honest
+figure, marked leaky, so users see how much of a published figure the leak can explain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data_schema.errors import RecallLabError
+from decoding.config import DecodeConfig
+from decoding.decoders import Decoder, _KNNReadout, make_decoder
+from decoding.labels import CLASS_CODES
+
+
+@dataclass
+class Dataset:
+    """Windows of one or more sessions, ready for evaluation.
+
+    ``X`` ``[windows x features]``, ``y`` class codes, ``times`` LSL seconds of window centres,
+    ``session`` index into ``session_ids``, ``participant`` and ``memory`` per window.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    times: np.ndarray
+    session: np.ndarray
+    participant: np.ndarray
+    memory: np.ndarray
+    session_ids: list[str]
+    window_length: float = 1.0
+
+
+@dataclass
+class Fold:
+    """Window indices to train on and to test on."""
+
+    train: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class DecoderResult:
+    """What one decoder achieved."""
+
+    name: str
+    split: str
+    proba: np.ndarray  # [windows x 3], NaN where never tested
+    fold: np.ndarray  # test fold of each window, -1 if never tested
+    f1: float
+    balanced_accuracy: float
+    chance_f1: float
+    chance_balanced_accuracy: float
+    p_value: float
+    p_value_balanced_accuracy: float
+    null_f1: list[float]
+    leaky_f1: float | None
+    n_windows_tested: int
+    confusion: list[list[int]]
+    loss_history: list[float] = field(default_factory=list)
+    leaky_representation: Decoder | None = None
+    leaky_embedding: np.ndarray | None = None
+
+    @property
+    def predicted(self) -> np.ndarray:
+        out = np.zeros(self.proba.shape[0], np.int8)
+        ok = self.fold >= 0
+        out[ok] = np.asarray(CLASS_CODES)[self.proba[ok].argmax(axis=1)]
+        return out
+
+    def metrics(self) -> dict:
+        return {
+            "split": self.split,
+            "f1_weighted": self.f1,
+            "balanced_accuracy": self.balanced_accuracy,
+            "chance_f1_weighted": self.chance_f1,
+            "chance_balanced_accuracy": self.chance_balanced_accuracy,
+            "p_value": self.p_value,
+            "p_value_balanced_accuracy": self.p_value_balanced_accuracy,
+            "n_permutations": len(self.null_f1),
+            "null_f1_weighted": self.null_f1,
+            "leaky_f1_weighted": self.leaky_f1,
+            "leaky_protocol": "representation fitted on all windows and labels (RYM); LEAKY",
+            "n_windows_tested": self.n_windows_tested,
+            "confusion": self.confusion,
+            "classes": list(CLASS_CODES),
+        }
+
+
+def choose_split(ds: Dataset, split: str) -> str:
+    """Resolve ``auto``: participants if several, else sessions if several, else blocks."""
+    if split != "auto":
+        return split
+    if len(set(ds.participant)) > 1:
+        return "participants"
+    if len(ds.session_ids) > 1:
+        return "sessions"
+    return "blocks"
+
+
+def make_folds(ds: Dataset, split: str, n_folds: int, gap: float) -> list[Fold]:
+    """Folds for ``split``; blocks and memories drop ``gap`` s around the test windows from
+    training (within the same session)."""
+    n = len(ds.y)
+    idx = np.arange(n)
+    if split in ("sessions", "participants"):
+        groups = ds.session if split == "sessions" else ds.participant
+        values = list(dict.fromkeys(groups.tolist()))
+        if len(values) < 2:
+            raise RecallLabError(
+                f"evaluation.split {split}: needs at least two {split}; got {len(values)}"
+            )
+        return [Fold(idx[groups != v], idx[groups == v]) for v in values]
+    if split == "memories":
+        mems = [m for m in dict.fromkeys(ds.memory.tolist()) if m]
+        if len(mems) < 2:
+            raise RecallLabError(
+                "evaluation.split memories: the sessions have fewer than two recall phases with "
+                "memory ids; use split: blocks"
+            )
+        tests = [idx[ds.memory == m] for m in mems]
+    elif split == "blocks":
+        tests = [[] for _ in range(n_folds)]
+        for s in np.unique(ds.session):
+            order = idx[ds.session == s][np.argsort(ds.times[ds.session == s], kind="stable")]
+            if len(order) < n_folds * 4:
+                raise RecallLabError(
+                    f"session {ds.session_ids[s]} has {len(order)} windows: too short for "
+                    f"{n_folds} folds (record longer or lower evaluation.n_folds)"
+                )
+            for k, block in enumerate(np.array_split(order, n_folds)):
+                tests[k].extend(block.tolist())
+        tests = [np.asarray(t, int) for t in tests]
+    else:
+        raise RecallLabError(f"evaluation.split: unknown split {split!r}")
+    folds = []
+    half = ds.window_length / 2
+    for test in tests:
+        keep = np.ones(n, bool)
+        keep[test] = False
+        for s in np.unique(ds.session[test]):
+            ts = ds.times[test][ds.session[test] == s]
+            lo, hi = ts.min() - half - gap - half, ts.max() + half + gap + half
+            near = (ds.session == s) & (ds.times > lo) & (ds.times < hi)
+            keep &= ~near
+        folds.append(Fold(idx[keep], np.sort(test)))
+    return folds
+
+
+def circular_shift(y: np.ndarray, session: np.ndarray, rng, min_shift: float) -> np.ndarray:
+    """``y`` circularly shifted within each session by a random amount (block structure kept)."""
+    out = y.copy()
+    for s in np.unique(session):
+        sel = np.flatnonzero(session == s)
+        n = sel.size
+        lo = max(1, int(min_shift * n))
+        shift = int(rng.integers(lo, max(lo + 1, n - lo)))
+        out[sel] = np.roll(y[sel], shift)
+    return out
+
+
+def _scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    return (
+        float(f1_score(y, pred, average="weighted", zero_division=0)),
+        float(balanced_accuracy_score(y, pred)),
+    )
+
+
+def _cross_validate(
+    ds: Dataset,
+    y: np.ndarray,
+    folds: list[Fold],
+    factory: Callable[[], Decoder],
+    cache: list | None,
+    tick: Callable[[], None],
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Out-of-fold probabilities. ``cache`` holds (decoder, Z_train, Z_test) per fold for
+    label-free representations: reused across permutations (they never saw the labels)."""
+    proba = np.full((len(y), len(CLASS_CODES)), np.nan, np.float32)
+    fold_of = np.full(len(y), -1, np.int16)
+    loss: list[float] = []
+    for k, f in enumerate(folds):
+        if cache is not None and len(cache) > k:
+            dec, z_tr, z_te = cache[k]
+        else:
+            dec = factory()
+            dec.fit_representation(ds.X[f.train], y[f.train])
+            z_tr, z_te = dec.transform(ds.X[f.train]), dec.transform(ds.X[f.test])
+            if cache is not None:
+                cache.append((dec, z_tr, z_te))
+        dec.fit_readout(z_tr, y[f.train])
+        proba[f.test] = dec.predict_proba_from(z_te)
+        fold_of[f.test] = k
+        if k == 0:
+            loss = list(dec.loss_history)
+        tick()
+    return proba, fold_of, loss
+
+
+def evaluate_decoder(
+    ds: Dataset,
+    name: str,
+    cfg: DecodeConfig,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> DecoderResult:
+    """Honest cross-validation, permutation chance and the leaky RYM protocol for one decoder.
+
+    ``progress(description, total)`` returns a function to call after each fitted fold.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    ev = cfg.evaluation
+    classes_present = np.unique(ds.y)
+    if classes_present.size < 2:
+        raise RecallLabError(
+            "the valence reports give only one class "
+            f"({', '.join(str(c) for c in classes_present)}): decoding needs at least two "
+            "(e.g. positive presses and neutral time)"
+        )
+    split = choose_split(ds, ev.split)
+    folds = make_folds(ds, split, ev.n_folds, ev.gap)
+    for k, f in enumerate(folds):
+        if f.train.size < 10:
+            raise RecallLabError(
+                f"fold {k + 1} leaves {f.train.size} training windows after the {ev.gap:g} s "
+                "gap: record longer, lower evaluation.gap or evaluation.n_folds"
+            )
+    probe = make_decoder(name, cfg, ev.seed)
+    refit = not probe.label_free_representation
+    n_fits = len(folds) * (1 + (ev.n_permutations if refit else 0)) + int(ev.leaky)
+    tick = progress(name, n_fits) if progress else (lambda: None)
+
+    def factory() -> Decoder:
+        return make_decoder(name, cfg, ev.seed)
+
+    cache: list | None = None if refit else []
+    proba, fold_of, loss = _cross_validate(ds, ds.y, folds, factory, cache, tick)
+    tested = fold_of >= 0
+    pred = np.asarray(CLASS_CODES)[np.nan_to_num(proba[tested]).argmax(axis=1)]
+    f1, bacc = _scores(ds.y[tested], pred)
+
+    rng = np.random.default_rng(ev.seed + 7919)
+    null_f1, null_bacc = [], []
+    for _ in range(ev.n_permutations):
+        y_perm = circular_shift(ds.y, ds.session, rng, ev.min_shift)
+        p_perm, f_perm, _ = _cross_validate(
+            ds, y_perm, folds, factory, cache, tick if refit else (lambda: None)
+        )
+        ok = f_perm >= 0
+        s = _scores(y_perm[ok], np.asarray(CLASS_CODES)[np.nan_to_num(p_perm[ok]).argmax(1)])
+        null_f1.append(s[0])
+        null_bacc.append(s[1])
+    n_perm = len(null_f1)
+    p_f1 = (1 + sum(v >= f1 for v in null_f1)) / (n_perm + 1)
+    p_bacc = (1 + sum(v >= bacc for v in null_bacc)) / (n_perm + 1)
+
+    leaky_f1, leaky_rep, leaky_z = None, None, None
+    if ev.leaky:
+        leaky_rep = factory().fit_representation(ds.X, ds.y)
+        leaky_z = leaky_rep.transform(ds.X)
+        # The same model, completed with its read-out, is the one saved for later use on new
+        # sessions: fitting on everything is right for deployment, wrong for evaluation.
+        leaky_rep.fit_readout(leaky_z, ds.y)
+        leaky_folds = (
+            make_folds(ds, "participants", ev.n_folds, 0.0)
+            if len(set(ds.participant)) > 1
+            else folds
+        )
+        lp = np.full(len(ds.y), -9, np.int8)
+        for f in leaky_folds:
+            knn = _KNNReadout(cfg.cebra.k_neighbors).fit(leaky_z[f.train], ds.y[f.train])
+            lp[f.test] = np.asarray(CLASS_CODES)[knn.predict_proba(leaky_z[f.test]).argmax(1)]
+        ok = lp != -9
+        leaky_f1 = _scores(ds.y[ok], lp[ok])[0]
+        tick()
+
+    cm = confusion_matrix(ds.y[tested], pred, labels=list(CLASS_CODES)).tolist()
+    return DecoderResult(
+        name=name,
+        split=split,
+        proba=proba,
+        fold=fold_of,
+        f1=f1,
+        balanced_accuracy=bacc,
+        chance_f1=float(np.mean(null_f1)) if null_f1 else float("nan"),
+        chance_balanced_accuracy=float(np.mean(null_bacc)) if null_bacc else float("nan"),
+        p_value=float(p_f1),
+        p_value_balanced_accuracy=float(p_bacc),
+        null_f1=[float(v) for v in null_f1],
+        leaky_f1=leaky_f1,
+        n_windows_tested=int(tested.sum()),
+        confusion=cm,
+        loss_history=loss,
+        leaky_representation=leaky_rep,
+        leaky_embedding=leaky_z,
+    )

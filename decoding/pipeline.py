@@ -1,0 +1,274 @@
+"""``recall-lab decode`` end to end: sessions -> preprocessing -> windows -> decoders ->
+honest evaluation -> results in the session files and a report folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_schema.errors import RecallLabError
+from decoding.config import DecodeConfig
+from decoding.labels import LabelRules, continuous_to_labels, reported_trajectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionWindows:
+    """One session's preprocessed windows and labels."""
+
+    path: Path
+    session_id: str
+    participant_id: str
+    eeg_times: np.ndarray
+    times: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    memory: np.ndarray
+    feature_names: list[str]
+    notes: list[str]
+
+
+@dataclass
+class DecodeOutcome:
+    """Everything a decode run produced."""
+
+    sessions: list[SessionWindows]
+    results: dict[str, Any]  # decoder name -> DecoderResult
+    summary: dict[str, Any]
+    consistency: dict[str, Any] = field(default_factory=dict)
+
+
+def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[], None]]:
+    def make(desc: str, total: int) -> Callable[[], None]:
+        if not enabled:
+            return lambda: None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit="fit", file=sys.stderr, leave=True)
+
+        def tick() -> None:
+            bar.update(1)
+            if bar.n >= bar.total:
+                bar.close()
+
+        return tick
+
+    return make
+
+
+def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
+    """Read, preprocess and window one session; labels from its valence reports."""
+    from data_schema.reader import UnclosedSessionWarning, read_session
+    from decoding.features import band_power_windows
+    from decoding.preprocess import preprocess
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnclosedSessionWarning)
+        session = read_session(path)
+    notes = [str(w.message) for w in caught if issubclass(w.category, UnclosedSessionWarning)]
+    lc = cfg.labels
+    rules = LabelRules(
+        merge_gap=lc.merge_gap, press_duration=lc.press_duration, min_chunk=lc.min_chunk
+    )
+    # Check the reports before the (slow) preprocessing, so a bad file fails at once.
+    reported_trajectory(session, session.eeg.timestamps[:1], kind=lc.kind, rules=rules)
+    prepared = preprocess(session, cfg.preprocess)
+    notes += prepared.notes
+    win = band_power_windows(prepared, cfg.windows, baseline=cfg.preprocess.baseline)
+    rep = reported_trajectory(session, win.times, kind=lc.kind, rules=rules)
+    y = rep.label if rep.kind == "discrete" else continuous_to_labels(rep.valence, lc.threshold)
+    X, times, memory = win.X, win.times, win.memory
+    if cfg.windows.use_recall_only:
+        sel = win.phase_kind == "recall"
+        if sel.sum() == 0:
+            notes.append("windows.use_recall_only: no recall phases, whole recording used")
+        else:
+            X, times, memory, y = X[sel], times[sel], memory[sel], y[sel]
+    return SessionWindows(
+        Path(path),
+        session.session_id,
+        session.participant_id,
+        session.eeg.timestamps,
+        times,
+        X,
+        np.asarray(y, np.int8),
+        memory,
+        win.feature_names,
+        notes,
+    )
+
+
+def build_dataset(sessions: Sequence[SessionWindows], cfg: DecodeConfig):
+    """Pool sessions into one :class:`~decoding.evaluation.Dataset` on their common features."""
+    from decoding.evaluation import Dataset
+
+    common = [f for f in sessions[0].feature_names if all(f in s.feature_names for s in sessions)]
+    if not common:
+        raise RecallLabError(
+            "the sessions share no EEG channel (after dropping bad channels): they cannot be "
+            "decoded together"
+        )
+    parts = []
+    for s in sessions:
+        pos = {f: i for i, f in enumerate(s.feature_names)}
+        parts.append(s.X[:, [pos[f] for f in common]])
+        if len(common) < len(s.feature_names):
+            s.notes.append(f"{len(s.feature_names) - len(common)} features not shared: unused")
+    return Dataset(
+        X=np.concatenate(parts).astype(np.float32),
+        y=np.concatenate([s.y for s in sessions]),
+        times=np.concatenate([s.times for s in sessions]),
+        session=np.concatenate([np.full(len(s.y), i) for i, s in enumerate(sessions)]),
+        participant=np.concatenate([np.full(len(s.y), s.participant_id) for s in sessions]),
+        memory=np.concatenate([s.memory for s in sessions]),
+        session_ids=[s.session_id for s in sessions],
+        window_length=cfg.windows.length,
+    )
+
+
+def _consistency(ds, cfg: DecodeConfig, first, tick) -> dict[str, Any]:
+    """Consistency across CEBRA-Behavior runs fitted on all data with different seeds."""
+    from cebra.integrations.sklearn.metrics import consistency_score
+
+    from decoding.decoders import make_decoder
+
+    embeddings = [first]
+    for seed in range(1, cfg.cebra.consistency_runs):
+        dec = make_decoder("cebra_behavior_knn", cfg, cfg.evaluation.seed + seed)
+        embeddings.append(dec.fit_representation(ds.X, ds.y).transform(ds.X))
+        tick()
+    scores, pairs, ids = consistency_score(embeddings, between="runs")
+    return {
+        "scores": [float(s) for s in np.asarray(scores).ravel()],
+        "pairs": np.asarray(pairs).tolist(),
+        "ids": np.asarray(ids).tolist(),
+        "mean": float(np.mean(scores)),
+    }
+
+
+def _set_threads(cfg: DecodeConfig) -> None:
+    import os
+
+    import torch
+
+    n = cfg.cebra.cpu_threads
+    if n is None:
+        cores = os.cpu_count() or 1
+        n = 1 if cores < 4 else min(8, cores // 2)
+    torch.set_num_threads(max(1, int(n)))
+
+
+def device_name(cfg: DecodeConfig) -> str:
+    """Where CEBRA trains: ``cuda`` when asked for and present, else ``cpu``."""
+    import torch
+
+    want = cfg.cebra.device
+    if want in ("cuda_if_available", "cuda") and torch.cuda.is_available():
+        return "cuda"
+    return "cpu" if want == "cuda_if_available" else want
+
+
+def decode_sessions(
+    paths: Sequence[str | Path],
+    cfg: DecodeConfig,
+    *,
+    report_dir: str | Path | None = None,
+    progress: bool = False,
+    write: bool = True,
+    report: bool = True,
+) -> DecodeOutcome:
+    """Decode ``paths`` together, evaluate honestly, write results and the report.
+
+    Parameters
+    ----------
+    paths
+        Session files; several sessions of one participant, or of several participants.
+    cfg
+        The configuration (``decoding.config.load_config``).
+    report_dir
+        Folder for plots and files; default ``<first session>.decoding``. A new ``run-NNN``
+        folder is made inside; nothing is overwritten.
+    progress
+        Show progress bars on stderr.
+    write
+        Store results under ``/derived/decoding/run-NNN`` in every session file.
+    report
+        Write the report folder (plots, metrics, models, embeddings).
+    """
+    from decoding.evaluation import evaluate_decoder
+
+    t_start = time.perf_counter()
+    _set_threads(cfg)
+    if not paths:
+        raise RecallLabError("give at least one session file")
+    if len({Path(p).resolve() for p in paths}) != len(paths):
+        raise RecallLabError("the same session file is listed twice")
+    sessions = []
+    for p in paths:
+        log.info("preprocessing %s", p)
+        if progress:
+            print(f"preprocessing {p} ...", file=sys.stderr)
+        sessions.append(load_session_windows(p, cfg))
+    ds = build_dataset(sessions, cfg)
+    make_bar = _progress_factory(progress)
+    results = {}
+    for name in cfg.decoders:
+        results[name] = evaluate_decoder(ds, name, cfg, make_bar)
+    consistency: dict[str, Any] = {}
+    beh = results.get("cebra_behavior_knn")
+    if beh is not None and beh.leaky_embedding is not None and cfg.cebra.consistency_runs >= 2:
+        consistency = _consistency(
+            ds, cfg, beh.leaky_embedding, make_bar("consistency", cfg.cebra.consistency_runs - 1)
+        )
+    primary = cfg.decoders[0]
+    summary: dict[str, Any] = {
+        "sessions": [str(s.path) for s in sessions],
+        "session_ids": ds.session_ids,
+        "participants": sorted(set(ds.participant.tolist())),
+        "primary_decoder": primary,
+        "n_windows": len(ds.y),
+        "class_counts": {str(c): int((ds.y == c).sum()) for c in (-1, 0, 1)},
+        "device": device_name(cfg),
+        "decoders": {
+            n: {
+                "f1_weighted": r.f1,
+                "balanced_accuracy": r.balanced_accuracy,
+                "chance_f1_weighted": r.chance_f1,
+                "chance_balanced_accuracy": r.chance_balanced_accuracy,
+                "p_value": r.p_value,
+                "n_permutations": len(r.null_f1),
+                "leaky_f1_weighted": r.leaky_f1,
+                "split": r.split,
+            }
+            for n, r in results.items()
+        },
+        "consistency_mean": consistency.get("mean"),
+        "notes": {str(s.path): s.notes for s in sessions},
+    }
+    outcome = DecodeOutcome(sessions, results, summary, consistency)
+    if write:
+        from decoding.results import write_results
+
+        summary["runs"] = write_results(outcome, cfg)
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    if report:
+        from decoding.report import write_report
+
+        root = Path(report_dir) if report_dir else Path(f"{sessions[0].path}.decoding")
+        summary["report"] = str(write_report(outcome, cfg, root))
+    return outcome
+
+
+def summary_json(outcome: DecodeOutcome) -> str:
+    """The ``--json`` summary."""
+    return json.dumps(outcome.summary, indent=2, default=float)

@@ -1,0 +1,197 @@
+"""The report folder of a decode run: plots, metrics, configuration, models, embeddings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from data_schema.errors import RecallLabError
+from data_schema.versions import software_versions
+from decoding.labels import CLASS_CODES, CLASS_NAMES
+
+if TYPE_CHECKING:
+    from decoding.config import DecodeConfig
+    from decoding.pipeline import DecodeOutcome
+
+COLOURS = {-1: "tab:blue", 0: "0.7", 1: "tab:red"}
+
+
+def new_report_folder(root: Path) -> Path:
+    """``root/run-NNN``, the next free number; never reuses an existing folder."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecallLabError(f"cannot create report folder {root}: {exc}") from None
+    nums = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"run-(\d+)$", p.name))]
+    n = max(nums, default=0) + 1
+    while True:
+        out = root / f"run-{n:03d}"
+        try:
+            out.mkdir()
+            return out
+        except FileExistsError:
+            n += 1
+
+
+def write_report(outcome: DecodeOutcome, cfg: DecodeConfig, root: Path) -> Path:
+    """Write plots and files for ``outcome`` into a new ``root/run-NNN``; returns the folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = new_report_folder(root)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    metrics = {n: r.metrics() for n, r in outcome.results.items()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    (out / "summary.json").write_text(json.dumps(outcome.summary, indent=2, default=float))
+    (out / "software_versions.json").write_text(json.dumps(software_versions(), indent=2))
+    if outcome.consistency:
+        (out / "consistency.json").write_text(json.dumps(outcome.consistency, indent=2))
+
+    y = np.concatenate([s.y for s in outcome.sessions])
+    for name, r in outcome.results.items():
+        if r.leaky_representation is not None:
+            r.leaky_representation.save(out / "model_all_data")
+        if r.leaky_embedding is not None and name.startswith("cebra"):
+            np.savez_compressed(
+                out / f"embedding_{name}.npz",
+                embedding=r.leaky_embedding,
+                label=y,
+                times=np.concatenate([s.times for s in outcome.sessions]),
+            )
+    _plot_embeddings(plt, outcome, y, out)
+    _plot_trajectories(plt, outcome, cfg.decoders[0], out)
+    _plot_confusions(plt, outcome, out)
+    _plot_loss(plt, outcome, out)
+    _plot_consistency(plt, outcome, out)
+    (out / "README.md").write_text(_summary_markdown(outcome))
+    return out
+
+
+def _plot_embeddings(plt, outcome, y, out: Path) -> None:
+    for name, r in outcome.results.items():
+        z = r.leaky_embedding
+        if z is None or not name.startswith("cebra") or z.shape[1] < 2:
+            continue
+        fig = plt.figure(figsize=(6, 5))
+        ax = fig.add_subplot(projection="3d" if z.shape[1] >= 3 else None)
+        for c in CLASS_CODES:
+            sel = y == c
+            coords = [z[sel, 0], z[sel, 1]] + ([z[sel, 2]] if z.shape[1] >= 3 else [])
+            ax.scatter(*coords, s=3, c=COLOURS[c], label=CLASS_NAMES[CLASS_CODES.index(c)])
+        ax.set_title(f"{name}: embedding of all windows\n(fitted on all data: display only)")
+        ax.legend(markerscale=4, fontsize=8)
+        fig.savefig(out / f"embedding_{name}.png", dpi=110)
+        plt.close(fig)
+
+
+def _plot_trajectories(plt, outcome, primary: str, out: Path) -> None:
+    r = outcome.results[primary]
+    n = len(outcome.sessions)
+    fig, axes = plt.subplots(n, 1, figsize=(11, 2.6 * n), squeeze=False)
+    start = 0
+    for ax, s in zip(axes[:, 0], outcome.sessions):
+        sl = slice(start, start + len(s.y))
+        start += len(s.y)
+        p, fold = r.proba[sl], r.fold[sl]
+        t = s.times - s.times[0]
+        ok = fold >= 0
+        val = np.where(ok, p[:, 2] - p[:, 0], np.nan)
+        ax.fill_between(t, s.y, step="mid", color="0.85", label="reported (class)")
+        ax.plot(t, val, lw=0.8, color="tab:purple", label=f"decoded ({primary}, out-of-fold)")
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_ylabel("valence")
+        ax.set_title(f"session {s.session_id} ({s.participant_id})", fontsize=9)
+    axes[-1, 0].set_xlabel("time since first window [s]")
+    axes[0, 0].legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out / "trajectory.png", dpi=110)
+    plt.close(fig)
+
+
+def _plot_confusions(plt, outcome, out: Path) -> None:
+    names = list(outcome.results)
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        r = outcome.results[name]
+        cm = np.asarray(r.confusion, float)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        for i in range(3):
+            for j in range(3):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(3), CLASS_NAMES, fontsize=8)
+        ax.set_yticks(range(3), CLASS_NAMES, fontsize=8)
+        ax.set_xlabel("decoded")
+        ax.set_ylabel("reported")
+        ax.set_title(
+            f"{name}\nF1 {r.f1:.2f} (chance {r.chance_f1:.2f}, p={r.p_value:.3f})", fontsize=8
+        )
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=110)
+    plt.close(fig)
+
+
+def _plot_loss(plt, outcome, out: Path) -> None:
+    curves = {n: r.loss_history for n, r in outcome.results.items() if r.loss_history}
+    if not curves:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, loss in curves.items():
+        ax.plot(loss, lw=0.8, label=f"{name} (fold 1)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("InfoNCE loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "training_loss.png", dpi=110)
+    plt.close(fig)
+
+
+def _plot_consistency(plt, outcome, out: Path) -> None:
+    c = outcome.consistency
+    if not c:
+        return
+    ids = c["ids"]
+    n = len(ids)
+    mat = np.full((n, n), np.nan)
+    for (a, b), s in zip(c["pairs"], c["scores"]):
+        mat[ids.index(a), ids.index(b)] = s
+    fig, ax = plt.subplots(figsize=(4, 3.5))
+    im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(n), [str(i) for i in ids])
+    ax.set_yticks(range(n), [str(i) for i in ids])
+    ax.set_title(f"CEBRA-Behavior consistency across runs\nmean R² {c['mean']:.2f}", fontsize=9)
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(out / "consistency.png", dpi=110)
+    plt.close(fig)
+
+
+def _summary_markdown(outcome) -> str:
+    lines = [
+        "# Decoding report",
+        "",
+        f"Sessions: {', '.join(outcome.summary['session_ids'])}; windows: "
+        f"{outcome.summary['n_windows']}; device: {outcome.summary['device']}",
+        "",
+        "| decoder | split | weighted F1 | balanced acc. | chance F1 | p | leaky F1 (RYM, LEAKY) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n, r in outcome.results.items():
+        leaky = "-" if r.leaky_f1 is None else f"{r.leaky_f1:.3f}"
+        lines.append(
+            f"| {n} | {r.split} | {r.f1:.3f} | {r.balanced_accuracy:.3f} | {r.chance_f1:.3f} | "
+            f"{r.p_value:.3f} | {leaky} |"
+        )
+    lines += [
+        "",
+        "Honest figures: representation and read-out fitted on training folds only; chance from",
+        "circularly shifted labels. The leaky column fits the representation on all data with",
+        "all labels (the RYM protocol) and is shown only for comparison.",
+    ]
+    return "\n".join(lines) + "\n"
