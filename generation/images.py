@@ -154,6 +154,8 @@ class KeyframePainter:
             kwargs["strength"] = settings.strength
         else:
             kwargs.update(height=self.size, width=self.size)
+        if cancel.is_set():
+            raise GenerationCancelled("image generation cancelled")
         with torch.no_grad():
             image = self.pipe(**kwargs).images[0]
         if cancel.is_set():

@@ -132,14 +132,23 @@ class MusicGenerator:
             codes = enc.audio_codes  # [chunks=1, batch, codebooks, frames]
             kwargs["decoder_input_ids"] = codes[0].reshape(-1, codes.shape[-1])
             prefix_samples = round(codes.shape[-1] / self.frame_rate * self.sampling_rate)
-        with torch.no_grad():
-            out = self.model.generate(
-                **kwargs,
-                max_new_tokens=new_tokens,
-                do_sample=True,
-                guidance_scale=settings.guidance_scale,
-                stopping_criteria=StoppingCriteriaList([_Watch()]),
-            )
+        if cancel.is_set():
+            raise GenerationCancelled("music generation cancelled")
+        try:
+            with torch.no_grad():
+                out = self.model.generate(
+                    **kwargs,
+                    max_new_tokens=new_tokens,
+                    do_sample=True,
+                    guidance_scale=settings.guidance_scale,
+                    stopping_criteria=StoppingCriteriaList([_Watch()]),
+                )
+        except RuntimeError:
+            # Stopping before the codebook delay is filled leaves no complete frame, which
+            # transformers reports as a reshape error; a cancel is what the user asked for.
+            if cancel.is_set():
+                raise GenerationCancelled("music generation cancelled") from None
+            raise
         if cancel.is_set():
             raise GenerationCancelled("music generation cancelled")
         audio = out[0, 0].float().cpu().numpy()

@@ -214,3 +214,38 @@ def test_long_music_is_generated_in_overlapping_windows(tiny_models):
     )
     assert all(w["seconds"] <= 0.8 - 0.3 + 1e-6 for w in plan[1:])
     assert np.all(np.isfinite(audio))
+
+
+def test_cancel_stops_and_records_nothing(tiny_models, tmp_path):
+    import threading
+
+    from generation.models import pick_device
+    from generation.music import GenerationCancelled, MusicGenerator, MusicSettings
+    from generation.pipeline import GenerateConfig, run_generation
+
+    cancel = threading.Event()
+    cancel.set()
+    session = write_session(tmp_path / "c.h5", recall=6.0)
+    cfg = GenerateConfig(models=tiny_models, out=tmp_path / "o", show_progress=False)
+    with pytest.raises(GenerationCancelled):
+        run_generation(session, cfg, cancel=cancel)
+    with h5py.File(session, "r") as f:
+        assert "derived" not in f or "generation" not in f["derived"]
+    # Cancelling in the middle of a window stops within a token.
+    cancel = threading.Event()
+
+    class CancelAfter:
+        steps = 0
+
+        def update(self, n):
+            self.steps += n
+            if self.steps == 10:
+                cancel.set()
+
+    bar = CancelAfter()
+    gen = MusicGenerator(tiny_models / "musicgen-melody", pick_device("cpu"), cancel)
+    with pytest.raises(GenerationCancelled):
+        gen.generate(
+            "x", 5.0, melody=None, melody_rate=None, seed=0, settings=MusicSettings(), progress=bar
+        )
+    assert bar.steps <= 11
