@@ -228,6 +228,8 @@ class _MarkerInlet:
             return []
         try:
             samples, stamps = self.inlet.pull_chunk(timeout=0.0, max_samples=1024)
+        except pylsl.util.TimeoutError:  # reconnecting: clock offset not known yet
+            return []
         except pylsl.util.LostError:
             log.warning("marker stream %s was lost (it has no source_id to recover)", self.name)
             self.lost = True
@@ -503,6 +505,10 @@ class LslSource(Source):
                 min_samples=1,
                 as_numpy=True,
             )
+        except pylsl.util.TimeoutError:
+            # While liblsl reconnects, the clock-offset query behind a clock-corrected pull
+            # can time out: that is "no samples yet", the gap logic takes it from there.
+            return None
         except pylsl.util.LostError:
             raise SourceError(
                 f"LSL stream {self.info.name!r} was lost and cannot be recovered (it has no "
