@@ -3,9 +3,16 @@
 Forms (the same in the CLI and the console):
 
 - ``synthetic``: BrainFlow's synthetic board;
-- ``brainflow:<board>[?param=value&...]``: any BrainFlow board by name or id;
-- ``lsl:<name>`` or ``lsl:name=<n>``, ``lsl:type=<t>``, ``lsl:source_id=<id>``: an LSL stream;
+- ``brainflow:<board>[?param=value&...]``: any BrainFlow board by name or id, with its
+  BrainFlowInputParams fields (``serial_port``, ``mac_address``, ``ip_address``, ``file``,
+  ``master_board``...); the playback-file board also takes ``loop`` and ``timestamps``;
+- ``lsl:<name>`` or ``lsl:name=<n>``, ``lsl:type=<t>``, ``lsl:source_id=<id>``: an LSL stream,
+  with options ``timeout``, ``markers`` (``auto``, ``none`` or names), ``dejitter``,
+  ``max_buflen``, ``stall_timeout``, ``buffer_seconds``;
 - ``replay:<file>[?speed=<x>]``: a recall-lab session or any recording MNE or pyxdf reads.
+
+Values after ``?`` are text; each source converts and checks its own, and a wrong one is
+refused with one line. See docs/drivers.md.
 """
 
 from __future__ import annotations
@@ -39,9 +46,10 @@ def parse_source(spec: str, **kwargs: float) -> Source:
         if clash:
             raise SourceError(f"lsl source: {clash[0]}= is not an option; write lsl:name=<name>")
         prop, eq, value = target.partition("=")
+        options = {**kwargs, **params}  # what the user wrote in the spec wins
         if eq and prop in ("name", "type", "source_id"):
-            return LslSource(prop=prop, value=value, **params, **kwargs)
-        return LslSource(prop="name", value=target, **params, **kwargs)
+            return LslSource(prop=prop, value=value, **options)
+        return LslSource(prop="name", value=target, **options)
     if kind == "replay" and target:
         from drivers.replay import ReplaySource
 
