@@ -24,6 +24,7 @@ figure, marked leaky, so users see how much of a published figure the leak can e
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from data_schema.errors import RecallLabError
 from decoding.config import DecodeConfig
-from decoding.decoders import Decoder, _KNNReadout, make_decoder
+from decoding.decoders import Decoder, make_decoder
 from decoding.labels import CLASS_CODES
 
 
@@ -251,7 +252,8 @@ def evaluate_decoder(
             )
     probe = make_decoder(name, cfg, ev.seed)
     refit = not probe.label_free_representation
-    n_fits = len(folds) * (1 + (ev.n_permutations if refit else 0)) + int(ev.leaky)
+    n_perm = ev.n_permutations_refit if refit else ev.n_permutations
+    n_fits = len(folds) * (1 + (n_perm if refit else 0)) + int(ev.leaky)
     tick = progress(name, n_fits) if progress else (lambda: None)
 
     def factory() -> Decoder:
@@ -265,7 +267,7 @@ def evaluate_decoder(
 
     rng = np.random.default_rng(ev.seed + 7919)
     null_f1, null_bacc = [], []
-    for _ in range(ev.n_permutations):
+    for _ in range(n_perm):
         y_perm = circular_shift(ds.y, ds.session, rng, ev.min_shift)
         p_perm, f_perm, _ = _cross_validate(
             ds, y_perm, folds, factory, cache, tick if refit else (lambda: None)
@@ -274,7 +276,6 @@ def evaluate_decoder(
         s = _scores(y_perm[ok], np.asarray(CLASS_CODES)[np.nan_to_num(p_perm[ok]).argmax(1)])
         null_f1.append(s[0])
         null_bacc.append(s[1])
-    n_perm = len(null_f1)
     p_f1 = (1 + sum(v >= f1 for v in null_f1)) / (n_perm + 1)
     p_bacc = (1 + sum(v >= bacc for v in null_bacc)) / (n_perm + 1)
 
@@ -292,8 +293,11 @@ def evaluate_decoder(
         )
         lp = np.full(len(ds.y), -9, np.int8)
         for f in leaky_folds:
-            knn = _KNNReadout(cfg.cebra.k_neighbors).fit(leaky_z[f.train], ds.y[f.train])
-            lp[f.test] = np.asarray(CLASS_CODES)[knn.predict_proba(leaky_z[f.test]).argmax(1)]
+            # The decoder's own read-out (kNN for the CEBRA decoders, as in RYM).
+            readout = copy.copy(leaky_rep)  # shares the fitted representation
+            readout.fit_readout(leaky_z[f.train], ds.y[f.train])
+            proba_f = readout.predict_proba_from(leaky_z[f.test])
+            lp[f.test] = np.asarray(CLASS_CODES)[proba_f.argmax(1)]
         ok = lp != -9
         leaky_f1 = _scores(ds.y[ok], lp[ok])[0]
         tick()

@@ -235,7 +235,8 @@ def preprocess(session: Session, cfg: PreprocessConfig) -> PreparedEEG:
         drop = [b for b in bads if b not in interp]
         if interp and len(positions_known) - len(interp) >= 4:
             raw.info["bads"] = interp
-            raw.interpolate_bads(reset_bads=True, verbose=False)
+            # A fixed head-centred origin: fitting a sphere to few EEG positions is unstable.
+            raw.interpolate_bads(reset_bads=True, origin=(0.0, 0.0, 0.04), verbose=False)
             notes.append(f"bad channels interpolated: {interp}")
         else:
             drop += interp
