@@ -212,3 +212,25 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, case, message) -> None
     if path.exists():
         with h5py.File(path, "r") as f:
             assert "decoding" not in f.get("derived", {})  # nothing half-written
+
+
+def test_sessions_of_several_participants_are_held_out_by_participant(sims, tmp_path) -> None:
+    """Multi-session: a third session from another participant; leave-one-participant-out,
+    one CEBRA-Behavior model over the pooled sessions, results in every file."""
+    from decoding.results import read_decoded_trajectory
+
+    other = simulate_session(
+        tmp_path / "p2.h5",
+        SimulationSettings(effect=1.0, seed=9, participant_id="SIM02", **SHORT),
+    )
+    first = tmp_path / "p1.h5"
+    first.write_bytes(sims["strong"].read_bytes())
+    cfg = tiny(["cebra_behavior_knn", "bandpower_logreg"], n_permutations=5)
+    out = decode_sessions([first, other], cfg, report=False)
+    for m in out.summary["decoders"].values():
+        assert m["split"] == "participants"
+        assert m["leaky_f1_weighted"] is not None
+    assert out.summary["participants"] == ["SIM01", "SIM02"]
+    for p in (first, other):
+        traj = read_decoded_trajectory(p)
+        assert (traj.fold >= 0).all() and len(set(traj.fold.tolist())) == 1  # one held-out fold
