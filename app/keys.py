@@ -1,8 +1,47 @@
-"""Key names as protocols write them (``"1"``, ``"space"``, ``"left"``) from Qt key codes."""
+"""When an input happened, on the LSL clock, and key names as protocols write them.
+
+:func:`input_time` is called first thing in every input handler. On Linux under X11 it returns
+the X server's own timestamp of the event: the server stamps each input with its
+``CLOCK_MONOTONIC`` time in milliseconds, the same clock liblsl's ``local_clock()`` reads, so
+the time no longer includes how long the event waited in Qt's queue while the GUI thread was
+busy (measured in ``benchmarks/bench_gui.py``). Where that cannot be trusted (other
+platforms, offscreen, synthetic events) it is the LSL time read in the handler.
+"""
 
 from __future__ import annotations
 
+import sys
+
 from PyQt6 import QtCore, QtGui
+
+_WRAP_MS = 2**32  # X11 timestamps are 32-bit milliseconds
+_MAX_QUEUE_DELAY_MS = 2000.0
+
+
+def input_time(event: QtGui.QInputEvent, handler_time: float) -> float:
+    """LSL time of ``event``; ``handler_time`` is ``local_clock()`` read as the handler began.
+
+    The X server's millisecond timestamp is used when Qt runs on X11 (xcb) and the stamp is
+    plausible: at most 2 s before the handler, after undoing 32-bit wrap-around. Otherwise
+    (offscreen, Wayland, Windows, macOS, events made by QTest) the handler's time is used.
+    """
+    if not sys.platform.startswith("linux") or QtGui.QGuiApplication.platformName() != "xcb":
+        return handler_time
+    return x11_time(event.timestamp(), handler_time)
+
+
+def x11_time(stamp_ms: int, handler_time: float) -> float:
+    """An X server timestamp (32-bit ms of ``CLOCK_MONOTONIC``) as LSL seconds.
+
+    ``handler_time`` (LSL seconds, read after the event) resolves the wrap-around; a stamp more
+    than 2 s before it (or after it) is not trusted and ``handler_time`` is returned.
+    """
+    if not stamp_ms:
+        return handler_time
+    delay_ms = (handler_time * 1000.0 - stamp_ms) % _WRAP_MS
+    if delay_ms > _MAX_QUEUE_DELAY_MS:
+        return handler_time
+    return handler_time - delay_ms / 1000.0
 
 _SPECIAL = {
     QtCore.Qt.Key.Key_Space: "space",

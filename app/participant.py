@@ -4,14 +4,14 @@ It shows what the protocol asks for now (instructions, a cue, a countdown, valen
 text box, the sketch canvas, the melody panel, SAM scales) and reports what the participant
 does through signals. It holds no protocol logic: :mod:`app.protocol_runner` tells it which
 phase to show and decides what the signals mean. Key presses are timestamped on the LSL clock
-as the first thing the handler does.
+as the first thing the handler does (:func:`app.keys.input_time`).
 """
 
 from __future__ import annotations
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from app.keys import key_name
+from app.keys import input_time, key_name
 from app.widgets.melody import MelodyPanel
 from app.widgets.sam import SamPanel
 from app.widgets.sketch import SketchCanvas
@@ -172,11 +172,11 @@ class ParticipantWindow(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ participant input
     def keyPressEvent(self, e: QtGui.QKeyEvent) -> None:
-        t = local_clock()  # first: the time the key went down, not when someone looks at it
+        t = input_time(e, local_clock())  # first: when the key went down, not when polled
         self.key_changed.emit(t, key_name(e), True, e.isAutoRepeat())
 
     def keyReleaseEvent(self, e: QtGui.QKeyEvent) -> None:
-        t = local_clock()
+        t = input_time(e, local_clock())
         self.key_changed.emit(t, key_name(e), False, e.isAutoRepeat())
 
     def _submit_description(self) -> None:

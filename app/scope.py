@@ -1,8 +1,10 @@
 """The live multichannel scope: one pyqtgraph curve per channel, redrawn on a timer.
 
-The widget never filters or reads hardware: it copies the last ``window`` seconds from a
-:class:`~app.scope_feed.ScopeFeed` (already display-filtered on its own thread) about 30 times
-a second, and pyqtgraph's peak downsampling keeps the drawn points near the pixel width.
+The widget never filters, decimates or reads hardware: about 30 times a second it hands the
+newest :class:`~app.scope_feed.DisplayFrame` (display-filtered, centred and peak-decimated to
+about twice the plot's pixel width on the feed's thread) to its curves, and skips the redraw
+when no new frame arrived. pyqtgraph's own peak downsampling and clipping still apply when the
+view is narrower than the frame.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ScopeWidget(QtWidgets.QWidget):
         self.feed: ScopeFeed | None = None
         self.window = 5.0
         self.scale = 100.0  # stream units (uV) between neighbouring channel baselines
-        self.frames = 0
+        self.frames = 0  # redraws that drew a new frame
         self.plot = pg.PlotWidget(background="w")
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
@@ -43,6 +45,7 @@ class ScopeWidget(QtWidgets.QWidget):
         self.plot.getPlotItem().setMenuEnabled(False)
         self.curves: list[pg.PlotDataItem] = []
         self._names: list[str] = []
+        self._frame_number = 0
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
@@ -65,6 +68,8 @@ class ScopeWidget(QtWidgets.QWidget):
         ax = self.plot.getAxis("left")
         ax.setTicks([[(-i * self.scale, name) for i, name in enumerate(channel_names)]])
         self._names = list(channel_names)
+        self._frame_number = 0
+        feed.set_view(self.window, 2 * max(200, self.plot.width()))
         self._apply_ranges()
         self.timer.start()
 
@@ -116,26 +121,24 @@ class ScopeWidget(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ drawing
     def redraw(self) -> None:
-        """Copy the latest window from the feed and update the curves (timer slot)."""
+        """Hand the feed's newest frame to the curves (timer slot)."""
         feed = self.feed
         if feed is None:
             return
         t0 = time.perf_counter()
-        data, ts = feed.latest(self.window)
-        if len(ts):
-            x = (ts - ts[-1]).astype(np.float64)
-            # Each channel's baseline is its mean over the window, so DC offsets (the
-            # synthetic board's are hundreds of uV) do not push traces off their row.
-            centred = data - data.mean(axis=0, keepdims=True)
+        feed.set_view(self.window, 2 * max(200, self.plot.width()))
+        frame = feed.frame
+        if frame is not None and frame.number != self._frame_number:
+            self._frame_number = frame.number
             flags = feed.flags
             for i, c in enumerate(self.curves):
-                c.setData(x, centred[:, i])
+                c.setData(frame.x, frame.y[i])
                 colour = FLAG_COLOURS[flags.label(i)]
                 if getattr(c, "_colour", None) != colour:
                     c.setPen(pg.mkPen(colour, width=1))
                     c._colour = colour
-        self.frames += 1
-        self.frame_drawn.emit(time.perf_counter() - t0)
+            self.frames += 1
+            self.frame_drawn.emit(time.perf_counter() - t0)
 
     def flagged_channels(self) -> dict[str, str]:
         """Channel name -> flag for channels that are flat, railing or noisy."""

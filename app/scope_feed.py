@@ -2,9 +2,10 @@
 
 :class:`ScopeFeed` runs one consumer thread that reads new samples from a source's ring buffer,
 applies the display filters with kept state (``sosfilt`` with ``zi``, so chunk boundaries leave
-no steps), writes them into a display ring buffer, and updates per-channel quality flags. The
-scope widget only copies :meth:`ScopeFeed.latest` on a timer. Nothing here touches the
-recording: the recorder reads the source's raw buffer with its own cursor.
+no steps), writes them into a display ring buffer, updates per-channel quality flags, and
+prepares the next :class:`DisplayFrame` (the window, centred and peak-decimated to about the
+plot's pixel width). The scope widget only hands the latest frame to its curves on a timer.
+Nothing here touches the recording: the recorder reads the source's raw buffer with its own cursor.
 """
 
 from __future__ import annotations
@@ -69,6 +70,39 @@ class FlagThresholds:
     rail: float = 180_000.0
 
 
+@dataclass(frozen=True)
+class DisplayFrame:
+    """What the scope draws: times relative to the newest sample, one row per point.
+
+    ``y`` is centred per channel (its mean over the window removed) and peak-decimated: each
+    bin of samples contributes its minimum and maximum, so spikes stay visible.
+    """
+
+    number: int
+    x: np.ndarray  # [points], seconds, <= 0
+    y: np.ndarray  # [points x channels]
+
+
+def peak_decimate(
+    data: np.ndarray, ts: np.ndarray, max_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep each bin's min and max so at most ``max_points`` points remain per channel."""
+    n = len(ts)
+    if n <= max_points:
+        return ts, data
+    k = int(np.ceil(n / (max_points // 2)))
+    m = (n // k) * k
+    start = n - m  # drop the oldest remainder so the newest sample is always drawn
+    bins = data[start:].reshape(-1, k, data.shape[1])
+    lo, hi = bins.min(axis=1), bins.max(axis=1)
+    y = np.empty((2 * len(lo), data.shape[1]), dtype=data.dtype)
+    y[0::2], y[1::2] = lo, hi
+    tb = ts[start:].reshape(-1, k)
+    x = np.empty(2 * len(tb))
+    x[0::2], x[1::2] = tb[:, 0], tb[:, -1]
+    return x, y
+
+
 def compute_flags(raw: np.ndarray, filtered: np.ndarray, th: FlagThresholds) -> ChannelFlags:
     """Flags from the last second of raw and display-filtered samples [n x channels]."""
     if len(raw) < 2:
@@ -114,6 +148,9 @@ class ScopeFeed:
         self.buffer = RingBuffer(self.n_channels, int(self.rate * seconds) + 1)
         self._raw_tail = RingBuffer(self.n_channels, int(self.rate) + 1)
         self.flags = ChannelFlags()
+        self.frame: DisplayFrame | None = None
+        self.window = 5.0
+        self.max_points = 2000
         self.samples_dropped = 0
         self._pos = source.buffer.count if source.buffer is not None else 0
         self._lock = threading.Lock()
@@ -161,7 +198,23 @@ class ScopeFeed:
         raw, _ = self._raw_tail.latest(int(self.rate))
         shown, _ = self.buffer.latest(int(self.rate))
         self.flags = compute_flags(raw, shown, self.thresholds)
+        self._make_frame()
         return len(ts)
+
+    def _make_frame(self) -> None:
+        data, ts = self.latest(self.window)
+        if len(ts) == 0:
+            return
+        centred = data - data.mean(axis=0, keepdims=True)
+        x, y = peak_decimate(centred, ts - ts[-1], self.max_points)
+        number = self.frame.number + 1 if self.frame is not None else 1
+        self.frame = DisplayFrame(number, x, np.ascontiguousarray(y.T))  # one row per channel
+
+    def set_view(self, window: float, max_points: int | None = None) -> None:
+        """The time window (s) the frames cover and the points per channel they may have."""
+        self.window = float(window)
+        if max_points:
+            self.max_points = max(16, int(max_points))
 
     def latest(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """The last ``seconds`` of display-filtered samples and their LSL timestamps."""

@@ -66,6 +66,24 @@ def test_quality_flags():
     assert [flags.label(i) for i in range(4)] == ["", "flat", "railing", "noisy"]
 
 
+# ---------------------------------------------------------------------- input times
+def test_x11_timestamps_on_the_lsl_clock():
+    from app.keys import input_time, x11_time
+
+    now = 1790.4189  # LSL seconds = CLOCK_MONOTONIC on Linux
+    assert x11_time(1790_400, now) == pytest.approx(1790.400)  # waited 19 ms in the queue
+    # 32-bit wrap-around: the server's counter wrapped, the LSL clock did not.
+    big = 2**32 / 1000 + 5.0
+    assert x11_time(4_990, big) == pytest.approx(big - 0.010, abs=1e-6)
+    # Not plausible (synthetic events, another clock): the handler's time.
+    assert x11_time(12, now) == now
+    assert x11_time(0, now) == now
+    assert x11_time(1790_500, now) == now  # "after" the handler
+    # Offscreen (these tests): always the handler's time.
+    e = QtGui.QKeyEvent(QtCore.QEvent.Type.KeyPress, Qt.Key.Key_1, Qt.KeyboardModifier.NoModifier)
+    assert input_time(e, now) == now
+
+
 # ---------------------------------------------------------------------- sketch canvas
 def test_sketch_canvas_mouse_and_tablet(qtbot):
     from app.widgets.sketch import CLEAR_STROKE, SketchCanvas

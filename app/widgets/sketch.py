@@ -1,9 +1,10 @@
 """The participant's sketch canvas: mouse or tablet, with undo and clear.
 
-Every point is timestamped on the LSL clock in the event handler and handed on through
-:attr:`SketchCanvas.points_ready` in drawing order (batched per stroke segment, so the writer
-thread sees a few calls per second, not one per mouse move). Clear and undo are recorded as
-points with stroke id -1 and -2 (SPEC.md), so the file can replay exactly what happened.
+Every point is timestamped on the LSL clock in the event handler (:func:`app.keys.input_time`)
+and handed on through :attr:`SketchCanvas.points_ready` in drawing order (batched per stroke
+segment, so the writer thread sees a few calls per second, not one per mouse move). Clear and
+undo are recorded as points with stroke id -1 and -2 (SPEC.md), so the file can replay exactly
+what happened.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from itertools import pairwise
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
+from app.keys import input_time
 from drivers.clock import local_clock
 
 CLEAR_STROKE = -1
@@ -65,25 +67,25 @@ class SketchCanvas(QtWidgets.QWidget):
             self.points_ready.emit(batch)
 
     def mousePressEvent(self, e: QtGui.QMouseEvent) -> None:
-        t = local_clock()
+        t = input_time(e, local_clock())
         if e.button() == QtCore.Qt.MouseButton.LeftButton and not self._tablet_down:
             self._begin(t, e.position(), 1.0)
 
     def mouseMoveEvent(self, e: QtGui.QMouseEvent) -> None:
-        t = local_clock()
+        t = input_time(e, local_clock())
         if self._current is not None and not self._tablet_down:
             self._point(t, e.position(), 1.0)
             if len(self._pending) >= 64:
                 self.flush()
 
     def mouseReleaseEvent(self, e: QtGui.QMouseEvent) -> None:
-        t = local_clock()
+        t = input_time(e, local_clock())
         if self._current is not None and not self._tablet_down:
             self._point(t, e.position(), 1.0)
             self._end()
 
     def tabletEvent(self, e: QtGui.QTabletEvent) -> None:
-        t = local_clock()
+        t = input_time(e, local_clock())
         kind = e.type()
         pressure = float(e.pressure())
         if kind == QtCore.QEvent.Type.TabletPress:
