@@ -145,13 +145,25 @@ class Recorder:
             dict(self._written), dict(self._lost), self._n_events, size, str(self.error or "")
         )
 
-    def stop(self) -> None:
-        """Stop sources, write what is left, and close the file properly."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sources, write what is left, and close the file properly.
+
+        If the recorder thread is still stuck in a write after ``timeout`` seconds (a hung
+        network disk), the file is left as a crash would leave it (complete up to the last
+        flush) and :attr:`error` says so, rather than blocking the caller for ever.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout)
         for src in self.sources.values():
             src.stop()
+        if self._thread is not None and self._thread.is_alive():
+            self.error = SessionFileError(
+                f"writing {self.writer.path} did not finish within {timeout:g} s (disk not "
+                "responding?); the file keeps everything up to its last flush"
+            )
+            log.error("%s", self.error)
+            return
         if self.error is None:
             try:
                 self._drain()
