@@ -1,8 +1,8 @@
 """Write a session file as data arrives.
 
 The file is a plain HDF5 file (no SWMR): every append grows resizable datasets, and the writer
-flushes at least every ``flush_interval`` seconds, so a crash, SIGKILL or power loss loses at
-most about that much and the file still opens. See ``SPEC.md`` for the layout.
+flushes (and ``fsync``s) at least every ``flush_interval`` seconds, so a crash, SIGKILL or power
+loss loses at most about that much and the file still opens. See ``SPEC.md`` for the layout.
 
 A full disk is the other way a recording ends badly. HDF5 updates its superblock in place but
 appends new chunks and metadata at the end of the file; if one of those appends fails, the
