@@ -74,3 +74,31 @@ def test_continuous_ratings_are_held_until_the_next() -> None:
     assert np.isnan(v[0])
     assert v[1] == 0.5 and v[2] == 0.5
     assert v[3] == -1.0  # clipped to the scale
+
+
+def test_reported_trajectory_from_a_session_file(tmp_path) -> None:
+    """Key presses win over ratings in ``auto``; a rating stream gives continuous valence."""
+    from data_schema.reader import read_session
+    from data_schema.types import StreamInfo
+    from data_schema.writer import SessionWriter
+    from decoding.labels import NoValenceReportsError, reported_trajectory
+
+    path = tmp_path / "s.h5"
+    with SessionWriter(path, participant_id="P001") as w:
+        w.add_stream("eeg", StreamInfo("eeg", ["Fz", "Cz"], ["eeg"] * 2, ["uV"] * 2, 100.0))
+        w.append("eeg", np.zeros((3000, 2), np.float32), 50 + np.arange(3000) / 100)
+        w.add_stream("valence", StreamInfo("valence", ["valence"], ["misc"], ["a.u."], 0.0))
+        w.append("valence", np.array([[0.8], [-0.6]], np.float32), np.array([55.0, 60.0]))
+        w.add_events(press(70, "negative", k="n"))
+    s = read_session(path)
+    rep = reported_trajectory(s, rate=10)
+    assert rep.kind == "discrete" and rep.times[0] == 50
+    assert rep.label[np.argmin(abs(rep.times - 70.1))] == -1
+    cont = reported_trajectory(s, rate=10, kind="continuous")
+    at = lambda t: int(np.argmin(abs(cont.times - t)))  # noqa: E731
+    assert np.isnan(cont.valence[at(54)]) and cont.label[at(54)] == 0
+    assert cont.valence[at(57)] == pytest.approx(0.8) and cont.label[at(57)] == 1
+    assert cont.label[at(65)] == -1
+    s.events = []
+    with pytest.raises(NoValenceReportsError, match="no valence key presses"):
+        reported_trajectory(s, kind="discrete")

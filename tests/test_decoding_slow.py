@@ -35,6 +35,7 @@ def test_null_data_p_values_are_calibrated_over_seeds(tmp_path) -> None:
     for seed in range(200, 220):
         s = SimulationSettings(effect=0.0, seed=seed, duration=150, n_channels=8, sfreq=250)
         path = simulate_session(tmp_path / f"null-{seed}.h5", s)
+        cfg.evaluation.seed = seed  # independent label shifts for each null session
         out = decode_sessions([path], cfg, write=False, report=False)
         for name, m in out.summary["decoders"].items():
             significant[name] += m["p_value"] <= 0.05
