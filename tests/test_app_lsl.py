@@ -45,7 +45,7 @@ class CountingOutlet:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        del self.outlet
+        self.outlet = None  # destroys the outlet: the stream disappears from the network
 
 
 def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
@@ -75,11 +75,8 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
             return [e.label for e in win.controller.log.read_since(0)[0]]
 
         qtbot.waitUntil(lambda: "gap_start" in labels(), timeout=10000)
-        frames = win.scope.frames
-        qtbot.wait(500)
-        assert win.scope.frames > frames  # the console keeps running
-        win.refresh_status()
-        assert "stalled" in win.display_panel.rate.text()
+        # The console keeps running: its status timer shows the stall.
+        qtbot.waitUntil(lambda: "stalled" in win.display_panel.rate.text(), timeout=5000)
 
         sender = CountingOutlet(unique_id, unique_id, start=100_000)  # it comes back
         qtbot.waitUntil(lambda: "gap_end" in labels(), timeout=30000)
@@ -89,6 +86,8 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
         win.stop_recording()
     finally:
         sender.close()
+        if win.controller.recording:
+            win.stop_recording()  # so closing the window does not ask
         win.controller.close()
         win.close()
 

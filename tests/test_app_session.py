@@ -40,7 +40,7 @@ def console(qtbot, tmp_path):
     win.show()
     yield win
     if win.controller.recording:
-        win.stop_recording()
+        win.stop_recording()  # so closing the window does not ask
     win.jobs_panel.cancel_all()
     win._close_feed()
     win.controller.close()
