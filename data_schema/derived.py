@@ -37,7 +37,7 @@ def new_derived_run(
     f = open_session_file(path, mode="r+")
     try:
         stages = f.require_group("derived").require_group(stage)
-        numbers = [int(m.group(1)) for k in stages if (m := _RUN_RE.fullmatch(k))]
+        numbers = [int(m.group(1)) for k in list(stages) if (m := _RUN_RE.fullmatch(k))]
         name = f"run-{(max(numbers) + 1 if numbers else 1):03d}"
         g = stages.create_group(name)
         g.attrs["created_at"] = utc_now_iso()
@@ -58,7 +58,7 @@ def list_derived_runs(path: str | Path, stage: str) -> list[str]:
     with open_session_file(path) as f:
         if "derived" not in f or stage not in f["derived"]:
             return []
-        return sorted(k for k in f["derived"][stage] if _RUN_RE.fullmatch(k))
+        return sorted(k for k in list(f["derived"][stage]) if _RUN_RE.fullmatch(k))
 
 
 def latest_derived_run(path: str | Path, stage: str) -> str:

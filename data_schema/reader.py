@@ -124,6 +124,23 @@ def _attr_str(v: Any) -> Any:
     return v
 
 
+def group_members(group: Any) -> list[tuple[str, Any]]:
+    """``(name, member)`` pairs of an HDF5 group (or ``{}``), read eagerly.
+
+    h5py's ``items()`` iterator holds h5py's global lock between steps. If our code raised
+    while such an iterator was suspended, the iterator (kept alive by the traceback) would keep
+    the lock, and every other thread that touches HDF5 (the recorder) would freeze. So groups
+    are listed completely before anything is done with their members.
+    """
+    names = list(group.keys())
+    return [(name, group[name]) for name in names]
+
+
+def attrs_dict(obj: Any) -> dict[str, Any]:
+    """An HDF5 object's attributes as plain Python values (read eagerly, see above)."""
+    return {k: _attr_str(v) for k, v in list(obj.attrs.items())}
+
+
 def open_session_file(path: str | Path, mode: str = "r") -> h5py.File:
     """Open ``path`` as a recall-lab session, or raise a one-line :class:`SessionFileError`."""
     p = Path(path)
@@ -232,7 +249,7 @@ def _read_events(f: h5py.File) -> list[Event]:
 
 
 def _read_memory(g: h5py.Group) -> Memory:
-    m = Memory(g.name.rsplit("/", 1)[-1], {k: _attr_str(v) for k, v in g.attrs.items()})
+    m = Memory(g.name.rsplit("/", 1)[-1], attrs_dict(g))
     if "description" in g:
         m.description = _attr_str(g["description"][()])
         m.description_timestamp = float(g["description"].attrs.get("timestamp", np.nan))
@@ -246,7 +263,7 @@ def _read_memory(g: h5py.Group) -> Memory:
         mel = g["melody"]
         m.melody = mel["audio"][()]
         m.melody_rate = int(mel.attrs["sample_rate"])
-        m.melody_attrs = {k: _attr_str(v) for k, v in mel.attrs.items()}
+        m.melody_attrs = attrs_dict(mel)
     return m
 
 
@@ -277,12 +294,13 @@ def read_session(path: str | Path, *, load_data: bool = True) -> Session:
     p = Path(path)
     with open_session_file(p) as f:
         try:
-            attrs = {k: _attr_str(v) for k, v in f.attrs.items()}
+            attrs = attrs_dict(f)
             streams = {
-                name: _read_stream(g, name, load_data) for name, g in f.get("streams", {}).items()
+                name: _read_stream(g, name, load_data)
+                for name, g in group_members(f.get("streams", {}))
             }
             events = _read_events(f)
-            memories = {name: _read_memory(g) for name, g in f.get("memories", {}).items()}
+            memories = {name: _read_memory(g) for name, g in group_members(f.get("memories", {}))}
         except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
             # A member the spec requires is missing or malformed: say where to look, not how
             # h5py failed.

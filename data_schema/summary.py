@@ -16,7 +16,13 @@ import h5py
 import numpy as np
 
 from data_schema.errors import SessionFileError
-from data_schema.reader import _attr_str, _written_rows, open_session_file
+from data_schema.reader import (
+    _attr_str,
+    _written_rows,
+    attrs_dict,
+    group_members,
+    open_session_file,
+)
 
 BLOCK_ROWS = 1 << 20
 MIN_GAP_S = 0.1  # shorter pauses are transport jitter (BrainFlow delivers in bursts)
@@ -89,8 +95,8 @@ def summarize_session(path: str | Path) -> SessionSummary:
 
 def _summarize(p: Path) -> SessionSummary:
     with open_session_file(p) as f:
-        a = {k: _attr_str(v) for k, v in f.attrs.items()}
-        streams = [_stream(name, g) for name, g in f.get("streams", {}).items()]
+        a = attrs_dict(f)
+        streams = [_stream(name, g) for name, g in group_members(f.get("streams", {}))]
         by_kind: Counter[str] = Counter()
         n_events = 0
         if "events" in f and f["events"].shape[0]:
@@ -98,10 +104,10 @@ def _summarize(p: Path) -> SessionSummary:
             n_events = len(ev)
             for src, label in zip(ev["source"], ev["label"]):
                 by_kind[f"{_attr_str(src)}/{_attr_str(label)}"] += 1
-        memories = [_memory(name, g) for name, g in f.get("memories", {}).items()]
+        memories = [_memory(name, g) for name, g in group_members(f.get("memories", {}))]
         derived = {
-            stage: sorted(g.keys())
-            for stage, g in f.get("derived", {}).items()
+            stage: sorted(list(g.keys()))
+            for stage, g in group_members(f.get("derived", {}))
             if isinstance(g, h5py.Group)
         }
     return SessionSummary(
@@ -185,5 +191,5 @@ def _memory(name: str, g: h5py.Group) -> MemorySummary:
     if mel is not None and "audio" in mel:
         rate = float(mel.attrs.get("sample_rate", 0) or 0)
         seconds = mel["audio"].shape[0] / rate if rate > 0 else 0.0
-    attrs = {k: _attr_str(v) for k, v in g.attrs.items()}
+    attrs = attrs_dict(g)
     return MemorySummary(name, desc, points, image, seconds, attrs)

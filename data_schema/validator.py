@@ -23,7 +23,8 @@ import h5py
 import numpy as np
 
 from data_schema import SCHEMA_VERSION
-from data_schema.reader import MNE_CHANNEL_TYPES, _attr_str, open_session_file
+from data_schema.errors import SessionFileError
+from data_schema.reader import MNE_CHANNEL_TYPES, _attr_str, group_members, open_session_file
 from data_schema.summary import GAP_PERIODS, MIN_GAP_S
 from data_schema.types import UNIT_SCALE_TO_VOLTS
 from data_schema.writer import NAME_RE, PSEUDONYM_RE
@@ -108,14 +109,23 @@ def validate_session(path: str | Path) -> list[Problem]:
     """
     c = _Checker()
     with open_session_file(path) as f:
-        clean = _check_root(f, c)
-        _check_events(f, c)
-        for name, obj in _members(f, "streams", c, required=True):
-            _check_stream(name, obj, clean, c)
-        for name, obj in _members(f, "memories", c, required=False):
-            _check_memory(name, obj, c)
-        for name, obj in _members(f, "derived", c, required=False):
-            _check_stage(name, obj, c)
+        try:
+            clean = _check_root(f, c)
+            _check_events(f, c)
+            for name, obj in _members(f, "streams", c, required=True):
+                _check_stream(name, obj, clean, c)
+            for name, obj in _members(f, "memories", c, required=False):
+                _check_memory(name, obj, c)
+            for name, obj in _members(f, "derived", c, required=False):
+                _check_stage(name, obj, c)
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError) as exc:
+            # Damage the checks did not foresee (HDF5 objects that cannot be read at all).
+            found = "; ".join(str(p) for p in c.problems if p.severity == "error")
+            raise SessionFileError(
+                f"{path} is damaged beyond checking ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+                + (f"; found before that: {found}" if found else "")
+            ) from None
     return sorted(c.problems, key=lambda p: p.severity != "error")
 
 
@@ -135,7 +145,7 @@ def _members(f: h5py.File, group: str, c: _Checker, *, required: bool) -> Iterat
     if not isinstance(g, h5py.Group):
         c.error(f"/{group}", "is a dataset, not a group", "readers cannot find its members")
         return
-    yield from g.items()
+    yield from group_members(g)
 
 
 def _json(
@@ -681,7 +691,7 @@ def _check_stage(stage: str, g: Any, c: _Checker) -> None:
     if not isinstance(g, h5py.Group):
         c.error(where, "is not a group", "a stage is a group of runs")
         return
-    for run, r in g.items():
+    for run, r in group_members(g):
         rw = f"{where}/{run}"
         if not RUN_RE.fullmatch(run):
             c.error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 import h5py
 import numpy as np
@@ -181,3 +182,17 @@ def test_malformed_stream_gives_one_line_pointing_to_validate(tmp_path):
     with pytest.raises(SessionFileError) as err:
         read_session(path)
     assert "recall-lab validate" in str(err.value) and "\n" not in str(err.value)
+    # While the error (and its traceback) is still alive, other threads can use HDF5: a reader
+    # that gave up half-way through h5py's items() iterator would keep h5py's global lock and
+    # freeze a recorder thread.
+    done = threading.Event()
+
+    def other_thread() -> None:
+        with h5py.File(path, "r"):
+            done.set()
+
+    t = threading.Thread(target=other_thread, daemon=True)
+    t.start()
+    assert done.wait(10), "h5py's lock was left held by the failed read"
+    t.join()
+    assert err.value is not None
