@@ -52,6 +52,28 @@ def result_paths(text: str, cwd: Path) -> list[Path]:
     return found
 
 
+def stage_outputs(recording: Path, since: float) -> list[Path]:
+    """Result files the stages wrote beside ``recording`` after ``since`` (a ``time.time()``).
+
+    The stages write their reports into folders named after the session
+    (``<session>.decoding/run-NNN/``, ``<session>.generation/...``) when they do not print the
+    paths; this finds the new plots and videos there.
+    """
+    found: list[Path] = []
+    stem = recording.name
+    for folder in recording.parent.glob(f"{stem}*"):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.rglob("*")):
+            try:
+                fresh = p.is_file() and p.stat().st_mtime >= since
+            except OSError:
+                continue
+            if fresh and p.suffix.lower() in RESULT_SUFFIXES:
+                found.append(p)
+    return found
+
+
 class OfflineJob(QtCore.QObject):
     """``recall-lab <args>`` in its own process.
 
@@ -81,6 +103,7 @@ class OfflineJob(QtCore.QObject):
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
         self.text: list[str] = []
         self.cancelled = False
+        self.started_at = 0.0
         self._partial = ""
         self.process = QtCore.QProcess(self)
         self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
@@ -93,6 +116,9 @@ class OfflineJob(QtCore.QObject):
         self.process.errorOccurred.connect(self._error)
 
     def start(self) -> None:
+        import time
+
+        self.started_at = time.time()
         self.process.start(sys.executable, ["-m", "app.cli", *self.args])
 
     @property

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
          f"redraws per second (timer asks {fig['scope_timer_fps']:.0f}), "
          f"{fig['scope_window_s']:g} s window, all channels"),
         ("scope redraw p50 / p99", f"{fmt(rd['p50_ms'])} / {fmt(rd['p99_ms'])} ms",
-         "time in the timer slot: copy from the ring buffer + setData of every curve"),
+         "time in the timer slot: the feed's prepared frame handed to every curve (setData)"),
         ("event-loop latency p50 / p99", f"{fmt(lat['p50_ms'])} / {fmt(lat['p99_ms'])} ms",
          f"posted event -> handled on the GUI thread, every 10 ms (max {fmt(lat['max_ms'])} ms)"),
         ("key_down error p50 / p99", f"{fmt(kd['p50_ms'])} / {fmt(kd['p99_ms'])} ms",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from app.jobs import OfflineJob, stage_available
+from app.jobs import OfflineJob, stage_available, stage_outputs
 
 #: The offline stages in the order they make sense: decode first, then generate from it.
 STAGES = (("decode", "Decode affect"), ("generate", "Generate media"))
@@ -79,6 +79,10 @@ class JobsPanel(QtWidgets.QGroupBox):
 
     def _finished(self, code: int, results: list) -> None:
         job = self.job
+        if code == 0 and job is not None and self.recording is not None:
+            results = list(results) + [
+                p for p in stage_outputs(self.recording, job.started_at - 1) if p not in results
+            ]
         if code == 0:
             self.bar.setValue(1000)
             self.line.setText(f"recall-lab {job.args[0]} finished: {len(results)} result file(s)")
