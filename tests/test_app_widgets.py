@@ -260,14 +260,14 @@ def _no_display_env() -> dict[str, str]:
     return env
 
 
-def test_app_without_display_says_so():
+def test_app_without_display_says_so(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "app.cli", "app"],
         env=_no_display_env(),
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=REPO,
+        cwd=tmp_path,
     )
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
@@ -275,14 +275,14 @@ def test_app_without_display_says_so():
     assert "Traceback" not in r.stderr
 
 
-def test_or_demo_runs_the_demo_without_display():
+def test_or_demo_runs_the_demo_without_display(tmp_path):
     with subprocess.Popen(
         [sys.executable, "-m", "app.cli", "app", "--or-demo"],
         env=_no_display_env(),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        cwd=REPO,
+        cwd=tmp_path,  # the demo writes its session file here
     ) as p:
         first = p.stderr.readline()  # said before the demo starts; the demo is tested elsewhere
         p.terminate()
@@ -303,3 +303,23 @@ def test_no_dangling_threads_after_console_closes(qtbot, tmp_path):
         lambda: not [t for t in set(threading.enumerate()) - before if t.is_alive()],
         timeout=10000,
     )
+
+
+@pytest.mark.slow
+def test_bench_gui_runs(tmp_path):
+    """The GUI benchmark runs end to end (under Xvfb) and every injected key is in the file."""
+    import json
+    import shutil
+
+    if not os.environ.get("DISPLAY") and not shutil.which("xvfb-run"):
+        pytest.skip("needs a display or xvfb-run")
+    r = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_gui.py"), "--seconds", "2",
+         "--keys", "4", "--settle", "1", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    fig = json.loads((tmp_path / "gui.json").read_text())["sections"]["gui"]["figures"]
+    assert fig["keys_match"] and fig["keys_in_file"] == 4
+    assert fig["eeg_counter"]["missing"] == 0
+    assert fig["scope_fps"] > 0
