@@ -196,6 +196,7 @@ class ProtocolRunner(QtCore.QObject):
         elif d.kind:
             if d.kind == "melody" and p.kind != "melody":
                 p.melody.origin = ""
+                p.melody.max_seconds = float(getattr(d.phase, "record_seconds", 15.0))
             p.show_phase(
                 d.kind,
                 TITLES.get(d.kind, d.kind),

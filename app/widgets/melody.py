@@ -34,10 +34,12 @@ class MelodyPanel(QtWidgets.QWidget):
     audio = QtCore.pyqtSignal(object, int, str, float)
     message = QtCore.pyqtSignal(str)
     stored = QtCore.pyqtSignal(str)
+    _limit_reached = QtCore.pyqtSignal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, sample_rate: int = 16000):
         super().__init__(parent)
         self.sample_rate = sample_rate
+        self.max_seconds = 15.0  # the protocol's record_seconds
         self.origin = ""
         self._stream = None
         self._audio: np.ndarray | None = None
@@ -60,6 +62,7 @@ class MelodyPanel(QtWidgets.QWidget):
         self.play_button.clicked.connect(self.play)
         self.record_button.toggled.connect(self._toggle_record)
         self.message.connect(self.info.setText)
+        self._limit_reached.connect(self.stop_recording)
         self.stored.connect(lambda _: self.play_button.setEnabled(self._audio is not None))
 
     # ------------------------------------------------------------------ file
@@ -108,14 +111,24 @@ class MelodyPanel(QtWidgets.QWidget):
             self.stop_recording()
 
     def start_recording(self) -> None:
-        """Open the default input; each block is emitted from the audio thread."""
+        """Open the default input; each block is emitted from the audio thread.
+
+        Recording stops by itself after :attr:`max_seconds` (the protocol's ``record_seconds``).
+        """
         try:
             import sounddevice as sd
 
             start = local_clock()
+            left = [int(self.max_seconds * self.sample_rate)]
 
             def callback(indata, frames, time_info, status) -> None:  # PortAudio thread
-                self.audio.emit(indata.copy(), self.sample_rate, "microphone", start)
+                if left[0] <= 0:
+                    return
+                block = indata[: left[0]].copy()
+                left[0] -= len(block)
+                self.audio.emit(block, self.sample_rate, "microphone", start)
+                if left[0] <= 0:
+                    self._limit_reached.emit()  # queued: the GUI thread closes the stream
 
             self._stream = sd.InputStream(
                 samplerate=self.sample_rate,
