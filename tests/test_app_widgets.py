@@ -323,3 +323,25 @@ def test_bench_gui_runs(tmp_path):
     assert fig["keys_match"] and fig["keys_in_file"] == 4
     assert fig["eeg_counter"]["missing"] == 0
     assert fig["scope_fps"] > 0
+
+
+def test_lsl_streams_are_listed_for_the_experimenter(qtbot, tmp_path, unique_id):
+    import pylsl
+
+    from app.settings import AppSettings
+    from app.widgets.source_panel import SourcePanel
+
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(unique_id, "EEG", 2, 100.0, "float32", unique_id))
+    panel = SourcePanel(AppSettings(tmp_path / "s.ini"))
+    qtbot.addWidget(panel)
+    panel.kind.setCurrentIndex(panel.kind.findData("lsl"))
+    found = lambda: unique_id in [panel.lsl.itemText(i) for i in range(panel.lsl.count())]  # noqa: E731
+    for _ in range(3):  # discovery on a busy machine can miss a stream once
+        panel.refresh_streams()
+        qtbot.waitUntil(lambda: panel.refresh.isEnabled(), timeout=15000)
+        if found():
+            break
+    assert found()
+    panel.lsl.setCurrentText(unique_id)
+    assert panel.spec() == f"lsl:{unique_id}"
+    del outlet
