@@ -43,6 +43,7 @@ def x11_time(stamp_ms: int, handler_time: float) -> float:
         return handler_time
     return handler_time - delay_ms / 1000.0
 
+
 _SPECIAL = {
     QtCore.Qt.Key.Key_Space: "space",
     QtCore.Qt.Key.Key_Return: "return",
