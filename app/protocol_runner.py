@@ -8,6 +8,7 @@ thread-safe; audio from the microphone thread reaches it through a queued Qt sig
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,14 @@ from PyQt6 import QtCore
 
 from app.participant import ParticipantWindow
 from app.session_controller import SessionController
+from app.widgets.melody import play_file
 from data_schema.writer import STROKE_DTYPE
 from drivers.clock import local_clock
 from protocols.engine import DisplayState, ProtocolEngine
 from protocols.model import Protocol, ValenceConfig
 from protocols.valence import normalize_key
+
+log = logging.getLogger(__name__)
 
 TITLES = {
     "instructions": "Instructions",
@@ -197,6 +201,8 @@ class ProtocolRunner(QtCore.QObject):
             if d.kind == "melody" and p.kind != "melody":
                 p.melody.origin = ""
                 p.melody.max_seconds = float(getattr(d.phase, "record_seconds", 15.0))
+            if d.kind == "music" and d.music_path is not None:
+                play_file(d.music_path, on_error=lambda msg: log.warning("%s", msg))
             p.show_phase(
                 d.kind,
                 TITLES.get(d.kind, d.kind),

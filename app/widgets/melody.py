@@ -156,3 +156,26 @@ class MelodyPanel(QtWidgets.QWidget):
             self.record_button.blockSignals(True)
             self.record_button.setChecked(False)
             self.record_button.blockSignals(False)
+
+
+def play_file(path: str | Path, on_error=None) -> threading.Thread:
+    """Read ``path`` and play it on a worker thread (a protocol's ``music`` phase).
+
+    ``on_error(message)`` is called (from that thread) when the file cannot be read or played;
+    emit a Qt signal from it to show the message.
+    """
+
+    def work() -> None:
+        try:
+            import sounddevice as sd
+            import soundfile
+
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            sd.play(audio, rate)
+        except Exception as exc:  # no sound card, unreadable file: the session goes on
+            if on_error is not None:
+                on_error(f"cannot play {Path(path).name}: {exc}")
+
+    t = threading.Thread(target=work, name="music", daemon=True)
+    t.start()
+    return t
