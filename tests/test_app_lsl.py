@@ -48,7 +48,7 @@ class CountingOutlet:
         self.outlet = None  # destroys the outlet: the stream disappears from the network
 
 
-def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
+def test_source_disappears_and_returns(qtbot, tmp_path, unique_id, monkeypatch):
     from app.console import ConsoleWindow
     from app.settings import AppSettings
     from data_schema.reader import read_session
@@ -58,6 +58,10 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
     settings.set("session/protocol", "none")
     win = ConsoleWindow(settings)
     qtbot.addWidget(win)
+    # A failure must not leave a modal "stop recording?" or warning dialog that blocks teardown.
+    warnings_shown: list[str] = []
+    monkeypatch.setattr(win.session_panel, "confirm", lambda *a: True)
+    monkeypatch.setattr(win, "_warn", lambda title, text: warnings_shown.append(text))
     win.show()
     sender = CountingOutlet(unique_id, unique_id)
     try:
@@ -80,8 +84,11 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
 
         sender = CountingOutlet(unique_id, unique_id, start=100_000)  # it comes back
         qtbot.waitUntil(lambda: "gap_end" in labels(), timeout=30000)
+        # liblsl may take 1-2 s to reconnect: wait for samples written after the gap ended.
+        written = win.controller.recorder.status().samples_written["eeg"]
         qtbot.waitUntil(
-            lambda: win.controller.source.buffer.latest(1)[0][0, 0] > 100_100, timeout=10000
+            lambda: win.controller.recorder.status().samples_written["eeg"] > written + 100,
+            timeout=10000,
         )
         win.stop_recording()
     finally:
@@ -91,6 +98,7 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id):
         win.controller.close()
         win.close()
 
+    assert not warnings_shown
     s = read_session(path)
     counter = s.eeg.data[:, 0]
     before, after = counter[counter < 100_000], counter[counter >= 100_000]
