@@ -279,7 +279,7 @@ def _remove_blinks(raw: mne.io.BaseRaw, cfg: PreprocessConfig, notes: list[str])
     n_comp = cfg.ica_components
     if isinstance(n_comp, int):
         n_comp = min(n_comp, len(raw.ch_names) - 1)
-    ica = ICA(n_components=n_comp, method="fastica", random_state=0, max_iter="auto")
+    ica = ICA(n_components=n_comp, method="fastica", rng=0, max_iter="auto")
     ica.fit(raw, verbose=False)
     exclude: set[int] = set()
     for ch in proxies[:2]:

@@ -234,3 +234,22 @@ def test_sessions_of_several_participants_are_held_out_by_participant(sims, tmp_
     for p in (first, other):
         traj = read_decoded_trajectory(p)
         assert (traj.fold >= 0).all() and len(set(traj.fold.tolist())) == 1  # one held-out fold
+
+
+def test_preprocessing_options_ica_channel_reference_and_no_baseline(sims) -> None:
+    """ICA, a channel reference and a recording without protocol phases all run and say what
+    they did."""
+    from data_schema.reader import read_session
+    from decoding.preprocess import preprocess
+
+    session = read_session(sims["strong"])
+    cfg = DecodeConfig().preprocess
+    cfg.ica, cfg.reference, cfg.line_freq = True, "Fz", 50
+    prepared = preprocess(session, cfg)
+    assert "Fz" not in prepared.raw.ch_names and prepared.raw.info["sfreq"] == 250
+    assert any(n.startswith("ICA: removed") for n in prepared.notes)
+    assert prepared.times.size == prepared.raw.n_times
+    assert abs(prepared.times[-1] - session.eeg.timestamps[-1]) < 0.01
+    session.events = [e for e in session.events if e.source != "protocol"]
+    plain = preprocess(session, DecodeConfig().preprocess)
+    assert plain.phases == [] and any("no baseline phase" in n for n in plain.notes)
