@@ -170,32 +170,41 @@ def frame_times(total: float, fps: float) -> np.ndarray:
 
 
 def render_frames(
-    keyframes: list[np.ndarray],
+    keyframes: list[Any],
     starts: list[float],
     total: float,
     fps: float,
     transition: float,
 ):
-    """Yield video frames (uint8 HxWx3) that hold each keyframe over its segment.
+    """Yield video frames (uint8 HxWx3) that show each segment's picture over its segment.
 
-    Around each boundary the frames crossfade over ``transition`` seconds (centred on the
-    boundary, limited to half of the shorter neighbouring segment), with smoothstep easing.
+    ``keyframes`` holds, per segment, a still keyframe (HxWx3 array) or an animated
+    :class:`generation.animation.SegmentVisual`; a clip is sampled at each frame's time measured
+    from its segment's start, so its motion follows the video's clock whatever the clip's own
+    frame rate. Around each boundary the frames crossfade over ``transition`` seconds (centred
+    on the boundary, limited to half of the shorter neighbouring segment), with smoothstep
+    easing; during the crossfade both clips keep moving. Exactly ``round(total * fps)`` frames.
     """
+    from generation.animation import SegmentVisual
+
+    visuals = [k if isinstance(k, SegmentVisual) else SegmentVisual.still(k) for k in keyframes]
     bounds = [*starts[1:]]
     ends = [*starts[1:], total]
-    kf = [k.astype(np.float32) for k in keyframes]
+    durations = [e - s for s, e in zip(starts, ends)]
+
+    def picture(i: int, t: float) -> np.ndarray:
+        return visuals[i].frame_at(t - starts[i], durations[i])
+
     for t in frame_times(total, fps):
         i = int(np.searchsorted(starts, t, side="right") - 1)
-        frame = kf[i]
+        frame = None
         for j, b in enumerate(bounds):
-            half = min(
-                transition / 2,
-                (ends[j] - starts[j]) / 2,
-                (ends[j + 1] - starts[j + 1]) / 2,
-            )
+            half = min(transition / 2, durations[j] / 2, durations[j + 1] / 2)
             if half > 0 and abs(t - b) < half:
                 x = (t - (b - half)) / (2 * half)
                 w = x * x * (3 - 2 * x)
-                frame = (1 - w) * kf[j] + w * kf[j + 1]
+                frame = (1 - w) * picture(j, t) + w * picture(j + 1, t)
                 break
+        if frame is None:
+            frame = picture(i, t)
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8)

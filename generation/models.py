@@ -44,6 +44,11 @@ class ModelSpec:
         Whether ``recall-lab generate`` needs it (optional models add features).
     marker : str
         A file (relative to ``folder``) whose presence says the folder is complete.
+    download_args : str
+        Extra ``hf download`` arguments (e.g. ``--include`` to skip single-file checkpoints the
+        diffusers layout does not need).
+    note : str
+        What to do before downloading (e.g. accept a gated model's licence).
     """
 
     key: str
@@ -52,10 +57,13 @@ class ModelSpec:
     role: str
     required: bool
     marker: str
+    download_args: str = ""
+    note: str = ""
 
     def download_command(self, models_dir: Path | str = "$RECALL_LAB_MODELS") -> str:
         """The command to run on a connected machine to fetch this model."""
-        return f"hf download {self.repo_id} --local-dir {models_dir}/{self.folder}"
+        extra = f" {self.download_args}" if self.download_args else ""
+        return f"hf download {self.repo_id}{extra} --local-dir {models_dir}/{self.folder}"
 
 
 MODEL_SPECS: tuple[ModelSpec, ...] = (
@@ -99,7 +107,30 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         False,
         "config.json",
     ),
+    ModelSpec(
+        "svd",
+        "svd",
+        "stabilityai/stable-video-diffusion-img2vid-xt",
+        "animation: Stable Video Diffusion image-to-video from each keyframe (used when present)",
+        False,
+        "model_index.json",
+        # The repo also holds the original single-file checkpoints (svd_xt*.safetensors, ~10 GB)
+        # that the diffusers layout does not use.
+        download_args='--include "model_index.json" "*/*"',
+        note="gated: accept the licence on its Hugging Face page and `hf auth login` first",
+    ),
+    ModelSpec(
+        "animatediff",
+        "animatediff-motion-adapter",
+        "guoyww/animatediff-motion-adapter-v1-5-2",
+        "animation: AnimateDiff motion module on SD 1.5, video-to-video from each keyframe",
+        False,
+        "config.json",
+    ),
 )
+
+# Animation models in the order ``--animation auto`` tries them.
+ANIMATION_KEYS: tuple[str, ...] = ("svd", "animatediff")
 
 SPECS_BY_KEY: dict[str, ModelSpec] = {s.key: s for s in MODEL_SPECS}
 
@@ -140,10 +171,11 @@ def require_model(key: str, root: str | Path | None = None) -> Path:
     if p is None:
         spec = SPECS_BY_KEY[key]
         d = models_dir(root)
+        note = f" ({spec.note})" if spec.note else ""
         raise ModelMissingError(
             f"model {spec.key} ({spec.repo_id}) not found in {d / spec.folder}; on a connected "
-            f"machine run `{spec.download_command(d)}`, or `recall-lab models make-tiny DIR` "
-            "for smoke tests"
+            f"machine run `{spec.download_command(d)}`{note}, or `recall-lab models make-tiny "
+            "DIR` for smoke tests"
         )
     return p
 
@@ -159,6 +191,7 @@ def model_inventory(root: str | Path | None = None) -> list[dict[str, Any]]:
             "required": s.required,
             "path": str(p) if (p := model_path(s.key, d)) else None,
             "download": s.download_command(d),
+            "note": s.note,
             "tiny": is_tiny(p) if p else False,
         }
         for s in MODEL_SPECS

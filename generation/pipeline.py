@@ -1,6 +1,7 @@
 """``recall-lab generate``: one memory -> segments, prompts, keyframes, music, MP4, manifest.
 
-Stages run one model at a time (Stable Diffusion, then MusicGen, then the evaluators), each
+Stages run one model at a time (Stable Diffusion, then the animation model when one is present,
+then MusicGen, then the evaluators), each
 freed before the next loads, so a full-size run fits in one GPU or a laptop's memory.
 Results are written to a new output folder and recorded in the session file under
 ``/derived/generation/run-NNN``; earlier runs are never overwritten.
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from data_schema.errors import RecallLabError, SessionFileError
+from generation.animation import AnimationSettings
 from generation.images import ImageSettings, render_frames
 from generation.music import MusicSettings, equal_power_join, normalize_loudness
 from generation.prompts import Lexicon, build_prompts
@@ -57,6 +59,7 @@ class GenerateConfig:
     segment_rules: SegmentRules = field(default_factory=SegmentRules)
     music: MusicSettings = field(default_factory=MusicSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
+    animation: AnimationSettings = field(default_factory=AnimationSettings)
     show_progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -124,8 +127,9 @@ def generate_memory(
     from tqdm.auto import tqdm
 
     from generation.affect import affect_trajectory
+    from generation.animation import SegmentAnimator, SegmentVisual, choose_animation
     from generation.images import KeyframePainter
-    from generation.models import model_path, pick_device, require_model
+    from generation.models import is_tiny, model_path, pick_device, require_model
     from generation.music import MusicGenerator
     from generation.video import probe_durations, write_mp4, write_wav
 
@@ -133,6 +137,7 @@ def generate_memory(
     sd = require_model("stable-diffusion", cfg.models)
     mg = require_model("musicgen-melody", cfg.models)
     cn = model_path("controlnet-scribble", cfg.models)
+    anim = choose_animation(cfg.animation.choice, cfg.models)
     mem = session.memories[memory_id]
     notes: list[str] = []
     timings: dict[str, float] = {}
@@ -179,6 +184,41 @@ def generate_memory(
     _free()
     timings["images"] = time.perf_counter() - t0
 
+    # --- animation: one clip per segment from its keyframe, replacing the still
+    visuals = [SegmentVisual.still(np.asarray(k.convert("RGB"))) for k in keyframes]
+    animation: dict[str, Any] | None = None
+    if anim is not None:
+        t0 = time.perf_counter()
+        key, anim_folder = anim
+        animator = SegmentAnimator(
+            key, anim_folder, sd, device, cfg.animation, cfg.images.steps, cancel
+        )
+        animation = {"model": key, "path": str(anim_folder), "tiny": is_tiny(anim_folder)}
+        animation.update(animator.info())
+        for n, (seg, pr, kf) in enumerate(zip(segments, prompts, keyframes)):
+            clip = animator.animate(
+                kf.convert("RGB"),
+                pr.image,
+                seed=cfg.seed,
+                guidance_scale=cfg.images.guidance_scale,
+                negative_prompt=cfg.images.negative_prompt,
+                show_progress=cfg.show_progress,
+            )
+            visuals[n] = SegmentVisual(clip, animator.fps, cfg.animation.fit)
+            h, w = clip.shape[1:3]
+            write_mp4(
+                folder / f"segment-{seg.index:02d}-animation.mp4",
+                (np.clip(f + 0.5, 0, 255).astype(np.uint8) for f in clip),
+                (w, h),
+                animator.fps,
+                None,
+            )
+        del animator
+        _free()
+        timings["animation"] = time.perf_counter() - t0
+    elif cfg.animation.choice == "auto":
+        notes.append("no animation model (svd/ or animatediff-motion-adapter/): still keyframes")
+
     # --- music
     t0 = time.perf_counter()
     music = MusicGenerator(mg, device, cancel)
@@ -209,7 +249,6 @@ def generate_memory(
 
     # --- compose
     t0 = time.perf_counter()
-    frames_np = [np.asarray(k.convert("RGB")) for k in keyframes]
 
     def compose(order: list[int], name: str) -> tuple[Path, list[Segment], dict]:
         segs = reorder(segments, order)
@@ -221,7 +260,7 @@ def generate_memory(
         write_wav(wav, joined, rate)
         mp4 = folder / f"{name}.mp4"
         frames = render_frames(
-            [frames_np[i] for i in order], [s.start for s in segs], total, cfg.fps, cfg.transition
+            [visuals[i] for i in order], [s.start for s in segs], total, cfg.fps, cfg.transition
         )
         write_mp4(mp4, frames, (size, size), cfg.fps, wav)
         probe = probe_durations(mp4)
@@ -246,8 +285,6 @@ def generate_memory(
     evaluation = evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, notes)
     timings["evaluate"] = time.perf_counter() - t0
 
-    from generation.models import is_tiny
-
     manifest = {
         "memory": memory_id,
         "affect": {"kind": traj.kind, "source": traj.source},
@@ -260,6 +297,7 @@ def generate_memory(
             "stable-diffusion": {"path": str(sd), "mode": image_mode, "tiny": is_tiny(sd)},
             "musicgen-melody": {"path": str(mg), "tiny": is_tiny(mg)},
         },
+        "animation": animation,
         "description": description,
         "segments": [
             {
@@ -274,8 +312,18 @@ def generate_memory(
                 "image_seed": cfg.seed,
                 "music_seed": cfg.seed + s.index,
                 "music_windows": w,
+                "animation": (
+                    {
+                        "clip": f"segment-{s.index:02d}-animation.mp4",
+                        "seed": cfg.seed,
+                        "frames": len(v.frames),
+                        "fps": v.fps,
+                    }
+                    if animation
+                    else None
+                ),
             }
-            for s, p, w in zip(segments, prompts, windows)
+            for s, p, w, v in zip(segments, prompts, windows, visuals)
         ],
         "video": video.name,
         "audio_video": av,
@@ -323,15 +371,18 @@ def run_generation(
     """Generate every requested memory of a session and record the run in the session file."""
     from data_schema.derived import new_derived_run
     from data_schema.reader import read_session
+    from generation.animation import choose_animation
     from generation.models import models_dir, require_model
 
     cancel = cancel or threading.Event()
     session_path = Path(session_path)
     session = read_session(session_path)
     memories = choose_memories(session, cfg.memory)
-    # Fail on missing models before any work is done.
+    # Fail on missing models (and bad settings) before any work is done.
     require_model("stable-diffusion", cfg.models)
     require_model("musicgen-melody", cfg.models)
+    cfg.animation.check()
+    choose_animation(cfg.animation.choice, cfg.models)
     cfg.models = models_dir(cfg.models)
     root = cfg.out or session_path.with_name(session_path.stem + "-generation")
     folder = _new_folder(Path(root))

@@ -8,6 +8,8 @@ locally (character-level vocabularies); nothing is downloaded.
 The tiny Stable Diffusion works at 64x64 pixels (VAE scale factor 2, like the diffusers test
 suite's dummy components); the tiny MusicGen-melody keeps the real audio codec rate (32 kHz,
 50 codec frames per second, 4 codebooks) and chroma settings so durations match the real model.
+The tiny Stable Video Diffusion and AnimateDiff motion adapter make 64x64 clips that fit the tiny
+Stable Diffusion's keyframes.
 """
 
 from __future__ import annotations
@@ -389,12 +391,108 @@ def make_tiny_clap(folder: Path, seed: int = 0) -> None:
     _mark(folder)
 
 
+def make_tiny_svd(folder: Path, seed: int = 0) -> None:
+    """Tiny Stable Video Diffusion (image-to-video) pipeline.
+
+    Spatio-temporal UNet, temporal-decoder VAE (scale factor 2, so 64x64 frames like the tiny SD)
+    and a CLIP vision encoder, with the scheduler settings of the released
+    ``scheduler/scheduler_config.json`` (EDM-style Euler, v-prediction, Karras sigmas). The image
+    encoder keeps the real 224x224 input because the pipeline always resizes to 224 before CLIP.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32,
+        num_attention_heads=(2, 4),
+        # 3 added-time ids (fps, motion bucket, noise augmentation) x addition_time_embed_dim.
+        projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,
+        num_frames=4,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        latent_channels=4,
+    )
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=224,
+            intermediate_size=37,
+            patch_size=32,
+        )
+    )
+    feature_extractor = CLIPImageProcessor(crop_size=224, size=224)
+    pipe = StableVideoDiffusionPipeline(
+        vae=vae,
+        image_encoder=image_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        feature_extractor=feature_extractor,
+    )
+    pipe.save_pretrained(folder)
+    _mark(folder)
+
+
+def make_tiny_motion_adapter(folder: Path, seed: int = 0) -> None:
+    """Tiny AnimateDiff motion adapter matching the tiny SD UNet's blocks and norm groups."""
+    import torch
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    adapter = MotionAdapter(
+        block_out_channels=(32, 64),
+        motion_layers_per_block=1,
+        motion_norm_num_groups=16,
+        motion_num_attention_heads=4,
+        motion_max_seq_length=32,
+    )
+    adapter.save_pretrained(folder)
+    _mark(folder)
+
+
 BUILDERS = {
     "stable-diffusion": make_tiny_stable_diffusion,
     "controlnet-scribble": make_tiny_controlnet,
     "musicgen-melody": make_tiny_musicgen_melody,
     "clip": make_tiny_clip,
     "clap": make_tiny_clap,
+    "svd": make_tiny_svd,
+    "animatediff": make_tiny_motion_adapter,
 }
 
 

@@ -41,16 +41,19 @@ def write_mp4(
     frames: Iterable[np.ndarray],
     size: tuple[int, int],
     fps: float,
-    audio_wav: Path,
+    audio_wav: Path | None,
     *,
     crf: int = 18,
 ) -> None:
     """Encode frames (uint8 HxWx3, piped raw) and a WAV file into an MP4.
 
     The audio is AAC at 192 kb/s; the video H.264 (yuv420p, so every player shows it) with the
-    frame count the caller gives, so video length is ``n_frames / fps``.
+    frame count the caller gives, so video length is ``n_frames / fps``. Without ``audio_wav``
+    the MP4 is silent (the per-segment animation clips).
     """
     w, h = size
+    audio_in = ["-i", str(audio_wav), "-map", "0:v", "-map", "1:a"] if audio_wav else []
+    audio_out = ["-c:a", "aac", "-b:a", "192k"] if audio_wav else ["-an"]
     cmd = [
         ffmpeg_exe(),
         "-hide_banner",
@@ -67,12 +70,7 @@ def write_mp4(
         f"{fps}",
         "-i",
         "-",
-        "-i",
-        str(audio_wav),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
+        *audio_in,
         "-c:v",
         "libx264",
         "-pix_fmt",
@@ -81,10 +79,7 @@ def write_mp4(
         str(crf),
         "-preset",
         "medium",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
+        *audio_out,
         "-movflags",
         "+faststart",
         str(path),

@@ -22,6 +22,9 @@ pytestmark = [
     # (it is not a Python warning category pytest sees); diffusers' own deprecation notices
     # about its internals are not ours to fix.
     pytest.mark.filterwarnings("ignore::FutureWarning:diffusers"),
+    # diffusers' EulerDiscreteScheduler (Stable Video Diffusion's) calls np.array() on a torch
+    # tensor, which numpy 2 flags for torch's __array__ signature; harmless, and upstream's.
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
 ]
 
 
@@ -45,13 +48,20 @@ def test_models_lists_found_and_missing(tiny_models, tmp_path, capsys, monkeypat
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert main(["models", "--models", str(tiny_models)]) == 0
     out = capsys.readouterr().out
-    assert out.count("found (TINY") == 5
+    assert out.count("found (TINY") == 7  # five kinds plus the two animation models
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "empty"))
     assert main(["models"]) == 1  # required models missing
     out = capsys.readouterr().out
     assert "MISSING" in out
     assert "hf download facebook/musicgen-melody --local-dir" in out
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in out
+    # The optional animation models, with the exact commands (SVD is gated: licence first).
+    assert (
+        'hf download stabilityai/stable-video-diffusion-img2vid-xt --include "model_index.json" '
+        '"*/*" --local-dir'
+    ) in out
+    assert "hf download guoyww/animatediff-motion-adapter-v1-5-2 --local-dir" in out
+    assert "accept the licence" in out
 
 
 def test_make_tiny_never_overwrites(tiny_models, capsys):
@@ -103,7 +113,10 @@ def test_generate_video_assets_manifest_and_control(tiny_models, tmp_path):
     # Manifest: models, modes, timings, evaluation.
     assert manifest["models"]["stable-diffusion"]["mode"] == "controlnet-scribble"
     assert manifest["models"]["musicgen-melody"]["tiny"] is True
-    assert set(manifest["timings_s"]) == {"images", "music", "compose", "evaluate"}
+    assert set(manifest["timings_s"]) == {"images", "animation", "music", "compose", "evaluate"}
+    # With every model present, --animation auto animates with Stable Video Diffusion.
+    assert manifest["animation"]["model"] == "svd" and manifest["animation"]["tiny"] is True
+    assert all((folder / s["animation"]["clip"]).exists() for s in segs)
     ev = manifest["evaluation"]
     assert len(ev["clip"]["similarity"]) == 3 and len(ev["clap"]["similarity"]) == 3
     assert all(-1 <= v <= 1 for v in ev["clip"]["valence"] + ev["clap"]["valence"])
@@ -133,7 +146,16 @@ def test_generate_without_sketch_melody_description_still_works(tiny_models, tmp
     out = tmp_path / "gen"
     assert (
         _generate(
-            session, tiny_models, out, "--duration", "2", "--no-evaluate", "--min-segment", "2"
+            session,
+            tiny_models,
+            out,
+            "--duration",
+            "2",
+            "--no-evaluate",
+            "--min-segment",
+            "2",
+            "--animation",
+            "none",
         )
         == 0
     )
@@ -144,10 +166,21 @@ def test_generate_without_sketch_melody_description_still_works(tiny_models, tmp
     assert manifest["models"]["stable-diffusion"]["mode"] == "text2img"
     assert manifest["description"] == "cue 0"  # the memory's cue stands in
     assert manifest["evaluation"] == {}
+    assert manifest["animation"] is None  # --animation none: still keyframes
+    assert all(s["animation"] is None for s in manifest["segments"])
     # A second run never overwrites the first, in the folder or in the session file.
     assert (
         _generate(
-            session, tiny_models, out, "--duration", "1", "--no-evaluate", "--min-segment", "2"
+            session,
+            tiny_models,
+            out,
+            "--duration",
+            "1",
+            "--no-evaluate",
+            "--min-segment",
+            "2",
+            "--animation",
+            "none",
         )
         == 0
     )

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="music, images and a synchronized video from a memory and its affect",
         description="Turn a memory's description, sketch and guiding melody, plus its affect "
         "trajectory, into per-segment prompts, MusicGen-melody music, Stable Diffusion "
-        "keyframes and an MP4 that follows one segment timeline. Models are read only from "
+        "keyframes (animated with Stable Video Diffusion or AnimateDiff when present) and an "
+        "MP4 that follows one segment timeline. Models are read only from "
         "the local models folder (see `recall-lab models`).",
     )
     p.add_argument("session", type=Path, help="session file (.h5)")
@@ -36,6 +37,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crossfade", type=float, default=1.0, help="music crossfade, s (1)")
     p.add_argument("--window", type=float, default=30.0, help="music window, s (30)")
     p.add_argument("--overlap", type=float, default=10.0, help="music window overlap, s (10)")
+    p.add_argument(
+        "--animation",
+        choices=("auto", "svd", "animatediff", "none"),
+        default="auto",
+        help="animate keyframes: auto (svd/ or animatediff-motion-adapter/ when present, "
+        "default), svd, animatediff, or none (still keyframes)",
+    )
+    p.add_argument(
+        "--animation-frames", type=int, default=None, help="frames per clip (model's own)"
+    )
+    p.add_argument("--animation-fps", type=float, default=None, help="clip frame rate (model's)")
+    p.add_argument("--animation-steps", type=int, default=None, help="steps (--steps)")
+    p.add_argument(
+        "--animation-fit",
+        choices=("pingpong", "stretch"),
+        default="pingpong",
+        help="fit a clip to its segment: play forwards and back at its own speed (default), "
+        "or stretch it once over the segment",
+    )
     p.add_argument("--control", action="store_true", help="also the reordered control video")
     p.add_argument("--control-seed", type=int, default=1, help="seed of the control order")
     p.add_argument("--no-evaluate", action="store_true", help="skip CLIP/CLAP scores")
@@ -46,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from data_schema.errors import RecallLabError
+    from generation.animation import AnimationSettings
     from generation.images import ImageSettings
     from generation.music import MusicSettings
     from generation.pipeline import GenerateConfig, run_generation
@@ -72,12 +93,22 @@ def run(args: argparse.Namespace) -> int:
         segment_rules=SegmentRules(min_duration=args.min_segment, smoothing=args.smoothing),
         music=MusicSettings(window=args.window, overlap=args.overlap, crossfade=args.crossfade),
         images=ImageSettings(steps=args.steps),
+        animation=AnimationSettings(
+            choice=args.animation,
+            frames=args.animation_frames,
+            fps=args.animation_fps,
+            steps=args.animation_steps,
+            fit=args.animation_fit,
+        ),
         show_progress=not args.quiet,
     )
     for r in run_generation(args.session, cfg):
         segs = r.manifest["segments"]
         affects = " ".join(f"{s['affect'][:3]}:{s['duration']:.1f}s" for s in segs)
         print(f"memory {r.memory}: {r.video} ({r.manifest['total_seconds']:.1f} s; {affects})")
+        if r.manifest["animation"]:
+            a = r.manifest["animation"]
+            print(f"  animated with {a['model']}: {a['frames']} frames at {a['fps']:g} fps")
         if r.control_video is not None:
             print(f"  control (reordered {r.manifest['control']['order']}): {r.control_video}")
         for note in r.manifest["notes"]:

@@ -45,6 +45,8 @@ def run_list(args: argparse.Namespace) -> int:
             missing_required |= row["required"]
             print(f"  {row['key']:<20} {need:<8} MISSING ({row['repo_id']})")
             print(f"  {'':<20} {'':<8} get it: {row['download']}")
+            if row["note"]:
+                print(f"  {'':<20} {'':<8} {row['note']}")
         print(f"  {'':<20} {'':<8} {row['role']}")
     return 1 if missing_required else 0
 
