@@ -63,8 +63,9 @@ def _demote(markdown: str) -> str:
 def build_docs(results_dir: Path = RESULTS_DIR, page: Path = DOCS_PAGE) -> Path:
     """Write ``page`` from every ``<results_dir>/*.md`` (foundation first, then by name).
 
-    Results files written through ``_util.update_results`` are re-rendered from their JSON
-    first, so the tables always show what the JSON holds.
+    A results file written through ``_util.update_results`` whose markdown is missing or older
+    than its JSON (a JSON edited or merged by hand) is re-rendered first; a newer markdown is
+    left as its script wrote it.
     """
     sys.path.insert(0, str(BENCH_DIR))
     from _util import render_markdown
@@ -74,9 +75,12 @@ def build_docs(results_dir: Path = RESULTS_DIR, page: Path = DOCS_PAGE) -> Path:
             doc = json.loads(js.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # not ours to judge: its .md, if any, is used as it is
+        md = js.with_suffix(".md")
+        if md.exists() and md.stat().st_mtime >= js.stat().st_mtime:
+            continue
         if isinstance(doc, dict) and isinstance(doc.get("sections"), dict):
             try:
-                js.with_suffix(".md").write_text(render_markdown(doc))
+                md.write_text(render_markdown(doc))
             except (KeyError, TypeError, AttributeError):
                 continue
     parts = sorted(results_dir.glob("*.md"), key=lambda p: (p.stem != "foundation", p.stem))

@@ -128,6 +128,11 @@ def test_run_all_rebuilds_docs_from_results(tmp_path: Path) -> None:
     results.mkdir()
     (results / "foundation.md").write_text("## foundation\n\n### Recording\n\n| a | b |\n")
     (results / "decoding.md").write_text("# Decoding\n\nCEBRA figures\n")
+    # a results JSON without its markdown is rendered from the JSON
+    section = {"title": "Tick cost", "summary": "s", "machine": {}, "table": [["t", "1", "m"]]}
+    (results / "protocols.json").write_text(
+        json.dumps({"area": "protocols", "sections": {"engine": section}})
+    )
     proc = run_script(
         str(BENCH / "run_all.py"), "--docs-only", "--results-dir", str(results), "--docs", str(page)
     )
@@ -137,6 +142,7 @@ def test_run_all_rebuilds_docs_from_results(tmp_path: Path) -> None:
     # foundation first; another area's top heading is demoted under the page title
     assert text.index("## foundation") < text.index("## Decoding")
     assert "\n# Decoding" not in text
+    assert "### Tick cost" in text and "| t | 1 | m |" in text
 
 
 def test_run_all_runs_a_named_script_and_refuses_unknown_names(tmp_path: Path) -> None:
