@@ -14,7 +14,7 @@ APT_PACKAGES := python3-venv libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 
 	libxcb-render-util0 libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 \
 	libxkbcommon-x11-0 xvfb xauth libportaudio2 libsndfile1 ffmpeg xdotool
 
-.PHONY: run test test-slow test-all bench lint format install system-deps clean
+.PHONY: run test test-slow test-all bench lint format install system-deps clean demo screenshots
 
 install: system-deps $(STAMP)
 
@@ -50,6 +50,12 @@ test-slow: install
 
 test-all: install
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "slow or not slow"
+
+demo: install
+	$(BIN)/recall-lab demo --time-scale 0.1
+
+screenshots: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python -m app.screenshots docs/screenshots
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
