@@ -27,6 +27,7 @@ from app.widgets.jobs_panel import JobsPanel
 from app.widgets.session_panel import SessionPanel, human_bytes
 from app.widgets.source_panel import SourcePanel
 from data_schema.errors import RecallLabError
+from protocols.headless import uses_continuous_valence
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 participant=str(v["participant"]),
                 notes=str(v["notes"]),
                 protocol=protocol.label if protocol is not None else "",
+                valence_rate=uses_continuous_valence(protocol) if protocol is not None else None,
             )
         except (RecallLabError, OSError) as exc:
             self._warn("Cannot start recording", str(exc))

@@ -83,6 +83,9 @@ class ProtocolRunner(QtCore.QObject):
             protocol,
             emit=controller.add_event,
             store=controller.store,
+            valence_samples=(
+                controller.valence_source.push if controller.valence_source is not None else None
+            ),
             on_change=self._on_change,
             base_dir=base_dir,
         )

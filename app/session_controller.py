@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,38 +27,9 @@ from drivers.base import EventLog, Source
 if TYPE_CHECKING:
     from protocols.engine import MemoryRecord
     from protocols.storage import MemoryWriter
+    from protocols.valence_source import ValenceSource
 
 log = logging.getLogger(__name__)
-
-
-class LiveRecorder(Recorder):
-    """A :class:`Recorder` for a source that is already streaming to the scope.
-
-    The file starts at the moment recording starts (not with what the ring buffer still holds
-    from before), and stopping the recording leaves the source running so the experimenter
-    keeps seeing the signal between sessions.
-    """
-
-    def start(self) -> None:
-        for name, src in self.sources.items():
-            info = src.open()
-            self.writer.add_stream(name, info, clock=src.clock_mapping)
-            src.start()
-            self._pos[name] = src.buffer.count
-            self._evpos[name] = len(src.events)
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self.error is None:
-            try:
-                self._drain()
-            except RecallLabError as exc:
-                self.error = exc
-        self.writer.close()
 
 
 @dataclass
@@ -107,7 +77,8 @@ class SessionController:
         self._want_outlet = marker_outlet
         self.source: Source | None = None
         self.source_spec = ""
-        self.recorder: LiveRecorder | None = None
+        self.recorder: Recorder | None = None
+        self.valence_source: ValenceSource | None = None  # continuous rating, when recording
         self.writer: SessionWriter | None = None
         self.memory_writer: MemoryWriter | None = None
         self.outlet = None
@@ -145,9 +116,19 @@ class SessionController:
 
     # ------------------------------------------------------------------ recording
     def start_recording(
-        self, path: str | Path, *, participant: str, notes: str = "", protocol: str = ""
+        self,
+        path: str | Path,
+        *,
+        participant: str,
+        notes: str = "",
+        protocol: str = "",
+        valence_rate: float | None = None,
     ) -> Path:
-        """Create the session file and start writing the source and events into it."""
+        """Create the session file and start writing the source and events into it.
+
+        With ``valence_rate`` (a protocol with continuous valence rating) the rating cursor is
+        recorded as the stream ``valence``; the engine feeds :attr:`valence_source`.
+        """
         if self.source is None:
             raise SourceError("connect a source before recording")
         if self.recording:
@@ -155,15 +136,19 @@ class SessionController:
         writer = SessionWriter(path, participant_id=participant, protocol=protocol, notes=notes)
         sinks = [self._to_log]
         if self._want_outlet:
-            try:
-                from drivers.outlets import MarkerOutlet
+            from drivers.outlets import MarkerOutlet
 
-                self.outlet = MarkerOutlet(f"recall-lab-markers-{writer.session_id}")
-                sinks.append(self.outlet.push_event)
-            except ImportError:
-                log.warning("drivers.outlets is not available: no LSL marker outlet")
-        recorder = LiveRecorder(writer, {"eeg": self.source}, event_sinks=sinks)
-        recorder.start()
+            self.outlet = MarkerOutlet(f"recall-lab-markers-{writer.session_id}")
+            sinks.append(self.outlet.push_event)
+        sources: dict[str, Source] = {"eeg": self.source}
+        self.valence_source = None
+        if valence_rate:
+            from protocols.valence_source import ValenceSource
+
+            self.valence_source = ValenceSource(valence_rate)
+            sources["valence"] = self.valence_source
+        recorder = Recorder(writer, sources, event_sinks=sinks)
+        recorder.start(from_now=True)  # the file starts now, not with the scope's buffer
         self.writer, self.recorder = writer, recorder
         from protocols.storage import MemoryWriter
 
@@ -178,7 +163,10 @@ class SessionController:
         if self.memory_writer is not None:
             self.memory_writer.close()  # everything the participant produced, before closing
         recorder, self.recorder = self.recorder, None
-        recorder.stop()
+        recorder.stop(stop_sources=False)  # the scope keeps showing the signal
+        if self.valence_source is not None:
+            self.valence_source.stop()
+            self.valence_source = None
         path = recorder.writer.path
         self.writer = None
         memory_error = self.memory_writer.error if self.memory_writer else None

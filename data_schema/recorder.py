@@ -69,12 +69,21 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self.error: RecallLabError | None = None
 
-    def start(self) -> None:
+    def start(self, *, from_now: bool = False) -> None:
+        """Create the streams in the file, start the sources and the recorder thread.
+
+        Parameters
+        ----------
+        from_now
+            For sources that are already streaming (the console's scope): the file starts with
+            the next sample and event, not with what the ring buffer still holds from before.
+        """
         for name, src in self.sources.items():
             info = src.open()
             self.writer.add_stream(name, info, clock=src.clock_mapping)
             src.start()
-            self._pos[name] = 0
+            self._pos[name] = src.buffer.count if from_now else 0
+            self._evpos[name] = len(src.events) if from_now else 0
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -145,18 +154,22 @@ class Recorder:
             dict(self._written), dict(self._lost), self._n_events, size, str(self.error or "")
         )
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, stop_sources: bool = True) -> None:
         """Stop sources, write what is left, and close the file properly.
 
         If the recorder thread is still stuck in a write after ``timeout`` seconds (a hung
         network disk), the file is left as a crash would leave it (complete up to the last
         flush) and :attr:`error` says so, rather than blocking the caller for ever.
+
+        With ``stop_sources=False`` the sources keep streaming (the console's scope goes on
+        showing the signal between recordings).
         """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
-        for src in self.sources.values():
-            src.stop()
+        if stop_sources:
+            for src in self.sources.values():
+                src.stop()
         if self._thread is not None and self._thread.is_alive():
             self.error = SessionFileError(
                 f"writing {self.writer.path} did not finish within {timeout:g} s (disk not "

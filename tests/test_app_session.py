@@ -250,3 +250,51 @@ def test_keys_without_protocol_are_recorded(qtbot, console):
     assert json.loads(downs[0].value)["valence"] == "negative"
     assert b <= downs[0].timestamp <= a
     assert json.loads(downs[1].value)["valence"] == "positive"
+
+
+CONTINUOUS_PROTOCOL = """\
+version: 1
+name: continuous_gui_test
+valence: {mode: continuous, positive_key: "1", negative_key: "3", speed: 1.0, rate: 20}
+memories: [{id: m1, cue: a bright morning}]
+phases:
+  - id: each
+    kind: repeat
+    phases:
+      - {id: recall, kind: recall, duration: 3}
+"""
+
+
+def test_continuous_rating_from_the_console_is_recorded_as_a_stream(qtbot, console, tmp_path):
+    from data_schema.reader import read_session
+
+    proto = tmp_path / "continuous.yaml"
+    proto.write_text(CONTINUOUS_PROTOCOL)
+    console.session_panel.protocol.setCurrentText(str(proto))
+    console.session_panel.time_scale.setValue(1.0)
+    connect_synthetic(qtbot, console)
+    path = console.start_recording()
+    assert path is not None
+    console.start_protocol()
+    qtbot.waitUntil(lambda: console.runner is not None, timeout=5000)
+    QTest.qWait(300)
+    held_from = local_clock()
+    QTest.keyPress(console.participant, Qt.Key.Key_1)  # hold "positive": the cursor rises
+    QTest.qWait(700)
+    QTest.keyRelease(console.participant, Qt.Key.Key_1)
+    held_to = local_clock()
+    qtbot.waitUntil(lambda: console.runner is None or console.runner.engine.done, timeout=15000)
+    console.stop_recording()
+
+    s = read_session(path)
+    assert "valence" in s.streams, "the continuous rating must be recorded as a stream"
+    v = s.streams["valence"]
+    assert v.info.nominal_rate == 20.0 and v.n_samples >= 40  # 3 s at 20 Hz, give or take
+    assert np.all(np.diff(v.timestamps) > 0)
+    values = v.data[:, 0]
+    assert values.max() > 0.3  # held ~0.7 s at speed 1.0/s
+    before = values[v.timestamps < held_from]
+    assert before.size and np.allclose(before, 0.0)  # the cursor starts at neutral
+    # the rating stays on the LSL clock of the EEG
+    assert s.eeg.timestamps[0] <= v.timestamps[0] and v.timestamps[-1] <= s.eeg.timestamps[-1]
+    assert held_to > held_from
