@@ -206,6 +206,47 @@ def bench_compose(seconds: float, fps: float = 24.0) -> dict:
         return {"compose_s": time.perf_counter() - t0, "video_s": seconds, "measured": True}
 
 
+def bench_svd(device: str, dtype, frames: tuple[int, int] = (1, 3)) -> dict:
+    """Stable Video Diffusion (img2vid-xt) UNet step cost per frame, 512x512, CFG.
+
+    ``UNetSpatioTemporalConditionModel()``'s defaults are the released SVD UNet configuration
+    (320/640/1280/1280 blocks, 25 frames, 1024-d image embedding). One denoising step is timed
+    for two clip lengths; the difference gives the per-frame cost (spatial layers scale with
+    frames, temporal attention over 25 frames is small beside them), which is extrapolated to a
+    25-frame, 25-step clip.
+    """
+    import torch
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    unet = UNetSpatioTemporalConditionModel().to(device, dtype).eval()
+    build_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in unet.parameters()) / 1e6
+    step_s = []
+    for n in frames:
+        # CFG: batch 2 (unconditional + image); 8 latent channels (noise + image latents).
+        x = torch.randn(2, n, 8, 64, 64, device=device, dtype=dtype)
+        emb = torch.randn(2, 1, 1024, device=device, dtype=dtype)
+        ids = torch.tensor([[6.0, 127.0, 0.02]] * 2, device=device, dtype=dtype)
+        t = torch.tensor([1.0], device=device, dtype=dtype)
+        with torch.no_grad():
+            step_s.append(_timed(lambda x=x, e=emb, i=ids, t=t: unet(x, t, e, i), device))
+        print(f"  SVD UNet step, {n} frame(s): {step_s[-1]:.1f} s")
+    per_frame = (step_s[1] - step_s[0]) / (frames[1] - frames[0])
+    fixed = max(step_s[0] - per_frame * frames[0], 0.0)
+    clip_s = 25 * (fixed + 25 * per_frame)
+    return {
+        "build_s": build_s,
+        "unet_params_M": params,
+        "frames_measured": list(frames),
+        "unet_step_s_measured": step_s,
+        "per_frame_step_s": per_frame,
+        "clip_25_frames_25_steps_s": clip_s,
+        "clip_extrapolated": True,
+    }
+
+
 def estimate_reconstruction(sd: dict, mg: dict, comp: dict) -> dict:
     """Seconds for a 2-minute memory: 6 keyframes + 126 s of music in 30 s windows + MP4."""
     music_s = RECONSTRUCTION_S + SEGMENTS * 1.0  # crossfade tails
@@ -241,6 +282,9 @@ def main() -> None:
     ap.add_argument("--unet-steps", type=int, default=2)
     ap.add_argument("--tokens", type=int, nargs=2, default=[8, 24])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--only-svd", action="store_true", help="only the Stable Video Diffusion UNet figures"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -256,6 +300,24 @@ def main() -> None:
         "note": "CPU shared with other jobs while measured" if args.device == "cpu" else "",
     }
     print(f"device {args.device} ({host['dtype']}), torch threads {host['torch_threads']}")
+    path = RESULTS / "generation.json"
+    if args.only_svd:
+        svd = bench_svd(args.device, dtype)
+        print(
+            f"SVD UNet per frame per step (CFG, 512x512): {svd['per_frame_step_s']:.1f} s; "
+            f"25-frame 25-step clip (extrapolated): {svd['clip_25_frames_25_steps_s']:.0f} s"
+        )
+        data = json.loads(path.read_text()) if path.exists() else {}
+        entry = data.setdefault(args.device, {"host": host})
+        entry["stable_video_diffusion"] = {
+            **svd,
+            "host": host,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        path.write_text(json.dumps(data, indent=2))
+        (RESULTS / "generation.md").write_text(markdown_table(data))
+        print(f"wrote {path}")
+        return
     sd = bench_stable_diffusion(args.device, dtype, args.unet_steps)
     gc.collect()
     print(
@@ -276,8 +338,9 @@ def main() -> None:
         f"({est['realtime_factor']:.1f}x real time)"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "generation.json"
     data = json.loads(path.read_text()) if path.exists() else {}
+    # An earlier --only-svd run's figures are kept.
+    svd_prev = data.get(args.device, {}).get("stable_video_diffusion")
     data[args.device] = {
         "host": host,
         "stable_diffusion_1_5": sd,
@@ -286,6 +349,8 @@ def main() -> None:
         "reconstruction_2min": est,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if svd_prev:
+        data[args.device]["stable_video_diffusion"] = svd_prev
     path.write_text(json.dumps(data, indent=2))
     (RESULTS / "generation.md").write_text(markdown_table(data))
     print(f"wrote {path}")
@@ -336,6 +401,14 @@ def markdown_table(data: dict) -> str:
     )
     row(
         "Compose 2-min 512x512 H.264+AAC (measured)", lambda d: f"{d['compose']['compose_s']:.1f} s"
+    )
+    row(
+        "SVD-XT UNet per frame per step, 512x512, CFG (measured)",
+        lambda d: f"{d['stable_video_diffusion']['per_frame_step_s']:.1f} s",
+    )
+    row(
+        "SVD-XT clip, 25 frames x 25 steps (extrapolated)",
+        lambda d: f"{d['stable_video_diffusion']['clip_25_frames_25_steps_s']:.0f} s",
     )
     row(
         "2-min reconstruction, 6 segments (extrapolated)",

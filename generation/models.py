@@ -116,7 +116,7 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         "model_index.json",
         # The repo also holds the original single-file checkpoints (svd_xt*.safetensors, ~10 GB)
         # that the diffusers layout does not use.
-        download_args='--include "model_index.json" "*/*"',
+        download_args='--exclude "svd_xt*.safetensors"',
         note="gated: accept the licence on its Hugging Face page and `hf auth login` first",
     ),
     ModelSpec(

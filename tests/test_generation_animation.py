@@ -8,11 +8,10 @@ with ffmpeg to check what a viewer would see.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
-from test_generation_helpers import write_session
+from test_generation_helpers import decode_frames, inside_segments, motion, write_session
 
 from app.cli import main
 
@@ -46,34 +45,6 @@ def required_only(tiny_models, tmp_path):
     for name in ("stable-diffusion-v1-5", "musicgen-melody"):
         (d / name).symlink_to(tiny_models / name, target_is_directory=True)
     return d
-
-
-def decode_frames(path) -> np.ndarray:
-    """Every video frame of an MP4 as uint8 (n, H, W, 3), decoded by ffmpeg."""
-    from generation.video import ffmpeg_exe, probe_durations
-
-    out = subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    n = probe_durations(path)["frames"]
-    return np.frombuffer(out, np.uint8).reshape(n, -1, 64, 3)
-
-
-def inside_segments(manifest, margin: float = 0.3) -> list[np.ndarray]:
-    """Per segment, indices of video frames well inside it (away from the crossfades)."""
-    t = (np.arange(round(manifest["total_seconds"] * FPS)) + 0.5) / FPS
-    return [
-        np.flatnonzero((t > s["start"] + margin) & (t < s["end"] - margin))
-        for s in manifest["segments"]
-    ]
-
-
-def motion(frames: np.ndarray, idx: np.ndarray) -> float:
-    """Mean absolute change (0..255) between consecutive frames at ``idx``."""
-    f = frames[idx].astype(np.float32)
-    return float(np.abs(np.diff(f, axis=0)).mean())
 
 
 def _generate(session, models, out, *extra):
@@ -117,35 +88,27 @@ def test_animatediff_moves_within_segments_and_stays_in_sync(tiny_models, tmp_pa
         assert motion(frames, idx) > 2.0
 
 
-def test_svd_moves_and_without_animation_models_stills_are_held(
-    tiny_models, required_only, tmp_path, capsys
-):
+def test_svd_stretched_clips_move_and_keep_the_timeline(tiny_models, tmp_path):
+    from generation.video import probe_durations
+
     session = write_session(tmp_path / "s.h5", recall=15.0)
     out = tmp_path / "gen"
     assert _generate(session, tiny_models, out, "--animation-fit", "stretch") == 0
-    # auto with no animation model in the folder: the old still keyframes, and a note says so.
-    assert _generate(session, required_only, out) == 0
-    assert "no animation model" in capsys.readouterr().out
-    animated = json.loads((out / "run-001" / "m1" / "manifest.json").read_text())
-    still = json.loads((out / "run-002" / "m1" / "manifest.json").read_text())
+    folder = out / "run-001" / "m1"
+    manifest = json.loads((folder / "manifest.json").read_text())
     # auto picks SVD first; its native clip length is the UNet's num_frames.
-    assert animated["animation"]["model"] == "svd"
-    assert animated["animation"]["pipeline"] == "StableVideoDiffusionPipeline"
-    assert (animated["animation"]["frames"], animated["animation"]["fit"]) == (4, "stretch")
-    assert still["animation"] is None
-    moving = decode_frames(out / "run-001" / "m1" / "reconstruction.mp4")
-    held = decode_frames(out / "run-002" / "m1" / "reconstruction.mp4")
-    assert len(moving) == len(held) == round(animated["total_seconds"] * FPS)
-    for idx in inside_segments(animated):
-        assert motion(moving, idx) > 2.0
-        assert motion(held, idx) < 1.0  # only the codec's rounding moves a still
-    # Both runs share keyframes (same seed, same prompts): animation starts from them.
-    from PIL import Image
-
-    for s in animated["segments"]:
-        a = np.asarray(Image.open(out / "run-001" / "m1" / s["keyframe"]))
-        b = np.asarray(Image.open(out / "run-002" / "m1" / s["keyframe"]))
-        assert np.array_equal(a, b)
+    anim = manifest["animation"]
+    assert (anim["model"], anim["pipeline"]) == ("svd", "StableVideoDiffusionPipeline")
+    assert (anim["frames"], anim["fps"], anim["fit"]) == (4, 7.0, "stretch")
+    assert [s["animation"]["frames"] for s in manifest["segments"]] == [4, 4, 4]
+    total = manifest["total_seconds"]
+    probe = probe_durations(folder / "reconstruction.mp4")
+    assert probe["frames"] == round(total * FPS)
+    assert abs(probe["video"] - total) <= 1 / FPS and abs(probe["audio"] - total) <= 1 / FPS
+    frames = decode_frames(folder / "reconstruction.mp4")
+    for idx in inside_segments(manifest):
+        assert len(idx) >= 3
+        assert motion(frames, idx) > 2.0
 
 
 def test_missing_animation_model_is_one_clear_line(required_only, tmp_path, capsys):

@@ -113,3 +113,33 @@ def write_session(
         start += recall + 2
     w.close()
     return path
+
+
+def decode_frames(path: Path, size: int = 64, fps: float = 8) -> np.ndarray:
+    """Every video frame of a square MP4 as uint8 (n, size, size, 3), decoded by ffmpeg."""
+    import subprocess
+
+    from generation.video import ffmpeg_exe, probe_durations
+
+    out = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    n = probe_durations(path)["frames"]
+    return np.frombuffer(out, np.uint8).reshape(n, size, size, 3)
+
+
+def inside_segments(manifest: dict, fps: float = 8, margin: float = 0.3) -> list[np.ndarray]:
+    """Per segment, indices of video frames well inside it (away from the crossfades)."""
+    t = (np.arange(round(manifest["total_seconds"] * fps)) + 0.5) / fps
+    return [
+        np.flatnonzero((t > s["start"] + margin) & (t < s["end"] - margin))
+        for s in manifest["segments"]
+    ]
+
+
+def motion(frames: np.ndarray, idx: np.ndarray) -> float:
+    """Mean absolute change (0..255) between consecutive frames at ``idx``."""
+    f = frames[idx].astype(np.float32)
+    return float(np.abs(np.diff(f, axis=0)).mean())

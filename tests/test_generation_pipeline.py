@@ -11,7 +11,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from test_generation_helpers import write_session
+from test_generation_helpers import decode_frames, inside_segments, motion, write_session
 
 from app.cli import main
 from generation.models import ENV_VAR
@@ -57,8 +57,8 @@ def test_models_lists_found_and_missing(tiny_models, tmp_path, capsys, monkeypat
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in out
     # The optional animation models, with the exact commands (SVD is gated: licence first).
     assert (
-        'hf download stabilityai/stable-video-diffusion-img2vid-xt --include "model_index.json" '
-        '"*/*" --local-dir'
+        "hf download stabilityai/stable-video-diffusion-img2vid-xt "
+        '--exclude "svd_xt*.safetensors" --local-dir'
     ) in out
     assert "hf download guoyww/animatediff-motion-adapter-v1-5-2 --local-dir" in out
     assert "accept the licence" in out
@@ -143,31 +143,31 @@ def test_generate_without_sketch_melody_description_still_works(tiny_models, tmp
     session = write_session(
         tmp_path / "bare.h5", recall=9.0, description=None, sketch=False, melody=False
     )
+    # Only the required models: --animation auto falls back to still keyframes.
+    required = tmp_path / "required"
+    required.mkdir()
+    for name in ("stable-diffusion-v1-5", "musicgen-melody"):
+        (required / name).symlink_to(tiny_models / name, target_is_directory=True)
     out = tmp_path / "gen"
     assert (
-        _generate(
-            session,
-            tiny_models,
-            out,
-            "--duration",
-            "2",
-            "--no-evaluate",
-            "--min-segment",
-            "2",
-            "--animation",
-            "none",
-        )
+        _generate(session, required, out, "--duration", "4", "--no-evaluate", "--min-segment", "2")
         == 0
     )
     printed = capsys.readouterr().out
     assert "no sketch" in printed and "no guiding melody" in printed
     assert "no description" in printed
+    assert "no animation model" in printed
     manifest = json.loads((out / "run-001" / "m1" / "manifest.json").read_text())
     assert manifest["models"]["stable-diffusion"]["mode"] == "text2img"
     assert manifest["description"] == "cue 0"  # the memory's cue stands in
     assert manifest["evaluation"] == {}
-    assert manifest["animation"] is None  # --animation none: still keyframes
+    assert manifest["animation"] is None
     assert all(s["animation"] is None for s in manifest["segments"])
+    frames = decode_frames(out / "run-001" / "m1" / "reconstruction.mp4")
+    held = [idx for idx in inside_segments(manifest) if len(idx) >= 2]
+    assert held
+    for idx in held:
+        assert motion(frames, idx) < 1.0  # a held still: only the codec's rounding moves
     # A second run never overwrites the first, in the folder or in the session file.
     assert (
         _generate(
@@ -186,6 +186,10 @@ def test_generate_without_sketch_melody_description_still_works(tiny_models, tmp
     )
     assert (out / "run-001" / "m1" / "manifest.json").exists()
     assert (out / "run-002" / "m1" / "reconstruction.mp4").exists()
+    # --animation none keeps still keyframes even with the animation models present.
+    second = json.loads((out / "run-002" / "m1" / "manifest.json").read_text())
+    assert second["animation"] is None and "timings_s" in second
+    assert "animation" not in second["timings_s"]
     with h5py.File(session, "r") as f:
         assert sorted(f["derived/generation"]) == ["run-001", "run-002"]
 
