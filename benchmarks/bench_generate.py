@@ -403,7 +403,7 @@ def markdown_table(data: dict) -> str:
         "Compose 2-min 512x512 H.264+AAC (measured)", lambda d: f"{d['compose']['compose_s']:.1f} s"
     )
     row(
-        "SVD-XT UNet per frame per step, 512x512, CFG (measured)",
+        "SVD-XT UNet per frame per step, 512x512, CFG (measured, 1 vs 3 frames)",
         lambda d: f"{d['stable_video_diffusion']['per_frame_step_s']:.1f} s",
     )
     row(
