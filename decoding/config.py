@@ -107,6 +107,9 @@ class EvaluationConfig:
     min_shift: float = 0.1  # smallest shift, as a fraction of the recording
     leaky: bool = True  # also run the RYM protocol (marked leaky)
     seed: int = 0
+    # Worker processes for the permutation refits (each with one torch thread); None: one per
+    # CPU core. The shifted labels are drawn in the parent, so results do not depend on it.
+    n_jobs: int | None = None
 
 
 @dataclass
@@ -145,6 +148,8 @@ class DecodeConfig:
             )
         if e.n_folds < 2:
             raise ConfigError("evaluation.n_folds must be at least 2")
+        if e.n_jobs is not None and e.n_jobs < 1:
+            raise ConfigError("evaluation.n_jobs must be >= 1 (or null for one per CPU core)")
         if e.gap < 0 or e.n_permutations < 0 or e.n_permutations_refit < 0:
             raise ConfigError("evaluation.gap and evaluation.n_permutations* must be >= 0")
         if p.line_freq not in (None, "auto", 50, 60, 50.0, 60.0):

@@ -222,6 +222,43 @@ def _cross_validate(
     return proba, fold_of, loss
 
 
+def _n_jobs(requested: int | None, n_tasks: int) -> int:
+    import os
+
+    return max(1, min(requested or os.cpu_count() or 1, n_tasks))
+
+
+def _null_scores(
+    ds: Dataset,
+    y_perm: np.ndarray,
+    folds: list[Fold],
+    name: str,
+    cfg: DecodeConfig,
+    cache: list | None = None,
+    tick: Callable[[], None] | None = None,
+) -> tuple[float, float]:
+    """Cross-validated scores with shifted labels ``y_perm`` (one point of the null)."""
+
+    def factory() -> Decoder:
+        return make_decoder(name, cfg, cfg.evaluation.seed)
+
+    p_perm, f_perm, _ = _cross_validate(
+        ds, y_perm, folds, factory, cache, tick if tick is not None else (lambda: None)
+    )
+    ok = f_perm >= 0
+    return _scores(y_perm[ok], np.asarray(CLASS_CODES)[np.nan_to_num(p_perm[ok]).argmax(1)])
+
+
+def _null_scores_in_worker(
+    ds: Dataset, y_perm: np.ndarray, folds: list[Fold], name: str, cfg: DecodeConfig
+) -> tuple[float, float]:
+    """:func:`_null_scores` in a worker process: one torch thread, as many workers as cores."""
+    import torch
+
+    torch.set_num_threads(1)
+    return _null_scores(ds, y_perm, folds, name, cfg)
+
+
 def evaluate_decoder(
     ds: Dataset,
     name: str,
@@ -266,16 +303,28 @@ def evaluate_decoder(
     f1, bacc = _scores(ds.y[tested], pred)
 
     rng = np.random.default_rng(ev.seed + 7919)
-    null_f1, null_bacc = [], []
-    for _ in range(n_perm):
-        y_perm = circular_shift(ds.y, ds.session, rng, ev.min_shift)
-        p_perm, f_perm, _ = _cross_validate(
-            ds, y_perm, folds, factory, cache, tick if refit else (lambda: None)
+    shifted = [circular_shift(ds.y, ds.session, rng, ev.min_shift) for _ in range(n_perm)]
+    n_jobs = _n_jobs(ev.n_jobs, n_perm) if refit else 1
+    if n_jobs > 1:
+        # Each refit is independent and single-threaded torch is fastest on small machines,
+        # so the shifts run in worker processes, one per core.
+        from joblib import Parallel, delayed
+
+        runs = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(_null_scores_in_worker)(ds, y_perm, folds, name, cfg) for y_perm in shifted
         )
-        ok = f_perm >= 0
-        s = _scores(y_perm[ok], np.asarray(CLASS_CODES)[np.nan_to_num(p_perm[ok]).argmax(1)])
-        null_f1.append(s[0])
-        null_bacc.append(s[1])
+        null = []
+        for scores in runs:
+            null.append(scores)
+            for _ in folds:
+                tick()
+    else:
+        null = [
+            _null_scores(ds, y_perm, folds, name, cfg, cache, tick if refit else None)
+            for y_perm in shifted
+        ]
+    null_f1 = [v[0] for v in null]
+    null_bacc = [v[1] for v in null]
     p_f1 = (1 + sum(v >= f1 for v in null_f1)) / (n_perm + 1)
     p_bacc = (1 + sum(v >= bacc for v in null_bacc)) / (n_perm + 1)
 
