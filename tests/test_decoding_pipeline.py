@@ -253,3 +253,15 @@ def test_preprocessing_options_ica_channel_reference_and_no_baseline(sims) -> No
     session.events = [e for e in session.events if e.source != "protocol"]
     plain = preprocess(session, DecodeConfig().preprocess)
     assert plain.phases == [] and any("no baseline phase" in n for n in plain.notes)
+
+
+def test_permutation_workers_give_the_same_chance_level_as_one_process(sims) -> None:
+    """The permutation refits may run in worker processes; the null must not depend on it."""
+    results = []
+    for n_jobs in (1, 2):
+        cfg = tiny(["cebra_behavior_knn"], n_permutations_refit=3, n_jobs=n_jobs, leaky=False)
+        cfg.cebra.max_iterations = 30
+        out = decode_sessions([sims["null"]], cfg, write=False, report=False)
+        m = out.summary["decoders"]["cebra_behavior_knn"]
+        results.append((m["chance_f1_weighted"], m["chance_balanced_accuracy"], m["p_value"]))
+    assert results[0] == pytest.approx(results[1], abs=1e-9)
