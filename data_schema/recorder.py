@@ -51,7 +51,7 @@ class Recorder:
         writer: SessionWriter,
         sources: Mapping[str, Source],
         *,
-        poll_interval: float = 0.02,
+        poll_interval: float = 0.1,
         event_sinks: list[Callable[[Event], None]] | None = None,
     ) -> None:
         self.writer = writer
