@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,10 +173,8 @@ class SessionController:
         memory_error = self.memory_writer.error if self.memory_writer else None
         self.memory_writer = None
         if self.outlet is not None:
-            try:
-                self.outlet.close()
-            except Exception as exc:
-                log.warning("closing marker outlet: %s", exc)
+            # Closing lingers while LSL consumers take the last markers: not on the GUI thread.
+            threading.Thread(target=self.outlet.close, name="close-markers", daemon=True).start()
             self.outlet = None
         if recorder.error is not None:
             raise recorder.error

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -97,11 +98,13 @@ class MarkerOutlet:
         with self._lock:
             return self._outlet is not None and bool(self._outlet.have_consumers())
 
-    def close(self) -> None:
-        """Withdraw the stream. Safe to call twice."""
-        with self._lock:
-            outlet, self._outlet = self._outlet, None
-        del outlet
+    def close(self, linger: float = 0.3) -> None:
+        """Withdraw the stream. Safe to call twice.
+
+        With consumers connected, wait ``linger`` seconds first: liblsl sends in the
+        background, and destroying the outlet at once can cut off the last chunk.
+        """
+        _close_outlet(self, linger)
 
     def __enter__(self) -> MarkerOutlet:
         return self
@@ -169,14 +172,24 @@ class DataOutlet:
         with self._lock:
             return self._outlet is not None and bool(self._outlet.have_consumers())
 
-    def close(self) -> None:
-        """Withdraw the stream. Safe to call twice."""
-        with self._lock:
-            outlet, self._outlet = self._outlet, None
-        del outlet
+    def close(self, linger: float = 0.3) -> None:
+        """Withdraw the stream. Safe to call twice.
+
+        With consumers connected, wait ``linger`` seconds first: liblsl sends in the
+        background, and destroying the outlet at once can cut off the last chunk.
+        """
+        _close_outlet(self, linger)
 
     def __enter__(self) -> DataOutlet:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_outlet(owner: MarkerOutlet | DataOutlet, linger: float) -> None:
+    with owner._lock:
+        outlet, owner._outlet = owner._outlet, None
+    if outlet is not None and linger > 0 and outlet.have_consumers():
+        time.sleep(linger)
+    del outlet
