@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
@@ -50,6 +51,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     source_connected = QtCore.pyqtSignal(object, str)  # StreamInfo or None, error text
     recording_stopped = QtCore.pyqtSignal(str)  # file path
+    _closed = QtCore.pyqtSignal(object, object)  # path or None, error or None (worker -> GUI)
 
     def __init__(
         self,
@@ -114,7 +116,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.display_panel.auto_button.clicked.connect(self.auto_scale)
         sp = self.session_panel
         sp.record_requested.connect(self.start_recording)
-        sp.stop_requested.connect(self.stop_recording)
+        sp.stop_requested.connect(lambda: self.stop_recording(wait=False))
+        self._closed.connect(self._recording_closed)
         sp.protocol_start.connect(self.start_protocol)
         sp.protocol_pause.connect(lambda paused: self.runner and self.runner.pause(paused))
         sp.protocol_skip.connect(lambda: self.runner and self.runner.skip())
@@ -263,10 +266,15 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def _protocol_finished(self, how: str) -> None:
         self.statusBar().showMessage(f"protocol {how}; the recording is stopping")
-        self.stop_recording()
+        self.stop_recording(wait=False)
 
-    def stop_recording(self) -> Path | None:
-        """Stop the protocol (if any) and close the file properly."""
+    def stop_recording(self, *, wait: bool = True) -> Path | None:
+        """Stop the protocol (if any) and close the file properly.
+
+        With ``wait=False`` (the Stop button, the protocol's end) the file is closed on a
+        worker thread, so the GUI never waits on the disk; :attr:`recording_stopped` is
+        emitted once it is closed. With ``wait=True`` this returns the closed file's path.
+        """
         runner, self.runner = self.runner, None
         if runner is not None:
             runner.finished.disconnect(self._protocol_finished)
@@ -274,11 +282,26 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 runner.abort()  # the file gets phase_end/session_end with reason "abort"
             runner.close()
         self.participant.melody.stop_recording()
-        try:
-            path = self.controller.stop_recording()
-        except RecallLabError as exc:
-            self._warn("Recording stopped with an error", str(exc))
-            path = None
+        finish = self.controller.begin_stop()
+        if finish is None:
+            self._update_buttons()
+            return None
+        if wait:
+            path, error = _finish_recording(finish)
+            self._recording_closed(path, error)
+            return path
+        self.session_panel.file.setText("closing the file…")
+        self._update_buttons()
+
+        def work() -> None:
+            self._closed.emit(*_finish_recording(finish))
+
+        threading.Thread(target=work, name="close-recording", daemon=True).start()
+        return None
+
+    def _recording_closed(self, path: Path | None, error: str | None) -> None:
+        if error is not None:
+            self._warn("Recording stopped with an error", error)
         if path is not None:
             self.last_file = Path(path)
             self.session_panel.file.setText(f"{path} (closed)")
@@ -286,7 +309,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.jobs_panel.set_recording(self.last_file)
             self.recording_stopped.emit(str(path))
         self._update_buttons()
-        return path
 
     # ------------------------------------------------------------------ participant
     def show_participant(self) -> None:
@@ -366,3 +388,11 @@ def _builtin_protocols() -> list[str]:
     except ImportError:
         return []
     return list(BUILTIN_PROTOCOLS)
+
+
+def _finish_recording(finish: Callable[[], Path]) -> tuple[Path | None, str | None]:
+    """Run a controller's ``finish`` and turn a user-facing error into its message."""
+    try:
+        return finish(), None
+    except RecallLabError as exc:
+        return None, str(exc)

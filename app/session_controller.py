@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,29 +157,41 @@ class SessionController:
         return writer.path
 
     def stop_recording(self) -> Path | None:
-        """Write what is queued, close the file properly and return its path."""
+        """Write what is queued, close the file properly and return its path (blocks)."""
+        finish = self.begin_stop()
+        return finish() if finish is not None else None
+
+    def begin_stop(self) -> Callable[[], Path] | None:
+        """Detach the recording now; return the function that finishes it.
+
+        After this call :attr:`recording` is false. The returned function writes what is still
+        queued (participant content first), closes the file properly and returns its path,
+        raising :class:`RecallLabError` if anything failed. It may block on the disk, so the
+        console runs it off the GUI thread.
+        """
         if self.recorder is None:
             return None
-        if self.memory_writer is not None:
-            self.memory_writer.close()  # everything the participant produced, before closing
         recorder, self.recorder = self.recorder, None
-        recorder.stop(stop_sources=False)  # the scope keeps showing the signal
-        if self.valence_source is not None:
-            self.valence_source.stop()
-            self.valence_source = None
-        path = recorder.writer.path
+        memory_writer, self.memory_writer = self.memory_writer, None
+        valence, self.valence_source = self.valence_source, None
+        outlet, self.outlet = self.outlet, None
         self.writer = None
-        memory_error = self.memory_writer.error if self.memory_writer else None
-        self.memory_writer = None
-        if self.outlet is not None:
-            # Closing lingers while LSL consumers take the last markers: not on the GUI thread.
-            threading.Thread(target=self.outlet.close, name="close-markers", daemon=True).start()
-            self.outlet = None
-        if recorder.error is not None:
-            raise recorder.error
-        if memory_error is not None:
-            raise memory_error
-        return path
+
+        def finish() -> Path:
+            if memory_writer is not None:
+                memory_writer.close()  # everything the participant produced, before closing
+            recorder.stop(stop_sources=False)  # the scope keeps showing the signal
+            if valence is not None:
+                valence.stop()
+            if outlet is not None:
+                outlet.close()  # lingers while LSL consumers take the last markers
+            if recorder.error is not None:
+                raise recorder.error
+            if memory_writer is not None and memory_writer.error is not None:
+                raise memory_writer.error
+            return recorder.writer.path
+
+        return finish
 
     def close(self) -> None:
         """Stop everything (used when the console closes after the user agreed)."""

@@ -298,3 +298,19 @@ def test_continuous_rating_from_the_console_is_recorded_as_a_stream(qtbot, conso
     # the rating stays on the LSL clock of the EEG
     assert s.eeg.timestamps[0] <= v.timestamps[0] and v.timestamps[-1] <= s.eeg.timestamps[-1]
     assert held_to > held_from
+
+
+def test_stop_button_closes_the_file_off_the_gui_thread(qtbot, console):
+    """Stop returns to the event loop at once; the file is closed by a worker, then announced."""
+    from data_schema.reader import read_session
+
+    console.session_panel.protocol.setCurrentText("none")
+    connect_synthetic(qtbot, console)
+    path = console.start_recording()
+    QTest.qWait(500)
+    with qtbot.waitSignal(console.recording_stopped, timeout=20000) as signal:
+        QTest.mouseClick(console.session_panel.stop_button, Qt.MouseButton.LeftButton)
+        assert not console.controller.recording  # detached at once; a new one may start
+    assert signal.args == [str(path)]
+    s = read_session(path)
+    assert s.clean_close and s.eeg.n_samples > 50
