@@ -193,8 +193,14 @@ class BandPowerLogReg(Decoder):
         return self.scaler.transform(X)
 
     def fit_readout(self, Z: np.ndarray, y: np.ndarray) -> BandPowerLogReg:
+        from sklearn.dummy import DummyClassifier
         from sklearn.linear_model import LogisticRegression
 
+        if np.unique(y).size < 2:
+            # A training block of short sessions can hold one class only (all neutral): the
+            # honest prediction from it is that class, not a crash.
+            self.readout = DummyClassifier(strategy="most_frequent").fit(Z, y)
+            return self
         self.readout = LogisticRegression(
             C=self.C, class_weight="balanced", max_iter=2000, random_state=self.seed
         ).fit(Z, y)

@@ -265,3 +265,18 @@ def test_permutation_workers_give_the_same_chance_level_as_one_process(sims) -> 
         m = out.summary["decoders"]["cebra_behavior_knn"]
         results.append((m["chance_f1_weighted"], m["chance_balanced_accuracy"], m["p_value"]))
     assert results[0] == pytest.approx(results[1], abs=1e-9)
+
+
+def test_a_training_block_with_one_class_predicts_that_class() -> None:
+    """Short sessions can leave a fold's training windows all neutral: no crash, an honest
+    constant prediction (found on a demo session at --time-scale 0.2)."""
+    from decoding.decoders import make_decoder
+    from decoding.labels import CLASS_CODES
+
+    rng = np.random.default_rng(0)
+    dec = make_decoder("bandpower_logreg", DecodeConfig())
+    z = rng.normal(size=(40, 6))
+    dec.fit_readout(z, np.zeros(40, dtype=np.int8))
+    proba = dec.predict_proba_from(rng.normal(size=(5, 6)))
+    assert proba.shape == (5, len(CLASS_CODES))
+    assert np.all(np.asarray(CLASS_CODES)[proba.argmax(1)] == 0)
