@@ -15,6 +15,7 @@ import json
 import threading
 import time
 import uuid
+from typing import Self
 
 import numpy as np
 
@@ -53,7 +54,36 @@ def _pylsl():
     return pylsl
 
 
-class MarkerOutlet:
+class _Outlet:
+    """What both outlets share: a pylsl outlet behind a lock, closed once."""
+
+    _outlet: object | None
+    _lock: threading.Lock
+
+    def have_consumers(self) -> bool:
+        with self._lock:
+            return self._outlet is not None and bool(self._outlet.have_consumers())
+
+    def close(self, linger: float = 0.3) -> None:
+        """Withdraw the stream. Safe to call twice.
+
+        With consumers connected, wait ``linger`` seconds first: liblsl sends in the
+        background, and destroying the outlet at once can cut off the last chunk.
+        """
+        with self._lock:
+            outlet, self._outlet = self._outlet, None
+        if outlet is not None and linger > 0 and outlet.have_consumers():
+            time.sleep(linger)
+        del outlet
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MarkerOutlet(_Outlet):
     """An LSL marker stream (type ``Markers``, one string channel, irregular rate).
 
     Parameters
@@ -94,26 +124,8 @@ class MarkerOutlet:
             self._outlet.push_sample([marker_text(event, self.fmt)], float(event.timestamp))
             self.n_pushed += 1
 
-    def have_consumers(self) -> bool:
-        with self._lock:
-            return self._outlet is not None and bool(self._outlet.have_consumers())
 
-    def close(self, linger: float = 0.3) -> None:
-        """Withdraw the stream. Safe to call twice.
-
-        With consumers connected, wait ``linger`` seconds first: liblsl sends in the
-        background, and destroying the outlet at once can cut off the last chunk.
-        """
-        _close_outlet(self, linger)
-
-    def __enter__(self) -> MarkerOutlet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class DataOutlet:
+class DataOutlet(_Outlet):
     """Publish a stream on LSL so any client sees it as a live device.
 
     Parameters
@@ -167,29 +179,3 @@ class DataOutlet:
                 return
             self._outlet.push_chunk(data, ts.tolist())
             self.n_pushed += len(ts)
-
-    def have_consumers(self) -> bool:
-        with self._lock:
-            return self._outlet is not None and bool(self._outlet.have_consumers())
-
-    def close(self, linger: float = 0.3) -> None:
-        """Withdraw the stream. Safe to call twice.
-
-        With consumers connected, wait ``linger`` seconds first: liblsl sends in the
-        background, and destroying the outlet at once can cut off the last chunk.
-        """
-        _close_outlet(self, linger)
-
-    def __enter__(self) -> DataOutlet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _close_outlet(owner: MarkerOutlet | DataOutlet, linger: float) -> None:
-    with owner._lock:
-        outlet, owner._outlet = owner._outlet, None
-    if outlet is not None and linger > 0 and outlet.have_consumers():
-        time.sleep(linger)
-    del outlet
