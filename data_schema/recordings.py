@@ -32,7 +32,7 @@ import numpy as np
 
 from data_schema.errors import SessionFileError
 from data_schema.reader import Session, Stream
-from data_schema.types import Event, StreamInfo
+from data_schema.types import UNITS_FROM_LSL, Event, StreamInfo
 
 #: File endings each loader handles (lower case).
 MNE_SUFFIXES = {
@@ -51,18 +51,6 @@ SUPPORTED = "recall-lab .h5, XDF, EDF, BDF, BrainVision .vhdr, FIF, EEGLAB .set,
 
 _VOLTAGE_TYPES = {"eeg", "eog", "ecg", "emg"}
 _MNE_TYPES = _VOLTAGE_TYPES | {"misc", "stim", "resp", "bio", "seeg", "ecog", "gsr", "temperature"}
-_LSL_UNITS = {
-    "microvolts": "uV",
-    "microvolt": "uV",
-    "uv": "uV",
-    "µv": "uV",
-    "millivolts": "mV",
-    "millivolt": "mV",
-    "mv": "mV",
-    "volts": "V",
-    "volt": "V",
-    "v": "V",
-}
 
 
 def recording_format(path: str | Path) -> str:
@@ -183,7 +171,7 @@ def _xdf_channels(info: dict, n: int, stream_type: str) -> tuple[list[str], list
         if not unit:
             # The LSL meta-data convention puts EEG in microvolts when nothing else is said.
             unit = "uV" if types[-1] in _VOLTAGE_TYPES else "a.u."
-        units.append(_LSL_UNITS.get(unit.lower(), unit))
+        units.append(UNITS_FROM_LSL.get(unit.lower(), unit))
     return names, types, units
 
 

@@ -12,6 +12,23 @@ from typing import Any
 # MNE. These are the strings the spec allows for voltage channels.
 UNIT_SCALE_TO_VOLTS: dict[str, float] = {"V": 1.0, "mV": 1e-3, "uV": 1e-6, "µV": 1e-6, "nV": 1e-9}
 
+# How LSL and XDF descriptions spell units ("microvolts"), lower-cased, mapped to the unit strings
+# the session file uses.
+UNITS_FROM_LSL: dict[str, str] = {
+    "microvolts": "uV",
+    "microvolt": "uV",
+    "uv": "uV",
+    "µv": "uV",
+    "millivolts": "mV",
+    "millivolt": "mV",
+    "mv": "mV",
+    "volts": "V",
+    "volt": "V",
+    "v": "V",
+    "nanovolts": "nV",
+    "nv": "nV",
+}
+
 
 @dataclass
 class StreamInfo:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from data_schema.errors import SourceError
-from data_schema.types import Event, StreamInfo
+from data_schema.types import UNITS_FROM_LSL, Event, StreamInfo
 from drivers.base import Source
 from drivers.clock import Dejitter, configure_liblsl
 
@@ -55,21 +55,6 @@ _MNE_TYPES = {
     "gsr": "bio",
     "eda": "bio",
     "bio": "bio",
-}
-# LSL unit spellings (XDF says "microvolts") -> unit strings the session file uses.
-_UNITS = {
-    "microvolts": "uV",
-    "microvolt": "uV",
-    "uv": "uV",
-    "µv": "uV",
-    "millivolts": "mV",
-    "millivolt": "mV",
-    "mv": "mV",
-    "volts": "V",
-    "volt": "V",
-    "v": "V",
-    "nanovolts": "nV",
-    "nv": "nV",
 }
 _NUMPY_FORMATS = {"float32", "double64", "int8", "int16", "int32", "int64"}
 
@@ -434,7 +419,7 @@ class LslSource(Source):
             text = str(u or "").strip()
             # An EEG channel without a unit is in microvolts by the XDF convention.
             fallback = "uV" if t in ("eeg", "eog", "ecg", "emg") else "a.u."
-            ch_units.append(_UNITS.get(text.lower(), text) if text else fallback)
+            ch_units.append(UNITS_FROM_LSL.get(text.lower(), text) if text else fallback)
         desc = {
             "library": "pylsl",
             "lsl_name": info.name(),
