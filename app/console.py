@@ -32,6 +32,9 @@ from protocols.headless import uses_continuous_valence
 
 log = logging.getLogger(__name__)
 
+#: Seconds of EEG recorded after a protocol's last marker before the file is closed.
+PROTOCOL_TAIL_S = 0.5
+
 
 def session_file_name(participant: str) -> str:
     """``P001_20261121-160512.h5``: the pseudonym and the local start time, nothing else."""
@@ -266,7 +269,15 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def _protocol_finished(self, how: str) -> None:
         self.statusBar().showMessage(f"protocol {how}; the recording is stopping")
-        self.stop_recording(wait=False)
+        # Keep recording a moment past the last marker, so the final phase's EEG (still in
+        # flight from the device) is complete in the file, as the headless runner does.
+        writer = self.controller.writer
+
+        def stop_if_same_recording() -> None:
+            if self.controller.recording and self.controller.writer is writer:
+                self.stop_recording(wait=False)
+
+        QtCore.QTimer.singleShot(int(PROTOCOL_TAIL_S * 1000), stop_if_same_recording)
 
     def stop_recording(self, *, wait: bool = True) -> Path | None:
         """Stop the protocol (if any) and close the file properly.

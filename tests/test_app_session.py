@@ -277,14 +277,14 @@ def test_continuous_rating_from_the_console_is_recorded_as_a_stream(qtbot, conso
     assert path is not None
     console.start_protocol()
     qtbot.waitUntil(lambda: console.runner is not None, timeout=5000)
-    QTest.qWait(300)
-    held_from = local_clock()
-    QTest.keyPress(console.participant, Qt.Key.Key_1)  # hold "positive": the cursor rises
-    QTest.qWait(700)
-    QTest.keyRelease(console.participant, Qt.Key.Key_1)
-    held_to = local_clock()
-    qtbot.waitUntil(lambda: console.runner is None or console.runner.engine.done, timeout=15000)
-    console.stop_recording()
+    # The protocol (3 s) ends on its own and the console closes the file on a worker.
+    with qtbot.waitSignal(console.recording_stopped, timeout=20000):
+        QTest.qWait(300)
+        held_from = local_clock()
+        QTest.keyPress(console.participant, Qt.Key.Key_1)  # hold "positive": the cursor rises
+        QTest.qWait(700)
+        QTest.keyRelease(console.participant, Qt.Key.Key_1)
+        held_to = local_clock()
 
     s = read_session(path)
     assert "valence" in s.streams, "the continuous rating must be recorded as a stream"
