@@ -47,14 +47,7 @@ def clip_scores(folder: Path, images: list, prompts: list[str], device: Any) -> 
             [*prompts, *IMAGE_CAPTIONS], padding=True, truncation=True, return_tensors="pt"
         ).to(device.name)
         txt = model.get_text_features(**texts)
-    img = getattr(img, "pooler_output", img)
-    txt = getattr(txt, "pooler_output", txt)
-    sims = _cos(img, txt)
-    n = len(prompts)
-    return {
-        "similarity": [float(sims[i, i]) for i in range(n)],
-        "valence": _valence(sims[:, n:], float(model.logit_scale.exp().item())).tolist(),
-    }
+    return _prompt_similarity_and_valence(img, txt, len(prompts), model.logit_scale)
 
 
 def clap_scores(folder: Path, clips: list[np.ndarray], rate: int, prompts: list[str], device: Any):
@@ -83,13 +76,18 @@ def clap_scores(folder: Path, clips: list[np.ndarray], rate: int, prompts: list[
             [*prompts, *MUSIC_CAPTIONS], padding=True, truncation=True, return_tensors="pt"
         ).to(device.name)
         txt = model.get_text_features(**texts)
-    aud = getattr(aud, "pooler_output", aud)
-    txt = getattr(txt, "pooler_output", txt)
-    sims = _cos(aud, txt)
-    n = len(prompts)
+    return _prompt_similarity_and_valence(aud, txt, len(prompts), model.logit_scale_a)
+
+
+def _prompt_similarity_and_valence(outputs: Any, texts: Any, n: int, logit_scale: Any) -> dict:
+    """Outputs [n] against texts [n prompts + valence captions]: each output's similarity with
+    its own prompt, and its zero-shot valence from the captions."""
+    outputs = getattr(outputs, "pooler_output", outputs)
+    texts = getattr(texts, "pooler_output", texts)
+    sims = _cos(outputs, texts)
     return {
         "similarity": [float(sims[i, i]) for i in range(n)],
-        "valence": _valence(sims[:, n:], float(model.logit_scale_a.exp().item())).tolist(),
+        "valence": _valence(sims[:, n:], float(logit_scale.exp().item())).tolist(),
     }
 
 
