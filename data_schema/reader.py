@@ -69,8 +69,11 @@ class Memory:
     attrs: dict[str, Any]
     description: str | None = None
     description_timestamp: float | None = None
+    #: False for a draft (the phase ended before Submit); files before 1.1 say nothing: True
+    description_submitted: bool | None = None
     sketch_strokes: np.ndarray | None = None  # STROKE_DTYPE rows
     sketch_png: bytes | None = None
+    sketch_submitted: bool | None = None
     melody: np.ndarray | None = None  # float32 [n x channels]
     melody_rate: int | None = None
     melody_attrs: dict[str, Any] = field(default_factory=dict)
@@ -253,12 +256,14 @@ def _read_memory(g: h5py.Group) -> Memory:
     if "description" in g:
         m.description = _attr_str(g["description"][()])
         m.description_timestamp = float(g["description"].attrs.get("timestamp", np.nan))
+        m.description_submitted = bool(g["description"].attrs.get("submitted", True))
     if "sketch" in g:
         sk = g["sketch"]
         if "strokes" in sk:
             m.sketch_strokes = sk["strokes"][()]
         if "image_png" in sk:
             m.sketch_png = sk["image_png"][()].tobytes()
+            m.sketch_submitted = bool(sk["image_png"].attrs.get("submitted", True))
     if "melody" in g and "audio" in g["melody"]:
         mel = g["melody"]
         m.melody = mel["audio"][()]

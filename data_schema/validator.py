@@ -349,7 +349,7 @@ def _event_value_problem(source: str, label: str, value: str) -> str:
     if source == "keyboard" and label in ("key_down", "key_up"):
         v = _loads(value)
         if not isinstance(v, dict) or "key" not in v:
-            return 'value is not JSON {"key": ..., "valence": ..., "auto_repeat": ...}'
+            return 'value is not JSON {"key": ..., "valence": ..., "phase": ...}'
         if v.get("valence") not in VALENCES and v.get("valence") is not None:
             return f"valence {v.get('valence')!r} is not positive, negative or neutral"
     elif source == "protocol" and label in ("phase_start", "phase_end"):

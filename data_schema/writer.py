@@ -375,8 +375,14 @@ class SessionWriter:
             self._maybe_flush()
             return g.name
 
-    def set_description(self, memory_id: str, text: str, timestamp: float) -> None:
-        """Store the participant's written description (replacing an earlier version)."""
+    def set_description(
+        self, memory_id: str, text: str, timestamp: float, *, submitted: bool = True
+    ) -> None:
+        """Store the participant's written description (replacing an earlier version).
+
+        ``submitted=False`` marks a draft: what was written when it was last saved while
+        typing, or when the phase ended before Submit.
+        """
         with self._lock:
             g = self._f[self.memory_group(memory_id)]
             self._reserve(len(text.encode("utf-8")))
@@ -384,6 +390,7 @@ class SessionWriter:
                 del g["description"]
             ds = g.create_dataset("description", data=text, dtype=STR)
             ds.attrs["timestamp"] = float(timestamp)
+            ds.attrs["submitted"] = bool(submitted)
             self._maybe_flush()
 
     def add_sketch_points(self, memory_id: str, points: np.ndarray) -> None:
@@ -408,9 +415,19 @@ class SessionWriter:
                 self._fail(exc)
 
     def set_sketch_image(
-        self, memory_id: str, png: bytes, timestamp: float, *, width: int, height: int
+        self,
+        memory_id: str,
+        png: bytes,
+        timestamp: float,
+        *,
+        width: int,
+        height: int,
+        submitted: bool = True,
     ) -> None:
-        """Store the finished sketch as PNG bytes (replacing an earlier version)."""
+        """Store the finished sketch as PNG bytes (replacing an earlier version).
+
+        ``submitted=False``: the canvas as the participant left it when the phase ended.
+        """
         with self._lock:
             g = self._f[self.memory_group(memory_id)]
             self._reserve(len(png))
@@ -418,7 +435,12 @@ class SessionWriter:
             if "image_png" in sk:
                 del sk["image_png"]
             ds = sk.create_dataset("image_png", data=np.frombuffer(png, dtype=np.uint8))
-            ds.attrs.update(timestamp=float(timestamp), width=int(width), height=int(height))
+            ds.attrs.update(
+                timestamp=float(timestamp),
+                width=int(width),
+                height=int(height),
+                submitted=bool(submitted),
+            )
             self._maybe_flush()
 
     def append_melody(

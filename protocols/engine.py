@@ -12,6 +12,19 @@ and continuous valence samples to ``valence_samples`` (pass a
 :class:`protocols.valence_source.ValenceSource`'s ``push``). :meth:`ProtocolEngine.display`
 says what the participant screen should show.
 
+Keys: one physical press is one ``key_down`` and one ``key_up``. A down for a key already held
+is an auto-repeat: not recorded, counted in the ``key_up``'s ``repeats``. An up for a key never
+seen going down (pressed before the protocol, or during a text phase) is not recorded. When a
+phase ends with keys held, each gets its ``key_up`` at the phase boundary (``released_by:
+phase_end``) and its later physical release and repeats are ignored, so a key held from recall
+into the description never types there. In phases where the participant types (``description``)
+keys are text, not events: nothing typed is ever recorded as a key event (privacy: the text is
+the participant's memory, stored as the description).
+
+Drafts: the description is handed to the engine as it is typed (:meth:`draft_description`) and
+stored at most every ``draft_interval`` seconds while it changes, marked not submitted; a phase
+that ends without Submit stores the last draft (event ``description_unsubmitted``).
+
 Timing: a phase that ends on time ends at exactly ``start + duration`` (plus any pause), not at
 the tick that noticed it, and the next phase starts at that same instant. An input is first
 brought up to its own timestamp, so a key press that happened just after a phase ended belongs
@@ -28,13 +41,21 @@ protocol   phase_end             same plus ``"reason"``: time, submit, key, time
                                  skip, abort
 protocol   paused / resumed      phase id
 protocol   session_end           JSON ``{"reason": "completed" | "aborted", ...}``
-keyboard   key_down / key_up     JSON ``{"key", "valence", "auto_repeat", "phase"}``;
-                                 valence null for keys that mean none
+keyboard   key_down / key_up     JSON ``{"key", "valence", "phase"}``, valence null
+                                 for keys that mean none; ``key_up`` adds
+                                 ``"repeats"`` (auto-repeats during the hold) and
+                                 ``"released_by": "phase_end"`` when the phase ended
+                                 while the key was held
 participant valence_state        positive / negative / neutral (discrete mode changes)
 participant valence_rating       cursor value when a key is released (continuous mode)
 participant sam_valence /        "1".."9"
            sam_arousal
 participant description_submitted JSON ``{"memory", "chars"}``
+participant description_unsubmitted JSON ``{"memory", "chars", "reason"}``: the phase
+                                 ended (timeout, skip, abort) before Submit; the
+                                 draft is stored, marked not submitted
+participant sketch_unsubmitted   JSON ``{"memory", "points", "width", "height",
+                                 "reason"}``: as above for a sketch
 participant sketch_submitted     JSON ``{"memory", "points", "width", "height"}``
 participant melody_submitted     JSON ``{"memory", "origin", "seconds"}``
 ========== ===================== ====================================================
@@ -68,6 +89,11 @@ from protocols.model import (
 from protocols.valence import Valence, ValenceReporter, normalize_key
 
 log = logging.getLogger(__name__)
+
+#: A down for a key held with no down or repeat for this long (s) is a new press whose previous
+#: key up was lost: operating systems repeat a held key after at most ~0.7 s, then every
+#: 20-100 ms.
+REPEAT_GAP = 1.0
 
 EngineState = Literal["ready", "running", "paused", "finished", "aborted"]
 Expects = Literal["nothing", "continue_key", "valence_keys", "text", "sketch", "melody", "sam"]
@@ -144,11 +170,12 @@ class MemoryStarted:
 
 @dataclass(frozen=True)
 class DescriptionSubmitted:
-    """The participant's written description of a memory."""
+    """The participant's written description of a memory (``submitted=False``: a draft)."""
 
     memory_id: str
     text: str
     timestamp: float
+    submitted: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,13 +188,14 @@ class SketchPoints:
 
 @dataclass(frozen=True)
 class SketchFinished:
-    """The final sketch as PNG bytes."""
+    """The final sketch as PNG bytes (``submitted=False``: the phase ended before Submit)."""
 
     memory_id: str
     png: bytes
     timestamp: float
     width: int
     height: int
+    submitted: bool = True
 
 
 @dataclass(frozen=True)
@@ -265,8 +293,26 @@ class _Run:
     reporter: ValenceReporter | None = None
     sam: dict[str, int] = field(default_factory=dict)
     sketch_points: int = 0
+    sketch_submitted: bool = False
     melody_samples: int = 0
     melody_rate: int = 0
+    draft: tuple[str, float] | None = None  # latest description text and when it was typed
+    draft_stored: tuple[str, float] | None = None  # the version last handed to ``store``
+    description_submitted: bool = False
+
+
+@dataclass
+class _HeldKey:
+    """A key the engine saw go down and not yet up."""
+
+    down: float
+    phase: str | None
+    valence: Valence | None
+    repeats: int = 0
+    last: float = 0.0  # the last down or auto-repeat
+
+    def __post_init__(self) -> None:
+        self.last = max(self.last, self.down)
 
 
 # ---------------------------------------------------------------------- engine
@@ -306,8 +352,10 @@ class ProtocolEngine:
         valence_samples: Callable[[np.ndarray, np.ndarray], None] | None = None,
         on_change: Callable[[DisplayState], None] | None = None,
         base_dir: str | Path | None = None,
+        draft_interval: float = 1.0,
     ) -> None:
         self.protocol = protocol
+        self.draft_interval = float(draft_interval)
         self.steps = expand_protocol(protocol)
         self._emit_cb = emit
         self._store_cb = store
@@ -320,6 +368,10 @@ class ProtocolEngine:
         self._now = -np.inf
         self._paused_at: float | None = None
         self._memories_started: set[str] = set()
+        self._held: dict[str, _HeldKey] = {}
+        # Keys physically down whose release (and repeats) must not be recorded: released at a
+        # phase boundary, pressed in a text phase, or pressed before the engine saw them.
+        self._ignored: dict[str, float] = {}  # key -> its last down or repeat
         self.events: list[Event] = []  # everything emitted, for summaries and tests
 
     # ------------------------------------------------------------------ queries
@@ -409,9 +461,26 @@ class ProtocolEngine:
         self._changed()
 
     def tick(self, now: float) -> DisplayState:
-        """Advance to ``now``: end phases whose time is up, start the next ones."""
+        """Advance to ``now``: end phases whose time is up, start the next ones.
+
+        Also stores the description draft when it changed ``draft_interval`` seconds ago.
+        """
         self._advance(now)
+        run = self._run
+        if (
+            run is not None
+            and run.draft is not None
+            and run.draft != run.draft_stored
+            and not run.description_submitted
+            and (run.draft_stored is None or now - run.draft_stored[1] >= self.draft_interval)
+        ):
+            self._store_draft(run)
         return self.display(now)
+
+    def _store_draft(self, run: _Run) -> None:
+        text, t = run.draft
+        run.draft_stored = run.draft
+        self._store(DescriptionSubmitted(run.step.memory.id, text, t, submitted=False))
 
     def pause(self, now: float) -> None:
         """Stop the phase clock (the experimenter's pause); inputs are still recorded."""
@@ -466,27 +535,59 @@ class ProtocolEngine:
         self._changed()
 
     # ------------------------------------------------------------------ participant
+    @property
+    def held_keys(self) -> dict[str, float]:
+        """Keys recorded as down and not yet up: key -> LSL time it went down."""
+        return {k: h.down for k, h in self._held.items()}
+
+    @property
+    def takes_text(self) -> bool:
+        """True while the current phase is one where the participant types (``description``)."""
+        run = self._run
+        return run is not None and isinstance(run.step.phase, DescriptionPhase)
+
     def key_down(self, key: str, timestamp: float, *, auto_repeat: bool = False) -> None:
-        """A key went down at ``timestamp`` (LSL time from the key handler).
+        """A key went down at ``timestamp`` (LSL time from the input device or key handler).
 
         Recorded as a ``keyboard``/``key_down`` event with the valence it means in this phase
         (``positive``/``negative`` for the valence keys of a recall phase, ``null`` for any
-        other key, so analyses never mistake a continue key for a report). An auto-repeat is
-        recorded with ``auto_repeat: true`` but is not a new press. The phase's
-        ``continue_key`` ends an ``until: key`` phase.
+        other key, so analyses never mistake a continue key for a report). A down for a key
+        already down is an auto-repeat, whatever ``auto_repeat`` says (X11 and Qt do not
+        always flag them): it is counted, never recorded as a press. ``auto_repeat=True`` for
+        a key the engine never saw go down means it was pressed earlier (before the protocol,
+        in a text phase): ignored until it is released. Keys in a text phase are text, not
+        events. The phase's ``continue_key`` ends an ``until: key`` phase.
         """
         self._advance(timestamp)
         k = normalize_key(key)
+        held = self._held.get(k)
+        fresh = not auto_repeat  # a new press only if nothing repeated it lately (lost key up)
+        if held is not None:
+            if not (fresh and timestamp - held.last > REPEAT_GAP):
+                held.repeats += 1
+                held.last = timestamp
+                return
+            del self._held[k]
+            self._release(k, held, held.last, released_by="missing_key_up")
+        if k in self._ignored:
+            if not (fresh and timestamp - self._ignored[k] > REPEAT_GAP):
+                self._ignored[k] = timestamp
+                return
+            del self._ignored[k]
+        if auto_repeat or self.takes_text:
+            self._ignored[k] = timestamp
+            return
         run = self._run
         valence: Valence | None = None  # not a valence key here
         if run is not None and run.reporter is not None and self._state != "ready":
             valence = run.reporter.meaning(k)
-            run.reporter.key_down(k, timestamp, auto_repeat=auto_repeat)
+            run.reporter.key_down(k, timestamp)
             self._flush_valence(run)
-        self._key_event(timestamp, "key_down", k, valence, auto_repeat)
+        phase = run.step.phase.id if run is not None else None
+        self._held[k] = _HeldKey(timestamp, phase, valence)
+        self._key_event(timestamp, "key_down", k, valence, phase)
         if (
             run is not None
-            and not auto_repeat
             and self._state in ("running", "paused")
             and run.step.phase.end == "key"
             and k == normalize_key(run.step.phase.continue_key)
@@ -494,20 +595,38 @@ class ProtocolEngine:
             self._request_end(timestamp, "key")
 
     def key_up(self, key: str, timestamp: float) -> None:
-        """A key went up at ``timestamp``."""
+        """A key went up at ``timestamp``; recorded only if its ``key_down`` was."""
         self._advance(timestamp)
         k = normalize_key(key)
+        if k in self._ignored:
+            del self._ignored[k]
+            return
+        held = self._held.pop(k, None)
+        if held is None:
+            log.debug("key %r went up without a recorded down: not recorded", k)
+            return
+        self._release(k, held, timestamp)
+
+    def _release(
+        self, k: str, held: _HeldKey, timestamp: float, released_by: str | None = None
+    ) -> None:
         run = self._run
-        valence: Valence | None = None
-        if run is not None and run.reporter is not None:
-            valence = run.reporter.meaning(k)
+        if (
+            run is not None
+            and run.reporter is not None
+            and held.phase == run.step.phase.id
+            and self._state != "ready"
+        ):
             was_held = run.reporter.key_up(k, timestamp)
             self._flush_valence(run)
             if was_held and run.reporter.mode == "continuous":
                 self._event(
                     timestamp, "participant", "valence_rating", f"{run.reporter.cursor:.4f}"
                 )
-        self._key_event(timestamp, "key_up", k, valence, False)
+        extra: dict[str, Any] = {"repeats": held.repeats}
+        if released_by is not None:
+            extra["released_by"] = released_by
+        self._key_event(timestamp, "key_up", k, held.valence, held.phase, extra)
 
     def submit_description(self, text: str, timestamp: float) -> bool:
         """The participant submitted a written description; returns whether it was accepted.
@@ -523,6 +642,8 @@ class ProtocolEngine:
         if isinstance(phase, DescriptionPhase) and len(text.strip()) < phase.min_chars:
             return False
         mid = run.step.memory.id
+        run.description_submitted = True
+        run.draft = run.draft_stored = (text, timestamp)
         self._store(DescriptionSubmitted(mid, text, timestamp))
         self._event(
             timestamp,
@@ -533,6 +654,60 @@ class ProtocolEngine:
         if isinstance(phase, DescriptionPhase):
             self._request_end(timestamp, "submit")
         return True
+
+    def draft_description(self, text: str, timestamp: float) -> None:
+        """The description as it stands while being typed (call on every change).
+
+        Kept in memory at once and stored (``submitted=False``) at most every
+        ``draft_interval`` seconds by :meth:`tick`, and when the phase ends without Submit,
+        so a crash or a timeout never loses what was written.
+        """
+        run = self._run
+        if (
+            run is None
+            or run.step.memory is None
+            or not isinstance(run.step.phase, DescriptionPhase)
+        ):
+            return
+        if run.description_submitted:
+            return
+        run.draft = (str(text), float(timestamp))
+
+    def keep_unsubmitted_sketch(
+        self,
+        memory_id: str,
+        png: bytes,
+        timestamp: float,
+        *,
+        width: int,
+        height: int,
+        points: int,
+        reason: str,
+    ) -> None:
+        """Store the canvas of a sketch phase that ended without Submit (timeout, skip, abort).
+
+        Called by the display after the phase ended, with the canvas as it was left; stored
+        with ``submitted=False`` and the event ``sketch_unsubmitted``.
+        """
+        self._store(
+            SketchFinished(
+                memory_id, bytes(png), float(timestamp), int(width), int(height), submitted=False
+            )
+        )
+        self._event(
+            timestamp,
+            "participant",
+            "sketch_unsubmitted",
+            self._json(
+                {
+                    "memory": memory_id,
+                    "points": int(points),
+                    "width": int(width),
+                    "height": int(height),
+                    "reason": reason,
+                }
+            ),
+        )
 
     def add_sketch_points(self, points: np.ndarray) -> None:
         """Points drawn so far (``STROKE_DTYPE`` rows with their own LSL timestamps)."""
@@ -550,6 +725,7 @@ class ProtocolEngine:
             log.warning("sketch submitted outside a memory phase: ignored")
             return
         mid = run.step.memory.id
+        run.sketch_submitted = True
         self._store(SketchFinished(mid, bytes(png), timestamp, int(width), int(height)))
         self._event(
             timestamp,
@@ -645,10 +821,15 @@ class ProtocolEngine:
             self._change_cb(self.display())
 
     def _key_event(
-        self, t: float, label: str, key: str, valence: str | None, auto_repeat: bool
+        self,
+        t: float,
+        label: str,
+        key: str,
+        valence: str | None,
+        phase: str | None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        phase = self._run.step.phase.id if self._run is not None else None
-        value = {"key": key, "valence": valence, "auto_repeat": bool(auto_repeat), "phase": phase}
+        value = {"key": key, "valence": valence, "phase": phase, **(extra or {})}
         self._event(t, "keyboard", label, self._json(value))
 
     def _elapsed(self, run: _Run, t: float) -> float:
@@ -713,9 +894,31 @@ class ProtocolEngine:
         run = self._run
         if run is None:
             return
+        for k, held in list(self._held.items()):
+            # A key held across the boundary is released here: the next phase never sees it
+            # (no valence carried over, no characters typed into a text box).
+            del self._held[k]
+            self._ignored[k] = t
+            self._release(k, held, t, released_by="phase_end")
         if run.reporter is not None:
             run.reporter.advance(t)
             self._flush_valence(run)
+        if (
+            isinstance(run.step.phase, DescriptionPhase)
+            and not run.description_submitted
+            and run.draft is not None
+            and run.step.memory is not None
+        ):
+            if run.draft != run.draft_stored:
+                self._store_draft(run)
+            self._event(
+                t,
+                "participant",
+                "description_unsubmitted",
+                self._json(
+                    {"memory": run.step.memory.id, "chars": len(run.draft[0]), "reason": reason}
+                ),
+            )
         marker = {**run.step.marker(), "reason": reason}
         self._event(t, "protocol", "phase_end", self._json(marker))
         if isinstance(run.step.phase, BaselinePhase):

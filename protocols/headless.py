@@ -48,8 +48,9 @@ class HeadlessResult:
                 for k, v in self.samples.items()
             ),
             f"  phases: {ev['protocol/phase_start']} started, {ev['protocol/phase_end']} ended",
-            f"  keys: {ev['keyboard/key_down']} down ({self.participant.get('auto_repeats', 0)} "
-            f"auto-repeat), {ev['keyboard/key_up']} up; valence changes "
+            f"  keys: {ev['keyboard/key_down']} presses ({ev['keyboard/key_up']} releases; "
+            f"{self.participant.get('auto_repeats', 0)} auto-repeats counted, not presses); "
+            "valence changes "
             f"{ev['participant/valence_state']}",
             f"  memories: {ev['participant/description_submitted']} descriptions, "
             f"{ev['participant/sketch_submitted']} sketches "

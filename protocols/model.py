@@ -195,6 +195,8 @@ class MelodyPhase(_Phase):
         default_factory=lambda: ["file", "microphone"], min_length=1
     )
     record_seconds: float = Field(15.0, gt=0, le=600)
+    #: Folder (relative to the protocol file) the melody file chooser opens in.
+    melody_dir: str | None = None
 
 
 class MusicPhase(_Phase):

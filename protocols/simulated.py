@@ -7,7 +7,7 @@ For every phase it writes a script of timestamped inputs when the phase begins, 
 - recall: valence key presses in positive and negative episodes separated by neutral spells,
   with human-like timing: runs of short taps, and now and then a long hold that makes the
   keyboard auto-repeat;
-- description: types for a while, then submits a few sentences (no names of anyone);
+- description: types a few sentences word by word (drafts), then submits them (no names);
 - sketch: draws strokes (points with timestamps and pressure) and submits them with a PNG
   drawn with PIL;
 - melody: hums a synthesized tune into a simulated microphone, chunk by chunk, at 32 kHz;
@@ -214,6 +214,11 @@ class SimulatedParticipant:
         while len(text) < phase.min_chars:
             text += " " + pool[0]
         t = self._limit(phase, self._u(5.0, 10.0))
+        # typing: the text grows word by word, as the text box hands it to the engine
+        words = text.split(" ")
+        for i in range(1, len(words)):
+            draft = " ".join(words[:i])
+            self._at(t * i / len(words), lambda ts, d=draft: self.engine.draft_description(d, ts))
 
         def submit(ts: float) -> None:
             if self.engine.submit_description(text, ts):

@@ -32,7 +32,9 @@ def write_record(writer: SessionWriter, record: MemoryRecord) -> None:
             record.memory_id, cue=record.cue, index=record.index, started=record.timestamp
         )
     elif isinstance(record, DescriptionSubmitted):
-        writer.set_description(record.memory_id, record.text, record.timestamp)
+        writer.set_description(
+            record.memory_id, record.text, record.timestamp, submitted=record.submitted
+        )
     elif isinstance(record, SketchPoints):
         writer.add_sketch_points(record.memory_id, record.points)
     elif isinstance(record, SketchFinished):
@@ -42,6 +44,7 @@ def write_record(writer: SessionWriter, record: MemoryRecord) -> None:
             record.timestamp,
             width=record.width,
             height=record.height,
+            submitted=record.submitted,
         )
     elif isinstance(record, MelodyAudio):
         writer.append_melody(

@@ -232,34 +232,128 @@ def test_skip_and_abort():
     assert len(h.events) == n
 
 
-def test_key_events_carry_key_valence_and_auto_repeat_flag():
+def test_key_events_are_pairs_and_repeats_are_counted_not_recorded():
     h = Harness()
     e = h.engine
     run_first_memory(h)
     e.tick(115.0)  # recall of m1 from 115
     e.key_down("1", 116.0)
     e.key_down("1", 116.6, auto_repeat=True)
+    e.key_down("1", 116.64)  # X11 and Qt do not always flag a repeat: still one press
     e.key_up("1", 117.0)
     e.key_down("x", 118.0)
+    e.key_up("x", 118.1)
     keys = [
         json.loads(x.value) | {"t": x.timestamp, "label": x.label}
         for x in h.events
         if x.source == "keyboard" and x.timestamp >= 116.0
     ]
     assert keys == [
-        {"key": "1", "valence": "positive", "auto_repeat": False, "phase": "recall",
-         "t": 116.0, "label": "key_down"},
-        {"key": "1", "valence": "positive", "auto_repeat": True, "phase": "recall",
-         "t": 116.6, "label": "key_down"},
-        {"key": "1", "valence": "positive", "auto_repeat": False, "phase": "recall",
+        {"key": "1", "valence": "positive", "phase": "recall", "t": 116.0, "label": "key_down"},
+        {"key": "1", "valence": "positive", "phase": "recall", "repeats": 2,
          "t": 117.0, "label": "key_up"},
-        {"key": "x", "valence": None, "auto_repeat": False, "phase": "recall",
-         "t": 118.0, "label": "key_down"},
+        {"key": "x", "valence": None, "phase": "recall", "t": 118.0, "label": "key_down"},
+        {"key": "x", "valence": None, "phase": "recall", "repeats": 0,
+         "t": 118.1, "label": "key_up"},
     ]  # fmt: skip
     assert not h.where("participant", "valence_state")[1:]  # neutral is not known before 119
     e.tick(120.0)
     states = [(x.timestamp, x.value) for x in h.where("participant", "valence_state")]
     assert states == [(116.0, "positive"), (119.0, "neutral")]
+
+
+def test_a_lost_key_up_does_not_swallow_the_next_press():
+    h = Harness()
+    e = h.engine
+    run_first_memory(h)
+    e.tick(115.0)
+    e.key_down("1", 116.0)
+    e.key_down("1", 116.6, auto_repeat=True)
+    # the key up never arrived (a device hiccup); 2 s later the key goes down again
+    e.key_down("1", 118.6)
+    e.key_up("1", 118.7)
+    downs = h.where("keyboard", "key_down")[-2:]
+    ups = [json.loads(x.value) | {"t": x.timestamp} for x in h.where("keyboard", "key_up")]
+    assert [x.timestamp for x in downs] == [116.0, 118.6]
+    assert ups[-2]["released_by"] == "missing_key_up" and ups[-2]["t"] == 116.6
+    assert ups[-1]["t"] == 118.7 and "released_by" not in ups[-1]
+
+
+def test_unpaired_and_stale_keys_are_not_recorded():
+    h = Harness()
+    e = h.engine
+    run_first_memory(h)
+    e.tick(115.0)
+    n = len(h.where("keyboard", "key_down"))
+    e.key_up("3", 115.5)  # went down before the engine saw it: no lone key_up
+    e.key_down("1", 115.6, auto_repeat=True)  # held since before: not a press
+    e.key_down("1", 115.7, auto_repeat=True)
+    e.key_up("1", 115.8)
+    assert len(h.where("keyboard", "key_down")) == n
+    assert len(h.where("keyboard", "key_up")) == n
+    assert not h.where("participant", "valence_state")[1:]
+
+
+def test_a_key_held_across_a_phase_boundary_is_released_there_and_never_typed():
+    h = Harness()
+    e = h.engine
+    run_first_memory(h)
+    e.tick(115.0)
+    e.key_down("3", 134.0)  # held as the recall ends at 135
+    for t in np.arange(134.5, 137.0, 0.04):
+        e.key_down("3", float(t), auto_repeat=True)
+    e.key_up("3", 137.2)  # released in the description phase
+    downs, ups = h.where("keyboard", "key_down"), h.where("keyboard", "key_up")
+    assert len(downs) == len(ups)
+    last = json.loads(ups[-1].value)
+    assert ups[-1].timestamp == 135.0
+    assert last["released_by"] == "phase_end" and last["phase"] == "recall"
+    assert last["repeats"] == 13  # the repeats before 135; later ones are ignored
+    states = [(x.timestamp, x.value) for x in h.where("participant", "valence_state")]
+    assert states[-1] == (135.0, "neutral") or states[-1][0] <= 135.0
+
+
+def test_keys_typed_in_a_description_are_text_not_events():
+    h = Harness()
+    e = h.engine
+    run_first_memory(h)
+    e.tick(135.5)  # description of m1
+    n = len([x for x in h.events if x.source == "keyboard"])
+    for i, ch in enumerate("my lake"):
+        e.key_down(ch if ch != " " else "space", 136.0 + i * 0.2)
+        e.key_up(ch if ch != " " else "space", 136.05 + i * 0.2)
+    e.draft_description("my lake", 137.5)
+    assert len([x for x in h.events if x.source == "keyboard"]) == n
+
+
+def test_description_drafts_are_stored_and_kept_at_timeout():
+    text = PROTOCOL.replace(
+        "{id: describe, kind: description, min_chars: 5, min_duration: 4}",
+        "{id: describe, kind: description, min_chars: 5, max_duration: 30}",
+    )
+    h = Harness(text)
+    e = h.engine
+    e.draft_interval = 1.0
+    run_first_memory(h)
+    e.tick(135.5)
+    e.draft_description("The", 136.0)
+    e.tick(136.1)
+    e.draft_description("The lake", 136.4)
+    e.tick(136.5)  # less than 1 s after the last stored draft: not yet
+    e.draft_description("The lake at dawn", 136.9)
+    e.tick(137.2)
+    drafts = [r for r in h.records if isinstance(r, DescriptionSubmitted)]
+    assert [(r.text, r.submitted) for r in drafts] == [
+        ("The", False),
+        ("The lake at dawn", False),
+    ]
+    e.draft_description("The lake at dawn, cold", 150.0)
+    e.tick(166.0)  # max_duration: the phase times out without Submit
+    drafts = [r for r in h.records if isinstance(r, DescriptionSubmitted)]
+    assert (drafts[-1].text, drafts[-1].submitted) == ("The lake at dawn, cold", False)
+    (ev,) = h.where("participant", "description_unsubmitted")
+    assert json.loads(ev.value) == {"memory": "m1", "chars": 22, "reason": "timeout"}
+    assert ev.timestamp == 165.0
 
 
 def test_an_input_after_a_deadline_belongs_to_the_next_phase():
@@ -278,8 +372,9 @@ def test_continue_key_ignores_auto_repeat_and_other_keys():
     e = h.engine
     e.start(0.0)
     e.key_down("a", 1.0)
-    e.key_down("space", 1.5, auto_repeat=True)
+    e.key_down("space", 1.5, auto_repeat=True)  # held since before: not a press
     assert e.current.phase.id == "hello"
+    e.key_up("space", 1.6)
     e.key_down(" ", 2.0)  # Qt's text for the space bar
     assert e.current.phase.id == "rest"
 
