@@ -162,3 +162,57 @@ class Dejitter:
             ramp = np.arange(1, n + 1, dtype=np.float64) / n
             line = (previous[0] + previous[1] * k) * (1.0 - ramp) + line * ramp
         return self._t_ref + line
+
+
+X11_WRAP_MS = 2**32  # X11 timestamps are 32-bit milliseconds
+X11_MAX_DELAY_MS = 2000.0
+
+
+def x11_time(stamp_ms: int, read_time: float, *, offset_s: float = 0.0) -> float:
+    """An X server timestamp (32-bit ms of ``CLOCK_MONOTONIC``) as LSL seconds.
+
+    Parameters
+    ----------
+    stamp_ms
+        The server's timestamp of an event (``Time``, milliseconds, wraps every 49.7 days).
+    read_time
+        LSL seconds read after the event reached this process; it resolves the wrap-around.
+    offset_s
+        Added to the server's time: ``lsl = stamp_ms / 1000 + offset_s`` (after unwrapping).
+        A local server truncates its clock to the millisecond, so ``0.0005`` puts the event
+        at the centre of its millisecond instead of at its start; a server on another machine
+        needs the measured offset between its clock and this one.
+
+    Returns
+    -------
+    float
+        The event's LSL time, never later than ``read_time``. A stamp more than 2 s before
+        ``read_time`` (or more than 1 s after it) is not trusted and ``read_time`` is returned.
+        With ``offset_s=0`` this is what ``app/keys.py`` computes for Qt's key events.
+    """
+    if not stamp_ms:
+        return read_time
+    # Centred window: an event stamped in the same millisecond as read_time gives a small
+    # negative delay once offset_s is added, not one of 49.7 days.
+    delay_ms = ((read_time - offset_s) * 1000.0 - stamp_ms + 1000.0) % X11_WRAP_MS - 1000.0
+    if delay_ms > X11_MAX_DELAY_MS:
+        return read_time
+    return min(read_time, read_time - delay_ms / 1000.0)
+
+
+def monotonic_to_lsl_offset(n: int = 25) -> tuple[float, float]:
+    """``lsl - CLOCK_MONOTONIC`` in seconds, and the widest bracket of the readings.
+
+    liblsl's clock is ``std::chrono::steady_clock``, which is ``CLOCK_MONOTONIC`` on Linux, so
+    the offset is zero to within a microsecond there; it is measured rather than assumed so
+    that device times on ``CLOCK_MONOTONIC`` (the X server's, the kernel's input events) stay
+    right with a liblsl or platform that differs.
+    """
+    offsets, widths = [], []
+    for _ in range(n):
+        a = local_clock()
+        m = time.clock_gettime(time.CLOCK_MONOTONIC)
+        b = local_clock()
+        offsets.append((a + b) / 2 - m)
+        widths.append(b - a)
+    return float(np.median(offsets)), float(np.max(widths))
