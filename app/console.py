@@ -8,6 +8,7 @@ panels refresh from timers.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from app.participant import ParticipantWindow
+from app.participant_input import ParticipantInput
 from app.protocol_runner import ProtocolRunner, free_key_valence
 from app.scope import ScopeWidget
 from app.scope_feed import DisplayFilter, ScopeFeed
@@ -25,9 +27,12 @@ from app.settings import AppSettings
 from app.widgets.display_panel import DisplayPanel
 from app.widgets.event_log import EventLogView
 from app.widgets.jobs_panel import JobsPanel
+from app.widgets.participant_panel import ParticipantPanel, participant_rect
 from app.widgets.session_panel import SessionPanel, human_bytes
 from app.widgets.source_panel import SourcePanel
 from data_schema.errors import RecallLabError
+from data_schema.types import Event
+from drivers.clock import local_clock
 from protocols.headless import uses_continuous_valence
 
 log = logging.getLogger(__name__)
@@ -52,8 +57,11 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         The session controller (default: a new one).
     """
 
+    TITLE = "recall-lab: experimenter console"
+
     source_connected = QtCore.pyqtSignal(object, str)  # StreamInfo or None, error text
     recording_stopped = QtCore.pyqtSignal(str)  # file path
+    _device_key = QtCore.pyqtSignal(object)  # drivers.keyboard.KeyEvent (reader thread -> GUI)
     _closed = QtCore.pyqtSignal(object, object)  # path or None, error or None (worker -> GUI)
 
     def __init__(
@@ -62,22 +70,32 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         controller: SessionController | None = None,
     ) -> None:
         super().__init__()
-        self.setWindowTitle("recall-lab: experimenter console")
+        self.setWindowTitle(self.TITLE)
+        self.setAccessibleName("experimenter console")
         self.settings = settings or AppSettings()
         self.controller = controller or SessionController()
         self.participant = ParticipantWindow()
+        self.participant.confirm_close = self._confirm_participant_close
+        self.participant.closed.connect(self._participant_closed)
+        # Every key of every window of the app goes through this filter first.
+        self.input = ParticipantInput(self.participant, parent=self)
+        self._free_held: dict[str, int] = {}  # free keys down -> auto-repeats seen
+        self.keyboard = None  # a drivers.keyboard.ParticipantKeyboard while recording with one
         self.runner: ProtocolRunner | None = None
         self.feed: ScopeFeed | None = None
         self.last_file: Path | None = None
         self._connecting = False
         self._protocol = None
         self._protocol_dir: Path | None = None
+        self._closing = False
 
         s = self.settings
         self.source_panel = SourcePanel(s)
         self.display_panel = DisplayPanel(s)
         self.session_panel = SessionPanel(s)
         self.session_panel.set_protocols(_builtin_protocols())
+        self.participant_panel = ParticipantPanel(s)
+        self.participant_panel.set_keyboards(_participant_keyboards())
         self.jobs_panel = JobsPanel()
         self.scope = ScopeWidget()
         self.scope.set_window(s.get("scope/window"))
@@ -87,7 +105,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
         left = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
-        for w in (self.source_panel, self.display_panel, self.session_panel, self.jobs_panel):
+        for w in (
+            self.source_panel,
+            self.display_panel,
+            self.session_panel,
+            self.participant_panel,
+            self.jobs_panel,
+        ):
             ll.addWidget(w)
         ll.addStretch(1)
         scroll = QtWidgets.QScrollArea()
@@ -125,7 +149,16 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         sp.protocol_pause.connect(lambda paused: self.runner and self.runner.pause(paused))
         sp.protocol_skip.connect(lambda: self.runner and self.runner.skip())
         sp.protocol_abort.connect(self.abort_protocol)
-        self.participant.key_changed.connect(self._key)
+        self.input.key.connect(self._key)
+        self._device_key.connect(self._on_device_key)
+        self.participant_panel.show_requested.connect(self.show_participant)
+        for b in self.findChildren(QtWidgets.QAbstractButton):
+            # Console buttons are clicked, never triggered from the keyboard: a participant's
+            # space or enter must not press whichever button was clicked last.
+            b.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+            if isinstance(b, QtWidgets.QPushButton):
+                b.setAutoDefault(False)
+                b.setDefault(False)
         self.status_timer = QtCore.QTimer(self)
         self.status_timer.setInterval(250)
         self.status_timer.timeout.connect(self.refresh_status)
@@ -210,14 +243,17 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 raise RecallLabError("enter the participant's pseudonym code (e.g. P001)")
             protocol = self._load_protocol(str(v["protocol"]), float(v["time_scale"]))
             out_dir.mkdir(parents=True, exist_ok=True)
+            input_attrs = self._open_keyboard(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
                 out_dir / session_file_name(str(v["participant"])),
                 participant=str(v["participant"]),
                 notes=str(v["notes"]),
                 protocol=protocol.label if protocol is not None else "",
                 valence_rate=uses_continuous_valence(protocol) if protocol is not None else None,
+                attrs={"participant_input": json.dumps(input_attrs)},
             )
         except (RecallLabError, OSError) as exc:
+            self._close_keyboard()
             self._warn("Cannot start recording", str(exc))
             return None
         self._protocol = protocol
@@ -225,6 +261,42 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"recording to {path}")
         self._update_buttons()
         return path
+
+    def _open_keyboard(self, spec: str) -> dict[str, object]:
+        """Start reading the participant's keyboard device (``qt``: the app's windows).
+
+        Returns what the session file records about where the keys come from.
+        """
+        self._close_keyboard()
+        if spec == "qt":
+            return {
+                "backend": "qt",
+                "device": "the app's windows, any focus",
+                "clock": "X server event time (ms, CLOCK_MONOTONIC = LSL clock) on X11; the "
+                "key handler's LSL time elsewhere",
+            }
+        from drivers.keyboard import open_keyboard
+
+        kb = open_keyboard(spec, self._device_key.emit)  # RecallLabError: one clear line
+        kb.start()
+        self.keyboard = kb
+        self.input.device_active = True
+        return {
+            "backend": kb.info.backend,
+            "device": kb.info.name,
+            "spec": kb.info.spec,
+            "clock_mapping": kb.clock_mapping,
+        }
+
+    def _close_keyboard(self) -> None:
+        kb, self.keyboard = self.keyboard, None
+        self.input.device_active = False
+        if kb is not None:
+            kb.close()
+
+    def _on_device_key(self, ev: object) -> None:
+        if self.keyboard is not None:
+            self._key(ev.timestamp, ev.key, ev.down, ev.repeat)
 
     def _load_protocol(self, spec: str, time_scale: float):
         if not spec or spec == "none":
@@ -246,13 +318,23 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.controller,
             self.participant,
             base_dir=self._protocol_dir,
+            melody_dir=self.settings.get("participant/melody_dir"),
+            # Device keys arrive through a queued signal a few ms after their time: the engine
+            # stays that far behind so a key near a phase boundary lands in its own phase.
+            horizon=(lambda now: now - 0.02) if self.keyboard is not None else self.input.horizon,
             parent=self,
         )
         self.runner.changed.connect(self._phase_changed)
         self.runner.finished.connect(self._protocol_finished)
+        self.runner.text_box.connect(self.input.set_text_box)
         if not self.participant.isVisible():
             self.show_participant()
+        self.input.set_protocol_running(True)
         self.runner.start()
+        self.statusBar().showMessage(
+            "protocol running: every key goes to the participant's protocol, whichever window "
+            "has focus"
+        )
         self._update_buttons()
 
     def abort_protocol(self) -> None:
@@ -268,6 +350,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         )
 
     def _protocol_finished(self, how: str) -> None:
+        self.input.set_protocol_running(False)
         self.statusBar().showMessage(f"protocol {how}; the recording is stopping")
         # Keep recording a moment past the last marker, so the final phase's EEG (still in
         # flight from the device) is complete in the file, as the headless runner does.
@@ -292,7 +375,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             if not runner.engine.done:
                 runner.abort()  # the file gets phase_end/session_end with reason "abort"
             runner.close()
+        self.input.set_protocol_running(False)
         self.participant.melody.stop_recording()
+        self._close_keyboard()
         finish = self.controller.begin_stop()
         if finish is None:
             self._update_buttons()
@@ -323,17 +408,87 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ participant
     def show_participant(self) -> None:
-        self.participant.place(
-            self.settings.get("participant/screen"), self.settings.get("participant/fullscreen")
+        """Show (or re-open) the participant display where the experimenter set it.
+
+        Full screen on the chosen screen; on the console's own screen only in a window beside
+        the console (full screen there would hide the console, so it is never done unasked: the
+        experimenter is asked first).
+        """
+        v = self.participant_panel.values()
+        screens = QtGui.QGuiApplication.screens()
+        index = int(v["screen"]) if 0 <= int(v["screen"]) < len(screens) else 0
+        screen = screens[index]
+        console_screen = self.screen() if self.isVisible() else None
+        same = console_screen is screen and self.isVisible()
+        fullscreen = bool(v["fullscreen"])
+        if (
+            fullscreen
+            and same
+            and not self.session_panel.confirm(
+                "Cover the console?",
+                "The participant display is set to full screen on the console's own screen: it "
+                "will hide the console until the participant display is closed or moved. "
+                "Go full screen anyway?",
+            )
+        ):
+            fullscreen = False
+        rect, console_rect = participant_rect(
+            screen.availableGeometry(), self.frameGeometry() if same else None
+        )
+        if console_rect is not None and not fullscreen:
+            self._fit_console(console_rect)
+        self.participant.place(rect, index, fullscreen)
+        if self.controller.recording:
+            self._display_event("participant_display_shown", fullscreen=fullscreen, screen=index)
+
+    def _fit_console(self, rect: QtCore.QRect) -> None:
+        if self.isMaximized() or self.isFullScreen():
+            self.showNormal()
+        frame, inner = self.frameGeometry(), self.geometry()
+        dw, dh = frame.width() - inner.width(), frame.height() - inner.height()
+        self.resize(max(400, rect.width() - dw), max(300, rect.height() - dh))
+        self.move(rect.topLeft())
+
+    def _confirm_participant_close(self) -> bool:
+        if self.runner is None or self.runner.engine.done or self._closing:
+            return True
+        return self.session_panel.confirm(
+            "Close the participant display?",
+            "A protocol is running. Close the participant display? The protocol and the "
+            "recording go on, and the display can be shown again with 'Show participant "
+            "display'.",
         )
 
-    def _key(self, t: float, key: str, down: bool, auto_repeat: bool) -> None:
+    def _participant_closed(self) -> None:
+        if self.controller.recording:
+            self._display_event("participant_display_closed")
+        self.statusBar().showMessage(
+            "the participant display was closed; 'Show participant display' opens it again"
+        )
+
+    def _display_event(self, label: str, **extra: object) -> None:
+        phase = None
+        if self.runner is not None and self.runner.engine.current is not None:
+            phase = self.runner.engine.current.phase.id
+        value = json.dumps({"phase": phase, **extra}, separators=(",", ":"))
+        self.controller.add_event(Event(local_clock(), "app", label, value))
+
+    def _key(self, t: float, key: str, down: bool, repeat: bool) -> None:
         if self.runner is not None and not self.runner.engine.done:
-            self.runner.key(t, key, down, auto_repeat)
-        else:
-            self.controller.key_event(
-                t, key, free_key_valence(key), down=down, auto_repeat=auto_repeat
-            )
+            self.runner.key(t, key, down, repeat)
+            return
+        # No protocol: free valence keys, one down and one up per press.
+        if down:
+            if key in self._free_held:
+                self._free_held[key] += 1
+                return
+            if repeat:
+                return  # held since before it could be seen
+            self._free_held[key] = 0
+            self.controller.key_event(t, key, free_key_valence(key), down=True)
+        elif key in self._free_held:
+            repeats = self._free_held.pop(key)
+            self.controller.key_event(t, key, free_key_valence(key), down=False, repeats=repeats)
 
     # ------------------------------------------------------------------ status
     def _update_buttons(self) -> None:
@@ -345,6 +500,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.source_panel.disconnect_button.setEnabled(
             self.controller.connected and not self.controller.recording
         )
+        self.participant_panel.set_recording(self.controller.recording)
 
     def refresh_status(self) -> None:
         """Timer slot: rate, drops, quality, recording status, new events."""
@@ -368,6 +524,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             )
         elif st.error:
             self.session_panel.progress.setText(st.error)
+        if self.keyboard is not None and self.keyboard.error:
+            self.statusBar().showMessage(
+                f"participant keyboard stopped: {self.keyboard.error}; keys now come from the "
+                "app's windows"
+            )
+            self._close_keyboard()
 
     def _warn(self, title: str, text: str) -> None:
         self.statusBar().showMessage(text)
@@ -375,10 +537,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, e: QtGui.QCloseEvent) -> None:
+        self._closing = True
         if self.controller.recording and not self.session_panel.confirm(
             "Stop recording and quit?",
             "A session is being recorded. Stop the recording (the file is kept) and quit?",
         ):
+            self._closing = False
             e.ignore()
             return
         if self.controller.recording:
@@ -391,6 +555,19 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.settings.sync()
         self.participant.close()
         e.accept()
+
+
+def _participant_keyboards() -> list:
+    """Keyboards that can be read directly (XInput2, evdev); none if the driver is missing."""
+    try:
+        from drivers.keyboard import list_keyboards
+    except ImportError:
+        return []
+    try:
+        return list_keyboards()
+    except Exception:  # listing devices must never keep the console from opening
+        log.exception("listing keyboards")
+        return []
 
 
 def _builtin_protocols() -> list[str]:

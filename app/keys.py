@@ -14,8 +14,10 @@ import sys
 
 from PyQt6 import QtCore, QtGui
 
-_WRAP_MS = 2**32  # X11 timestamps are 32-bit milliseconds
-_MAX_QUEUE_DELAY_MS = 2000.0
+from drivers.clock import x11_time as x11_time_on_lsl
+
+#: An X server stamps an event with the millisecond it fell in; its centre is half a ms later.
+STAMP_CENTRE_S = 0.0005
 
 
 def input_time(event: QtGui.QInputEvent, handler_time: float) -> float:
@@ -34,14 +36,12 @@ def x11_time(stamp_ms: int, handler_time: float) -> float:
     """An X server timestamp (32-bit ms of ``CLOCK_MONOTONIC``) as LSL seconds.
 
     ``handler_time`` (LSL seconds, read after the event) resolves the wrap-around; a stamp more
-    than 2 s before it (or after it) is not trusted and ``handler_time`` is returned.
+    than 2 s before it (or after it) is not trusted and ``handler_time`` is returned. The server
+    truncates its clock to the millisecond, so the event is put at the centre of its
+    millisecond (:data:`STAMP_CENTRE_S`), as the XInput2 keyboard does
+    (:func:`drivers.clock.x11_time`).
     """
-    if not stamp_ms:
-        return handler_time
-    delay_ms = (handler_time * 1000.0 - stamp_ms) % _WRAP_MS
-    if delay_ms > _MAX_QUEUE_DELAY_MS:
-        return handler_time
-    return handler_time - delay_ms / 1000.0
+    return x11_time_on_lsl(stamp_ms, handler_time, offset_s=STAMP_CENTRE_S)
 
 
 _SPECIAL = {

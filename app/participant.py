@@ -3,15 +3,14 @@
 It shows what the protocol asks for now (instructions, a cue, a countdown, valence feedback, a
 text box, the sketch canvas, the melody panel, SAM scales) and reports what the participant
 does through signals. It holds no protocol logic: :mod:`app.protocol_runner` tells it which
-phase to show and decides what the signals mean. Key presses are timestamped on the LSL clock
-as the first thing the handler does (:func:`app.keys.input_time`).
+phase to show and decides what the signals mean. Keys do not come from here: the participant's
+keys reach the protocol whichever window has focus (:mod:`app.participant_input`).
 """
 
 from __future__ import annotations
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
-from app.keys import input_time, key_name
 from app.widgets.melody import MelodyPanel
 from app.widgets.sam import SamPanel
 from app.widgets.sketch import SketchCanvas
@@ -32,9 +31,9 @@ class ParticipantWindow(QtWidgets.QWidget):
 
     Signals
     -------
-    key_changed(t, key, down, auto_repeat)
-        A key went down or up (``t`` on the LSL clock, taken in the handler).
     description_submitted(text, t)
+    description_edited(text, t)
+        The text as it stands after each change (drafts are kept, never only on Submit).
     sketch_points(points)
         ``(stroke, t, x, y, pressure)`` tuples as drawn.
     sketch_submitted(png, t, width, height)
@@ -42,19 +41,27 @@ class ParticipantWindow(QtWidgets.QWidget):
         ``sam_valence``/``sam_arousal``, 1-9.
     done(t)
         The participant pressed the melody phase's "Done" button.
+    closed()
+        The window was closed (after :attr:`confirm_close` agreed).
     """
 
-    key_changed = QtCore.pyqtSignal(float, str, bool, bool)
     description_submitted = QtCore.pyqtSignal(str, float)
+    description_edited = QtCore.pyqtSignal(str, float)
     sketch_points = QtCore.pyqtSignal(list)
     sketch_submitted = QtCore.pyqtSignal(bytes, float, int, int)
     sam_rated = QtCore.pyqtSignal(str, int, float)
     done = QtCore.pyqtSignal(float)
+    closed = QtCore.pyqtSignal()
+
+    TITLE = "recall-lab: participant display"
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("recall-lab: participant")
+        self.setWindowTitle(self.TITLE)
+        self.setAccessibleName("participant display")
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        #: Called before the window closes; returns whether it may (the console asks).
+        self.confirm_close = lambda: True
         self.setStyleSheet("QWidget { font-size: 18px; }")
         self.kind = ""
 
@@ -76,13 +83,16 @@ class ParticipantWindow(QtWidgets.QWidget):
 
         self.description = QtWidgets.QPlainTextEdit()
         self.description.setPlaceholderText("Describe the memory in your own words…")
+        self.description.setAccessibleName("Description")
         self.submit_description = QtWidgets.QPushButton("Submit description")
+        self.submit_description.setAccessibleName("Submit")
         self.pages.addWidget(_column(self.description, self.submit_description))
 
         self.canvas = SketchCanvas()
         self.undo_button = QtWidgets.QPushButton("Undo")
         self.clear_button = QtWidgets.QPushButton("Clear")
         self.submit_sketch = QtWidgets.QPushButton("Submit sketch")
+        self.submit_sketch.setAccessibleName("Submit")
         buttons = QtWidgets.QHBoxLayout()
         for b in (self.undo_button, self.clear_button, self.submit_sketch):
             buttons.addWidget(b)
@@ -115,6 +125,14 @@ class ParticipantWindow(QtWidgets.QWidget):
         self.canvas.points_ready.connect(self.sketch_points)
         self.sam.rated.connect(self.sam_rated)
         self.melody_done.clicked.connect(lambda: self.done.emit(local_clock()))
+        self.description.textChanged.connect(
+            lambda: self.description_edited.emit(self.description.toPlainText(), local_clock())
+        )
+        for b in self.findChildren(QtWidgets.QPushButton):
+            # Buttons are clicked, never pressed by a key: space or enter typed for the
+            # protocol must not submit a page.
+            b.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+            b.setAutoDefault(False)
         self.show_phase("", "Waiting", "The session will start soon.")
 
     # ------------------------------------------------------------------ what to show
@@ -134,7 +152,9 @@ class ParticipantWindow(QtWidgets.QWidget):
         if page == PAGE_TEXT:
             self.text.setText(text)
         elif page == PAGE_DESCRIPTION:
+            self.description.blockSignals(True)  # a new, empty box is not a draft
             self.description.clear()
+            self.description.blockSignals(False)
             self.description.setPlaceholderText(text or "Describe the memory in your own words…")
         elif page == PAGE_SKETCH:
             self.canvas.reset()
@@ -159,26 +179,49 @@ class ParticipantWindow(QtWidgets.QWidget):
         else:
             self.countdown.setText(f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s")
 
-    def place(self, screen_index: int, fullscreen: bool) -> None:
-        """Move to screen ``screen_index`` (if it exists) and go full screen there."""
+    def place(self, geometry: QtCore.QRect | None, screen_index: int, fullscreen: bool) -> None:
+        """Show the display full screen on screen ``screen_index``, or as a window at
+        ``geometry`` (a rectangle for the whole window, title bar included: never off-screen).
+        """
         screens = QtGui.QGuiApplication.screens()
-        if 0 <= screen_index < len(screens):
-            self.setScreen(screens[screen_index])
-            self.move(screens[screen_index].geometry().topLeft())
+        screen = screens[screen_index] if 0 <= screen_index < len(screens) else None
+        if screen is not None:
+            self.setScreen(screen)
         if fullscreen:
+            if screen is not None:
+                self.setGeometry(screen.geometry())
             self.showFullScreen()
+            return
+        if self.isFullScreen():
+            self.showNormal()
+        if geometry is not None:
+            self.resize(geometry.size())
+            self.move(geometry.topLeft())
+        self.show()
+        if geometry is not None:
+            # The window manager adds its frame once the window is mapped: fit the whole frame
+            # (title bar included) into the rectangle asked for.
+            target = QtCore.QRect(geometry)
+            QtCore.QTimer.singleShot(200, lambda: self._fit_frame(target))
+
+    def _fit_frame(self, target: QtCore.QRect) -> None:
+        frame, inner = self.frameGeometry(), self.geometry()
+        left, top = inner.x() - frame.x(), inner.y() - frame.y()
+        right = frame.right() - inner.right()
+        bottom = frame.bottom() - inner.bottom()
+        self.resize(
+            max(200, target.width() - left - right), max(150, target.height() - top - bottom)
+        )
+        self.move(target.topLeft())
+
+    def closeEvent(self, e: QtGui.QCloseEvent) -> None:
+        if self.confirm_close():
+            e.accept()
+            self.closed.emit()
         else:
-            self.show()
+            e.ignore()
 
     # ------------------------------------------------------------------ participant input
-    def keyPressEvent(self, e: QtGui.QKeyEvent) -> None:
-        t = input_time(e, local_clock())  # first: when the key went down, not when polled
-        self.key_changed.emit(t, key_name(e), True, e.isAutoRepeat())
-
-    def keyReleaseEvent(self, e: QtGui.QKeyEvent) -> None:
-        t = input_time(e, local_clock())
-        self.key_changed.emit(t, key_name(e), False, e.isAutoRepeat())
-
     def _submit_description(self) -> None:
         t = local_clock()
         self.description_submitted.emit(self.description.toPlainText(), t)

@@ -8,7 +8,9 @@ thread-safe; audio from the microphone thread reaches it through a queued Qt sig
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +63,13 @@ class ProtocolRunner(QtCore.QObject):
         The phase or the run state changed (the console shows it).
     finished(str)
         ``completed`` or ``aborted``.
+    text_box(object)
+        The participant's text box while a text phase shows it, else ``None``.
     """
 
     changed = QtCore.pyqtSignal(object)
     finished = QtCore.pyqtSignal(str)
+    text_box = QtCore.pyqtSignal(object)
 
     def __init__(
         self,
@@ -73,12 +78,21 @@ class ProtocolRunner(QtCore.QObject):
         participant: ParticipantWindow,
         *,
         base_dir: str | Path | None = None,
+        melody_dir: str = "",
         tick_ms: int = 20,
+        horizon: Callable[[float], float] | None = None,
         parent: QtCore.QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.protocol = protocol
         self.participant = participant
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.melody_dir = melody_dir
+        #: The time up to which the key source has delivered everything (a key release may
+        #: still be held back to tell it from an auto-repeat); the engine never runs past it.
+        self.horizon = horizon or (lambda now: now)
+        self._sketch_points_n: dict[str, int] = {}
+        self._sketch_done: set[str] = set()
         self.engine = ProtocolEngine(
             protocol,
             emit=controller.add_event,
@@ -96,6 +110,7 @@ class ProtocolRunner(QtCore.QObject):
         self.timer.timeout.connect(self.tick)
         p = participant
         p.description_submitted.connect(self._description)
+        p.description_edited.connect(self._draft)
         p.sketch_points.connect(self._sketch_points)
         p.sketch_submitted.connect(self._sketch)
         p.sam_rated.connect(self._sam)
@@ -126,6 +141,7 @@ class ProtocolRunner(QtCore.QObject):
         p = self.participant
         for sig, slot in (
             (p.description_submitted, self._description),
+            (p.description_edited, self._draft),
             (p.sketch_points, self._sketch_points),
             (p.sketch_submitted, self._sketch),
             (p.sam_rated, self._sam),
@@ -155,11 +171,21 @@ class ProtocolRunner(QtCore.QObject):
             need = getattr(phase, "min_chars", 0)
             self.participant.title.setText(f"Please write at least {need} characters")
 
+    def _draft(self, text: str, t: float) -> None:
+        self.engine.draft_description(text, t)
+
     def _sketch_points(self, points: list) -> None:
+        step = self.engine.current
+        if step is not None and step.memory_id is not None:
+            n = self._sketch_points_n.get(step.memory_id, 0)
+            self._sketch_points_n[step.memory_id] = n + len(points)
         self.engine.add_sketch_points(np.array(points, dtype=STROKE_DTYPE))
 
     def _sketch(self, png: bytes, t: float, width: int, height: int) -> None:
+        step = self.engine.current
         self.engine.finish_sketch(png, t, width=width, height=height)
+        if step is not None and step.memory_id is not None:
+            self._sketch_done.add(step.memory_id)
 
     def _sam(self, label: str, value: int, t: float) -> None:
         self.engine.rate_sam(label.removeprefix("sam_"), value, t)
@@ -175,7 +201,7 @@ class ProtocolRunner(QtCore.QObject):
 
     # ------------------------------------------------------------------ display
     def tick(self) -> None:
-        d = self.engine.tick(local_clock())
+        d = self.engine.tick(self.horizon(local_clock()))
         self.participant.set_remaining(d.remaining)
         if d.expects == "valence_keys":
             self.participant.set_valence(d.valence)
@@ -186,12 +212,46 @@ class ProtocolRunner(QtCore.QObject):
             self.timer.stop()
             self.finished.emit("completed" if self.engine.state == "finished" else "aborted")
 
+    def _keep_unsubmitted_sketch(self, last: DisplayState) -> None:
+        """The sketch phase ``last`` ended without Submit: store the canvas as it was left."""
+        mid = last.memory_id
+        if mid is None or mid in self._sketch_done or not self._sketch_points_n.get(mid):
+            return
+        self._sketch_done.add(mid)
+        canvas = self.participant.canvas
+        canvas.flush()
+        end = next(
+            (e for e in reversed(self.engine.events) if e.label == "phase_end"),
+            None,
+        )
+        reason = json.loads(end.value).get("reason", "") if end is not None else ""
+        self.engine.keep_unsubmitted_sketch(
+            mid,
+            canvas.to_png(),
+            end.timestamp if end is not None else local_clock(),
+            width=canvas.width(),
+            height=canvas.height(),
+            points=self._sketch_points_n.get(mid, 0),
+            reason=reason,
+        )
+
+    def _melody_folder(self, d: DisplayState) -> str:
+        folder = getattr(d.phase, "melody_dir", None)
+        if folder:
+            path = Path(folder)
+            if not path.is_absolute() and self.base_dir is not None:
+                path = self.base_dir / path
+            return str(path)
+        return self.melody_dir
+
     def _on_change(self, d: DisplayState) -> None:
         last, self._last = self._last, d
         p = self.participant
         same_phase = (
             last is not None and last.step_index == d.step_index and last.phase_id == d.phase_id
         )
+        if not same_phase and last is not None and last.kind == "sketch":
+            self._keep_unsubmitted_sketch(last)  # before the canvas is cleared for what follows
         if same_phase and d.state in ("running", "paused"):
             # Pause and resume keep the page (and what the participant typed or drew).
             title = TITLES.get(d.kind, d.kind)
@@ -204,6 +264,7 @@ class ProtocolRunner(QtCore.QObject):
             if d.kind == "melody" and p.kind != "melody":
                 p.melody.origin = ""
                 p.melody.max_seconds = float(getattr(d.phase, "record_seconds", 15.0))
+                p.melody.start_dir = self._melody_folder(d)
             if d.kind == "music" and d.music_path is not None:
                 play_file(d.music_path, on_error=lambda msg: log.warning("%s", msg))
             p.show_phase(
@@ -213,6 +274,9 @@ class ProtocolRunner(QtCore.QObject):
                 remaining=d.remaining,
                 valence_feedback=d.expects == "valence_keys",
             )
+        if not same_phase:
+            running = d.state in ("running", "paused")
+            self.text_box.emit(p.description if running and d.kind == "description" else None)
         self.changed.emit(d)
 
 

@@ -123,6 +123,7 @@ class SessionController:
         notes: str = "",
         protocol: str = "",
         valence_rate: float | None = None,
+        attrs: dict[str, object] | None = None,
     ) -> Path:
         """Create the session file and start writing the source and events into it.
 
@@ -133,7 +134,9 @@ class SessionController:
             raise SourceError("connect a source before recording")
         if self.recording:
             raise RecallLabError("already recording")
-        writer = SessionWriter(path, participant_id=participant, protocol=protocol, notes=notes)
+        writer = SessionWriter(
+            path, participant_id=participant, protocol=protocol, notes=notes, attrs=attrs
+        )
         sinks = [self._to_log]
         if self._want_outlet:
             from drivers.outlets import MarkerOutlet
@@ -212,10 +215,16 @@ class SessionController:
             self.log.append(event)
 
     def key_event(
-        self, timestamp: float, key: str, valence: str, *, down: bool, auto_repeat: bool = False
+        self, timestamp: float, key: str, valence: str, *, down: bool, repeats: int = 0
     ) -> Event:
-        """A valence key went down or up at ``timestamp`` (LSL clock, taken in the handler)."""
-        value = json.dumps({"key": key, "valence": valence, "auto_repeat": bool(auto_repeat)})
+        """A valence key went down or up at ``timestamp`` (LSL clock of the event itself).
+
+        With no protocol running; ``repeats`` (auto-repeats during the hold) goes with the up.
+        """
+        payload: dict[str, object] = {"key": key, "valence": valence, "phase": None}
+        if not down:
+            payload["repeats"] = int(repeats)
+        value = json.dumps(payload)
         event = Event(timestamp, "keyboard", "key_down" if down else "key_up", value)
         self.add_event(event)
         return event

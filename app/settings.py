@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "session/time_scale": 1.0,
     "participant/screen": 0,
     "participant/fullscreen": False,
+    "participant/keyboard": "qt",
+    "participant/melody_dir": "",
     "window/geometry": QtCore.QByteArray(),
 }
 

@@ -95,6 +95,10 @@ def wait_phase(qtbot, console, kind, timeout=15000):
 
 
 def press(widget, key, hold=0.03):
+    """Key down and up through the widget's window, as the platform delivers keys (the app's
+    input filter acts at the window, before any widget; real X input is tested in
+    tests/test_realinput_*.py)."""
+    widget = widget.windowHandle()
     before = local_clock()
     QTest.keyPress(widget, key)
     after = local_clock()
@@ -175,7 +179,7 @@ def test_demo_protocol_end_to_end(qtbot, console, tmp_path):
     one = next((e, v) for e, v in downs if v["key"] == "1")
     three = next((e, v) for e, v in downs if v["key"] == "3")
     assert pos_down[0] <= one[0].timestamp <= pos_down[1]
-    assert one[1]["valence"] == "positive" and one[1]["auto_repeat"] is False
+    assert one[1]["valence"] == "positive" and one[1]["phase"] == "recall"
     assert neg_down[0] <= three[0].timestamp <= neg_down[1]
     assert three[1]["valence"] == "negative"
     up_one = next(e for e in keys if e.label == "key_up" and json.loads(e.value)["key"] == "1")
@@ -242,14 +246,18 @@ def test_keys_without_protocol_are_recorded(qtbot, console):
     console.session_panel.protocol.setCurrentText("none")
     connect_synthetic(qtbot, console)
     path = console.start_recording()
+    console.show_participant()  # as `recall-lab app` does at start
     (b, a), _ = press(console.participant, Qt.Key.Key_3)
-    QTest.keyPress(console.participant, Qt.Key.Key_1, Qt.KeyboardModifier.NoModifier)
+    press(console.participant, Qt.Key.Key_1)
+    QTest.qWait(100)  # a release is confirmed once no auto-repeat press follows it
     console.stop_recording()
     s = read_session(path)
     downs = [e for e in s.events if e.label == "key_down"]
     assert json.loads(downs[0].value)["valence"] == "negative"
     assert b <= downs[0].timestamp <= a
     assert json.loads(downs[1].value)["valence"] == "positive"
+    ups = [e for e in s.events if e.label == "key_up"]
+    assert len(ups) == 2 and all(json.loads(e.value)["repeats"] == 0 for e in ups)
 
 
 CONTINUOUS_PROTOCOL = """\
@@ -281,9 +289,10 @@ def test_continuous_rating_from_the_console_is_recorded_as_a_stream(qtbot, conso
     with qtbot.waitSignal(console.recording_stopped, timeout=20000):
         QTest.qWait(300)
         held_from = local_clock()
-        QTest.keyPress(console.participant, Qt.Key.Key_1)  # hold "positive": the cursor rises
+        window = console.participant.windowHandle()
+        QTest.keyPress(window, Qt.Key.Key_1)  # hold "positive": the cursor rises
         QTest.qWait(700)
-        QTest.keyRelease(console.participant, Qt.Key.Key_1)
+        QTest.keyRelease(window, Qt.Key.Key_1)
         held_to = local_clock()
 
     s = read_session(path)

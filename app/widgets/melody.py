@@ -41,6 +41,8 @@ class MelodyPanel(QtWidgets.QWidget):
         self.sample_rate = sample_rate
         self.max_seconds = 15.0  # the protocol's record_seconds
         self.origin = ""
+        #: Folder the chooser opens in (the protocol's ``melody_dir`` or the experimenter's).
+        self.start_dir = ""
         self._stream = None
         self._audio: np.ndarray | None = None
         self._audio_rate = 0
@@ -66,9 +68,23 @@ class MelodyPanel(QtWidgets.QWidget):
         self.stored.connect(lambda _: self.play_button.setEnabled(self._audio is not None))
 
     # ------------------------------------------------------------------ file
+    def start_folder(self) -> str:
+        """Where the melody chooser opens: :attr:`start_dir` (set by the protocol or the
+        experimenter) if it exists, else the user's music folder, else home; never the
+        working directory the experimenter started the app in."""
+        for candidate in (
+            self.start_dir,
+            QtCore.QStandardPaths.writableLocation(
+                QtCore.QStandardPaths.StandardLocation.MusicLocation
+            ),
+        ):
+            if candidate and Path(candidate).is_dir():
+                return str(Path(candidate).resolve())
+        return str(Path.home())
+
     def _choose(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Choose a melody", "", "Audio (*.wav *.flac *.ogg)"
+            self, "Choose a melody", self.start_folder(), "Audio (*.wav *.flac *.ogg)"
         )
         if path:
             self.load_file(path)

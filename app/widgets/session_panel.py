@@ -64,6 +64,17 @@ class SessionPanel(QtWidgets.QGroupBox):
         self.pause_button.setCheckable(True)
         self.skip_button = QtWidgets.QPushButton("Skip phase")
         self.abort_button = QtWidgets.QPushButton("Abort…")
+        for button, name in (
+            (self.record_button, "Record"),
+            (self.stop_button, "Stop"),
+            (self.start_button, "Start protocol"),
+            (self.pause_button, "Pause"),
+            (self.skip_button, "Skip phase"),
+            (self.abort_button, "Abort"),
+        ):
+            button.setAccessibleName(name)  # what assistive tools and scripted checks find
+        self.participant.setAccessibleName("Participant pseudonym")
+        self.notes.setAccessibleName("Session notes")
         self.phase = QtWidgets.QLabel("–")
         self.file = QtWidgets.QLabel("not recording")
         self.file.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)

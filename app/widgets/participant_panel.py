@@ -1,0 +1,139 @@
+"""Where the participant display goes and where the participant's keys come from."""
+
+from __future__ import annotations
+
+from PyQt6 import QtCore, QtGui, QtWidgets
+
+from app.settings import AppSettings
+
+#: The keyboard choice that reads keys from this app's windows (whichever has focus).
+QT_KEYBOARD = "qt"
+
+
+class ParticipantPanel(QtWidgets.QGroupBox):
+    """Screen, window or full screen, the participant's keyboard, the melody folder.
+
+    Signals
+    -------
+    show_requested
+        Show (or re-open) the participant display with these settings.
+    """
+
+    show_requested = QtCore.pyqtSignal()
+
+    def __init__(self, settings: AppSettings, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Participant display", parent)
+        self.settings = settings
+        self.screen = QtWidgets.QComboBox()
+        self.screen.setAccessibleName("Participant screen")
+        for i, sc in enumerate(QtGui.QGuiApplication.screens()):
+            g = sc.geometry()
+            self.screen.addItem(f"{i}: {sc.name()} {g.width()}x{g.height()}", i)
+        self.screen.setCurrentIndex(
+            max(0, self.screen.findData(settings.get("participant/screen")))
+        )
+        self.fullscreen = QtWidgets.QCheckBox("Full screen")
+        self.fullscreen.setAccessibleName("Full screen")
+        self.fullscreen.setChecked(settings.get("participant/fullscreen"))
+        self.keyboard = QtWidgets.QComboBox()
+        self.keyboard.setAccessibleName("Participant keyboard")
+        self.keyboard.setToolTip(
+            "Where the participant's keys come from. 'Any window of this app' reads the "
+            "keyboard whichever recall-lab window has focus; a device (XInput2 on X11, evdev "
+            "on Linux) is read directly, focus or not, with the device's own event times, so "
+            "the experimenter's keyboard stays free for the console."
+        )
+        self.set_keyboards([])
+        self.melody_dir = QtWidgets.QLineEdit(settings.get("participant/melody_dir"))
+        self.melody_dir.setAccessibleName("Melody folder")
+        self.melody_dir.setPlaceholderText("folder the melody chooser opens in")
+        self.melody_browse = QtWidgets.QPushButton("…")
+        self.melody_browse.setMaximumWidth(32)
+        self.show_button = QtWidgets.QPushButton("Show participant display")
+        self.show_button.setAccessibleName("Show participant display")
+        form = QtWidgets.QFormLayout(self)
+        row = QtWidgets.QWidget()
+        rl = QtWidgets.QHBoxLayout(row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.screen, 1)
+        rl.addWidget(self.fullscreen)
+        form.addRow("Screen", row)
+        form.addRow("Keys from", self.keyboard)
+        mrow = QtWidgets.QWidget()
+        ml = QtWidgets.QHBoxLayout(mrow)
+        ml.setContentsMargins(0, 0, 0, 0)
+        ml.addWidget(self.melody_dir, 1)
+        ml.addWidget(self.melody_browse)
+        form.addRow("Melodies", mrow)
+        form.addRow(self.show_button)
+        self.show_button.clicked.connect(self._show)
+        self.melody_browse.clicked.connect(self._browse)
+
+    def set_keyboards(self, keyboards: list) -> None:
+        """Offer ``keyboards`` (:class:`drivers.keyboard.KeyboardInfo`) beside the app's windows."""
+        wanted = self.settings.get("participant/keyboard")
+        self.keyboard.clear()
+        self.keyboard.addItem("Any window of this app (focus-independent)", QT_KEYBOARD)
+        for k in keyboards:
+            self.keyboard.addItem(f"{k.backend}: {k.name}", k.spec)
+        index = self.keyboard.findData(wanted)
+        if index < 0 and wanted and wanted != QT_KEYBOARD:
+            self.keyboard.addItem(f"{wanted} (not found now)", wanted)
+            index = self.keyboard.count() - 1
+        self.keyboard.setCurrentIndex(max(0, index))
+
+    def values(self) -> dict[str, object]:
+        v = {
+            "screen": int(self.screen.currentData() or 0),
+            "fullscreen": self.fullscreen.isChecked(),
+            "keyboard": str(self.keyboard.currentData() or QT_KEYBOARD),
+            "melody_dir": self.melody_dir.text().strip(),
+        }
+        s = self.settings
+        s.set("participant/screen", v["screen"])
+        s.set("participant/fullscreen", v["fullscreen"])
+        s.set("participant/keyboard", v["keyboard"])
+        s.set("participant/melody_dir", v["melody_dir"])
+        return v
+
+    def set_recording(self, recording: bool) -> None:
+        self.keyboard.setEnabled(not recording)  # the session file names one keyboard
+
+    def _show(self) -> None:
+        self.values()
+        self.show_requested.emit()
+
+    def _browse(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Folder of melodies", self.melody_dir.text() or str(QtCore.QDir.homePath())
+        )
+        if path:
+            self.melody_dir.setText(path)
+
+
+def participant_rect(
+    screen: QtCore.QRect, console: QtCore.QRect | None, *, min_width: int = 480
+) -> tuple[QtCore.QRect, QtCore.QRect | None]:
+    """Where the participant window goes on ``screen`` (available area) without hiding the
+    console (its frame ``console``, or ``None`` if it is on another screen).
+
+    Returns the participant window's rectangle (frame included) and, when the console had to
+    make room, the console's new rectangle (else ``None``). The larger free side of the screen
+    is used if it is at least ``min_width`` wide; otherwise the screen is shared, the console on
+    the left 55 %, the participant display on the right.
+    """
+    if console is None or not console.intersects(screen):
+        w, h = int(screen.width() * 0.8), int(screen.height() * 0.8)
+        x = screen.x() + (screen.width() - w) // 2
+        y = screen.y() + (screen.height() - h) // 2
+        return QtCore.QRect(x, y, w, h), None
+    right = screen.right() - console.right()
+    left = console.left() - screen.left()
+    if max(left, right) >= min_width:
+        if right >= left:
+            return QtCore.QRect(console.right() + 1, screen.y(), right, screen.height()), None
+        return QtCore.QRect(screen.x(), screen.y(), left, screen.height()), None
+    split = int(screen.width() * 0.55)
+    new_console = QtCore.QRect(screen.x(), screen.y(), split, screen.height())
+    part = QtCore.QRect(screen.x() + split, screen.y(), screen.width() - split, screen.height())
+    return part, new_console
