@@ -7,12 +7,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Qt (offscreen and under Xvfb), PortAudio for sounddevice, libsndfile, ffmpeg for video, xdotool
-# for key-injection benchmarks.
+# Qt (offscreen and under Xvfb), PortAudio for sounddevice, libsndfile, ffmpeg for video; for the
+# real-input tests (tests/realinput: the app on Xvfb under a window manager, keys and clicks
+# through XTEST) and the key-injection benchmark: openbox, xdotool, x11-utils (xprop, xwininfo),
+# libxtst6 (XTEST) and libxi6 (XInput2).
 APT_PACKAGES := python3-venv libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 \
 	libglib2.0-0 libxkbcommon0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
 	libxcb-render-util0 libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 \
-	libxkbcommon-x11-0 xvfb xauth libportaudio2 libsndfile1 ffmpeg xdotool
+	libxkbcommon-x11-0 xvfb xauth libportaudio2 libsndfile1 ffmpeg xdotool openbox x11-utils \
+	libxi6 libxtst6
 
 .PHONY: run test test-slow test-all bench lint format install system-deps clean demo screenshots
 

@@ -27,7 +27,7 @@ from app.settings import AppSettings
 from app.widgets.display_panel import DisplayPanel
 from app.widgets.event_log import EventLogView
 from app.widgets.jobs_panel import JobsPanel
-from app.widgets.participant_panel import ParticipantPanel, participant_rect
+from app.widgets.participant_panel import ParticipantPanel, fit_frame, participant_rect
 from app.widgets.session_panel import SessionPanel, human_bytes
 from app.widgets.source_panel import SourcePanel
 from data_schema.errors import RecallLabError
@@ -432,8 +432,11 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             )
         ):
             fullscreen = False
+        needed = self.participant.minimumSizeHint().width() + 16  # and the window frame
         rect, console_rect = participant_rect(
-            screen.availableGeometry(), self.frameGeometry() if same else None
+            screen.availableGeometry(),
+            self.frameGeometry() if same else None,
+            min_width=max(480, needed),
         )
         if console_rect is not None and not fullscreen:
             self._fit_console(console_rect)
@@ -444,10 +447,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _fit_console(self, rect: QtCore.QRect) -> None:
         if self.isMaximized() or self.isFullScreen():
             self.showNormal()
-        frame, inner = self.frameGeometry(), self.geometry()
-        dw, dh = frame.width() - inner.width(), frame.height() - inner.height()
-        self.resize(max(400, rect.width() - dw), max(300, rect.height() - dh))
-        self.move(rect.topLeft())
+        fit_frame(self, rect)
+        # Before the window manager has framed the window its frame is unknown: fit again.
+        target = QtCore.QRect(rect)
+        QtCore.QTimer.singleShot(300, lambda: fit_frame(self, target))
 
     def _confirm_participant_close(self) -> bool:
         if self.runner is None or self.runner.engine.done or self._closing:

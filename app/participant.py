@@ -205,14 +205,9 @@ class ParticipantWindow(QtWidgets.QWidget):
             QtCore.QTimer.singleShot(200, lambda: self._fit_frame(target))
 
     def _fit_frame(self, target: QtCore.QRect) -> None:
-        frame, inner = self.frameGeometry(), self.geometry()
-        left, top = inner.x() - frame.x(), inner.y() - frame.y()
-        right = frame.right() - inner.right()
-        bottom = frame.bottom() - inner.bottom()
-        self.resize(
-            max(200, target.width() - left - right), max(150, target.height() - top - bottom)
-        )
-        self.move(target.topLeft())
+        from app.widgets.participant_panel import fit_frame
+
+        fit_frame(self, target)
 
     def closeEvent(self, e: QtGui.QCloseEvent) -> None:
         if self.confirm_close():

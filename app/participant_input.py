@@ -100,6 +100,8 @@ class ParticipantInput(QtCore.QObject):
         if kind not in (_PRESS, _RELEASE) or not isinstance(obj, QtGui.QWindow):
             return False  # act once per event, at the window, before any widget sees it
         t = input_time(e, local_clock())
+        if self._participant_dialog(obj):
+            return False  # a dialog the participant opened (the melody chooser) takes typing
         in_participant = self._in_participant_window(obj)
         if not self.protocol_running and not in_participant:
             return False  # the experimenter typing into the console, no protocol running
@@ -144,6 +146,13 @@ class ParticipantInput(QtCore.QObject):
                 self._stale.discard(c.key)
             if not self.device_active:
                 self.key.emit(c.timestamp, c.key, c.down, c.repeat)
+
+    def _participant_dialog(self, window: QtGui.QWindow) -> bool:
+        modal = QtWidgets.QApplication.activeModalWidget()
+        if modal is None or modal.windowHandle() is not window:
+            return False
+        parent = modal.parentWidget()
+        return parent is not None and parent.window() is self.participant
 
     def _in_participant_window(self, window: QtGui.QWindow) -> bool:
         handle = self.participant.windowHandle()

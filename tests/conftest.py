@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# The real-input rig (the app on Xvfb + openbox, driven through XTEST): `x_server`, `real_app`.
+pytest_plugins = ("realinput.fixtures",)
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 

@@ -37,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fullscreen", action="store_true", help="participant display full screen on --screen"
     )
+    p.add_argument(
+        "--participant-keyboard",
+        default=None,
+        metavar="SPEC",
+        help="where the participant's keys come from: qt (the app's windows, any focus; "
+        "default) | x11:<device name> | evdev:/dev/input/eventN (read directly, focus or not; "
+        "`recall-lab boards --keyboards` lists them)",
+    )
     p.add_argument("--settings", type=Path, default=None, help="use this INI settings file")
     p.add_argument(
         "--or-demo",
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         ("session/time_scale", args.time_scale),
         ("participant/screen", args.screen),
         ("participant/fullscreen", True if args.fullscreen else None),
+        ("participant/keyboard", args.participant_keyboard),
     ):
         if value is not None:
             settings.set(key, value)

@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--lsl", action="store_true", help="also list visible LSL streams")
     p.add_argument(
+        "--keyboards",
+        action="store_true",
+        help="also list keyboards readable directly (for `app --participant-keyboard`)",
+    )
+    p.add_argument(
         "--wait",
         type=float,
         default=1.0,
@@ -46,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
         from drivers.lsl_source import list_lsl_streams
 
         result["lsl"] = list_lsl_streams(timeout=args.wait)
+    if args.keyboards:
+        from dataclasses import asdict
+
+        from drivers.keyboard import list_keyboards
+
+        result["keyboards"] = [asdict(k) for k in list_keyboards()]
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -83,4 +94,11 @@ def run(args: argparse.Namespace) -> int:
                     ],
                 )
             )
+    if args.keyboards:
+        print()
+        if not result["keyboards"]:
+            print("no keyboard readable directly (no X display, no readable /dev/input/event*)")
+        else:
+            print("Keyboards (app --participant-keyboard SPEC):")
+            print(_table(result["keyboards"], [("spec", "spec"), ("detail", "detail")]))
     return 0

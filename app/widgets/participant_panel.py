@@ -120,7 +120,8 @@ def participant_rect(
     Returns the participant window's rectangle (frame included) and, when the console had to
     make room, the console's new rectangle (else ``None``). The larger free side of the screen
     is used if it is at least ``min_width`` wide; otherwise the screen is shared, the console on
-    the left 55 %, the participant display on the right.
+    the left (55 %, less if the participant display needs more), the participant display on
+    the right.
     """
     if console is None or not console.intersects(screen):
         w, h = int(screen.width() * 0.8), int(screen.height() * 0.8)
@@ -133,7 +134,24 @@ def participant_rect(
         if right >= left:
             return QtCore.QRect(console.right() + 1, screen.y(), right, screen.height()), None
         return QtCore.QRect(screen.x(), screen.y(), left, screen.height()), None
-    split = int(screen.width() * 0.55)
+    split = min(int(screen.width() * 0.55), screen.width() - min_width)
     new_console = QtCore.QRect(screen.x(), screen.y(), split, screen.height())
     part = QtCore.QRect(screen.x() + split, screen.y(), screen.width() - split, screen.height())
     return part, new_console
+
+
+def fit_frame(window: QtWidgets.QWidget, target: QtCore.QRect) -> None:
+    """Put ``window`` so that its whole frame (title bar included) fills ``target``.
+
+    Qt positions a top-level's client area; the window manager's frame (known once the window
+    is mapped) is added around it, so the client rectangle is ``target`` less the frame.
+    """
+    frame, inner = window.frameGeometry(), window.geometry()
+    left, top = inner.x() - frame.x(), inner.y() - frame.y()
+    right, bottom = frame.right() - inner.right(), frame.bottom() - inner.bottom()
+    window.setGeometry(
+        target.x() + left,
+        target.y() + top,
+        max(200, target.width() - left - right),
+        max(150, target.height() - top - bottom),
+    )

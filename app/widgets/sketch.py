@@ -33,6 +33,7 @@ class SketchCanvas(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, pen_width: float = 4.0):
         super().__init__(parent)
+        self.setAccessibleName("Sketch canvas")
         self.setMinimumSize(400, 300)
         self.setAttribute(QtCore.Qt.WidgetAttribute.WA_StaticContents)
         self.setCursor(QtCore.Qt.CursorShape.CrossCursor)
