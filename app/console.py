@@ -27,7 +27,7 @@ from app.settings import AppSettings
 from app.widgets.display_panel import DisplayPanel
 from app.widgets.event_log import EventLogView
 from app.widgets.jobs_panel import JobsPanel
-from app.widgets.participant_panel import ParticipantPanel, fit_frame, participant_rect
+from app.widgets.participant_panel import ParticipantPanel, place_participant
 from app.widgets.session_panel import SessionPanel, human_bytes
 from app.widgets.source_panel import SourcePanel
 from data_schema.errors import RecallLabError
@@ -61,7 +61,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     source_connected = QtCore.pyqtSignal(object, str)  # StreamInfo or None, error text
     recording_stopped = QtCore.pyqtSignal(str)  # file path
-    _device_key = QtCore.pyqtSignal(object)  # drivers.keyboard.KeyEvent (reader thread -> GUI)
+    _keyboards_listed = QtCore.pyqtSignal(list)  # drivers.keyboard.KeyboardInfo (worker -> GUI)
     _closed = QtCore.pyqtSignal(object, object)  # path or None, error or None (worker -> GUI)
 
     def __init__(
@@ -80,7 +80,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         # Every key of every window of the app goes through this filter first.
         self.input = ParticipantInput(self.participant, parent=self)
         self._free_held: dict[str, int] = {}  # free keys down -> auto-repeats seen
-        self.keyboard = None  # a drivers.keyboard.ParticipantKeyboard while recording with one
         self.runner: ProtocolRunner | None = None
         self.feed: ScopeFeed | None = None
         self.last_file: Path | None = None
@@ -95,7 +94,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.session_panel = SessionPanel(s)
         self.session_panel.set_protocols(_builtin_protocols())
         self.participant_panel = ParticipantPanel(s)
-        self.participant_panel.set_keyboards(_participant_keyboards())
+        # Listing input devices talks to the X server and opens device files: off this thread.
+        self._keyboards_listed.connect(self.participant_panel.set_keyboards)
+        threading.Thread(target=self._list_keyboards, name="list-keyboards", daemon=True).start()
         self.jobs_panel = JobsPanel()
         self.scope = ScopeWidget()
         self.scope.set_window(s.get("scope/window"))
@@ -150,7 +151,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         sp.protocol_skip.connect(lambda: self.runner and self.runner.skip())
         sp.protocol_abort.connect(self.abort_protocol)
         self.input.key.connect(self._key)
-        self._device_key.connect(self._on_device_key)
         self.participant_panel.show_requested.connect(self.show_participant)
         for b in self.findChildren(QtWidgets.QAbstractButton):
             # Console buttons are clicked, never triggered from the keyboard: a participant's
@@ -163,6 +163,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.status_timer.setInterval(250)
         self.status_timer.timeout.connect(self.refresh_status)
         self.status_timer.start()
+
+    def _list_keyboards(self) -> None:  # worker thread
+        keyboards = _participant_keyboards()
+        try:
+            self._keyboards_listed.emit(keyboards)
+        except RuntimeError:  # the console closed meanwhile
+            pass
 
     # ------------------------------------------------------------------ source
     def connect_source(self, spec: str) -> None:
@@ -243,7 +250,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 raise RecallLabError("enter the participant's pseudonym code (e.g. P001)")
             protocol = self._load_protocol(str(v["protocol"]), float(v["time_scale"]))
             out_dir.mkdir(parents=True, exist_ok=True)
-            input_attrs = self._open_keyboard(str(self.participant_panel.values()["keyboard"]))
+            input_attrs = self.input.open_device(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
                 out_dir / session_file_name(str(v["participant"])),
                 participant=str(v["participant"]),
@@ -253,7 +260,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 attrs={"participant_input": json.dumps(input_attrs)},
             )
         except (RecallLabError, OSError) as exc:
-            self._close_keyboard()
+            self.input.close_device()
             self._warn("Cannot start recording", str(exc))
             return None
         self._protocol = protocol
@@ -261,42 +268,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"recording to {path}")
         self._update_buttons()
         return path
-
-    def _open_keyboard(self, spec: str) -> dict[str, object]:
-        """Start reading the participant's keyboard device (``qt``: the app's windows).
-
-        Returns what the session file records about where the keys come from.
-        """
-        self._close_keyboard()
-        if spec == "qt":
-            return {
-                "backend": "qt",
-                "device": "the app's windows, any focus",
-                "clock": "X server event time (ms, CLOCK_MONOTONIC = LSL clock) on X11; the "
-                "key handler's LSL time elsewhere",
-            }
-        from drivers.keyboard import open_keyboard
-
-        kb = open_keyboard(spec, self._device_key.emit)  # RecallLabError: one clear line
-        kb.start()
-        self.keyboard = kb
-        self.input.device_active = True
-        return {
-            "backend": kb.info.backend,
-            "device": kb.info.name,
-            "spec": kb.info.spec,
-            "clock_mapping": kb.clock_mapping,
-        }
-
-    def _close_keyboard(self) -> None:
-        kb, self.keyboard = self.keyboard, None
-        self.input.device_active = False
-        if kb is not None:
-            kb.close()
-
-    def _on_device_key(self, ev: object) -> None:
-        if self.keyboard is not None:
-            self._key(ev.timestamp, ev.key, ev.down, ev.repeat)
 
     def _load_protocol(self, spec: str, time_scale: float):
         if not spec or spec == "none":
@@ -319,9 +290,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.participant,
             base_dir=self._protocol_dir,
             melody_dir=self.settings.get("participant/melody_dir"),
-            # Device keys arrive through a queued signal a few ms after their time: the engine
-            # stays that far behind so a key near a phase boundary lands in its own phase.
-            horizon=(lambda now: now - 0.02) if self.keyboard is not None else self.input.horizon,
+            horizon=self.input.horizon,
             parent=self,
         )
         self.runner.changed.connect(self._phase_changed)
@@ -377,7 +346,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             runner.close()
         self.input.set_protocol_running(False)
         self.participant.melody.stop_recording()
-        self._close_keyboard()
+        self.input.close_device()
         finish = self.controller.begin_stop()
         if finish is None:
             self._update_buttons()
@@ -408,49 +377,22 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ participant
     def show_participant(self) -> None:
-        """Show (or re-open) the participant display where the experimenter set it.
-
-        Full screen on the chosen screen; on the console's own screen only in a window beside
-        the console (full screen there would hide the console, so it is never done unasked: the
-        experimenter is asked first).
-        """
+        """Show (or re-open) the participant display where the experimenter set it."""
         v = self.participant_panel.values()
-        screens = QtGui.QGuiApplication.screens()
-        index = int(v["screen"]) if 0 <= int(v["screen"]) < len(screens) else 0
-        screen = screens[index]
-        console_screen = self.screen() if self.isVisible() else None
-        same = console_screen is screen and self.isVisible()
-        fullscreen = bool(v["fullscreen"])
-        if (
-            fullscreen
-            and same
-            and not self.session_panel.confirm(
+        index, fullscreen = place_participant(
+            self,
+            self.participant,
+            int(v["screen"]),
+            bool(v["fullscreen"]),
+            confirm_cover=lambda: self.session_panel.confirm(
                 "Cover the console?",
-                "The participant display is set to full screen on the console's own screen: it "
-                "will hide the console until the participant display is closed or moved. "
+                "The participant display is set to full screen on the console's own screen: "
+                "it will hide the console until the participant display is closed or moved. "
                 "Go full screen anyway?",
-            )
-        ):
-            fullscreen = False
-        needed = self.participant.minimumSizeHint().width() + 16  # and the window frame
-        rect, console_rect = participant_rect(
-            screen.availableGeometry(),
-            self.frameGeometry() if same else None,
-            min_width=max(480, needed),
+            ),
         )
-        if console_rect is not None and not fullscreen:
-            self._fit_console(console_rect)
-        self.participant.place(rect, index, fullscreen)
         if self.controller.recording:
             self._display_event("participant_display_shown", fullscreen=fullscreen, screen=index)
-
-    def _fit_console(self, rect: QtCore.QRect) -> None:
-        if self.isMaximized() or self.isFullScreen():
-            self.showNormal()
-        fit_frame(self, rect)
-        # Before the window manager has framed the window its frame is unknown: fit again.
-        target = QtCore.QRect(rect)
-        QtCore.QTimer.singleShot(300, lambda: fit_frame(self, target))
 
     def _confirm_participant_close(self) -> bool:
         if self.runner is None or self.runner.engine.done or self._closing:
@@ -527,12 +469,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             )
         elif st.error:
             self.session_panel.progress.setText(st.error)
-        if self.keyboard is not None and self.keyboard.error:
+        device_error = self.input.device_error()
+        if device_error:
             self.statusBar().showMessage(
-                f"participant keyboard stopped: {self.keyboard.error}; keys now come from the "
-                "app's windows"
+                f"participant keyboard stopped: {device_error}; keys now come from the app's "
+                "windows"
             )
-            self._close_keyboard()
 
     def _warn(self, title: str, text: str) -> None:
         self.statusBar().showMessage(text)

@@ -46,22 +46,29 @@ class ParticipantInput(QtCore.QObject):
     Signals
     -------
     key(t, key, down, repeat)
-        One key change as the protocol should see it (LSL time of the event itself).
+        One key change as the protocol should see it (LSL time of the event itself), from the
+        app's windows or from the keyboard device (:meth:`open_device`).
     """
 
     key = QtCore.pyqtSignal(float, str, bool, bool)
+    _device_key = QtCore.pyqtSignal(object)  # drivers.keyboard.KeyEvent, reader thread -> GUI
+
+    #: Device keys reach the GUI thread through a queued signal a few ms after their time; the
+    #: protocol is kept this far behind so a key near a phase boundary lands in its own phase.
+    DEVICE_LAG_S = 0.02
 
     def __init__(self, participant: QtWidgets.QWidget, parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self.participant = participant
         self.protocol_running = False
-        self.device_active = False  # a participant keyboard device delivers the keys
+        self.device = None  # a drivers.keyboard.ParticipantKeyboard while one is open
         self.text_box: QtWidgets.QWidget | None = None  # set while a text phase shows it
         self._pairs = ReleasePressPairs()
         self._stale: set[str] = set()  # keys down when the text box appeared
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._flush)
+        self._device_key.connect(self._on_device_key)
         app = QtWidgets.QApplication.instance()
         if app is not None:
             app.installEventFilter(self)
@@ -78,12 +85,63 @@ class ParticipantInput(QtCore.QObject):
         # Keys down now were pressed before the box appeared: they never type into it.
         self._stale = set(self._pairs.down) if box is not None else set()
 
+    @property
+    def device_active(self) -> bool:
+        return self.device is not None
+
+    def open_device(self, spec: str) -> dict[str, object]:
+        """Read the participant's keys from keyboard ``spec`` (``qt``: the app's windows).
+
+        Returns what the session file records about where the keys come from
+        (``participant_input``). Raises :class:`RecallLabError` (one clear line) if the device
+        cannot be opened.
+        """
+        self.close_device()
+        if spec == "qt":
+            return {
+                "backend": "qt",
+                "device": "the app's windows, any focus",
+                "clock": "X server event time (ms of CLOCK_MONOTONIC = the LSL clock) on X11; "
+                "the key handler's LSL time elsewhere",
+            }
+        from drivers.keyboard import open_keyboard
+
+        kb = open_keyboard(spec, self._device_key.emit)
+        kb.start()
+        self.device = kb
+        return {
+            "backend": kb.info.backend,
+            "device": kb.info.name,
+            "spec": kb.info.spec,
+            "clock_mapping": kb.clock_mapping,
+        }
+
+    def close_device(self) -> None:
+        kb, self.device = self.device, None
+        if kb is not None:
+            kb.close()
+
+    def device_error(self) -> str | None:
+        """Why the keyboard device stopped (it is then closed: the app's windows take over)."""
+        kb = self.device
+        if kb is None or not kb.error:
+            return None
+        self.close_device()
+        return str(kb.error)
+
+    def _on_device_key(self, ev: object) -> None:
+        if self.device is not None:
+            self.key.emit(ev.timestamp, ev.key, ev.down, ev.repeat)
+
     def horizon(self, now: float) -> float:
         """The time up to which every key event is known (a release may still be pending)."""
+        if self.device is not None:
+            return now - self.DEVICE_LAG_S
         pending = self._pairs.pending_since
         return now if pending is None else min(now, pending)
 
     def close(self) -> None:
+        self.close_device()
         app = QtWidgets.QApplication.instance()
         if app is not None:
             app.removeEventFilter(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from app.settings import AppSettings
@@ -43,7 +45,7 @@ class ParticipantPanel(QtWidgets.QGroupBox):
             "on Linux) is read directly, focus or not, with the device's own event times, so "
             "the experimenter's keyboard stays free for the console."
         )
-        self.set_keyboards([])
+        self.set_keyboards([], listed=False)
         self.melody_dir = QtWidgets.QLineEdit(settings.get("participant/melody_dir"))
         self.melody_dir.setAccessibleName("Melody folder")
         self.melody_dir.setPlaceholderText("folder the melody chooser opens in")
@@ -69,8 +71,11 @@ class ParticipantPanel(QtWidgets.QGroupBox):
         self.show_button.clicked.connect(self._show)
         self.melody_browse.clicked.connect(self._browse)
 
-    def set_keyboards(self, keyboards: list) -> None:
-        """Offer ``keyboards`` (:class:`drivers.keyboard.KeyboardInfo`) beside the app's windows."""
+    def set_keyboards(self, keyboards: list, *, listed: bool = True) -> None:
+        """Offer ``keyboards`` (:class:`drivers.keyboard.KeyboardInfo`) beside the app's windows.
+
+        ``listed=False`` while the devices are still being listed (the saved choice stays).
+        """
         wanted = self.settings.get("participant/keyboard")
         self.keyboard.clear()
         self.keyboard.addItem("Any window of this app (focus-independent)", QT_KEYBOARD)
@@ -78,7 +83,7 @@ class ParticipantPanel(QtWidgets.QGroupBox):
             self.keyboard.addItem(f"{k.backend}: {k.name}", k.spec)
         index = self.keyboard.findData(wanted)
         if index < 0 and wanted and wanted != QT_KEYBOARD:
-            self.keyboard.addItem(f"{wanted} (not found now)", wanted)
+            self.keyboard.addItem(f"{wanted}" + (" (not found now)" if listed else ""), wanted)
             index = self.keyboard.count() - 1
         self.keyboard.setCurrentIndex(max(0, index))
 
@@ -155,3 +160,41 @@ def fit_frame(window: QtWidgets.QWidget, target: QtCore.QRect) -> None:
         max(200, target.width() - left - right),
         max(150, target.height() - top - bottom),
     )
+
+
+def place_participant(
+    console: QtWidgets.QWidget,
+    participant: QtWidgets.QWidget,
+    screen_index: int,
+    fullscreen: bool,
+    *,
+    confirm_cover: Callable[[], bool],
+) -> tuple[int, bool]:
+    """Show ``participant`` full screen on screen ``screen_index``, or as a window beside
+    ``console``; returns the screen used and whether it went full screen.
+
+    Full screen on the console's own screen would hide the console: only if
+    ``confirm_cover()`` agrees. A window on the console's screen takes the free side; if there
+    is none wide enough, the console makes room.
+    """
+    screens = QtGui.QGuiApplication.screens()
+    index = screen_index if 0 <= screen_index < len(screens) else 0
+    screen = screens[index]
+    same = console.isVisible() and console.screen() is screen
+    if fullscreen and same and not confirm_cover():
+        fullscreen = False
+    needed = participant.minimumSizeHint().width() + 16  # and the window frame
+    rect, console_rect = participant_rect(
+        screen.availableGeometry(),
+        console.frameGeometry() if same else None,
+        min_width=max(480, needed),
+    )
+    if console_rect is not None and not fullscreen:
+        if console.isMaximized() or console.isFullScreen():
+            console.showNormal()
+        fit_frame(console, console_rect)
+        # Before the window manager has framed the window its frame is unknown: fit again.
+        target = QtCore.QRect(console_rect)
+        QtCore.QTimer.singleShot(300, lambda: fit_frame(console, target))
+    participant.place(rect, index, fullscreen)
+    return index, fullscreen
