@@ -84,13 +84,20 @@ def import_recording(
     path: str | Path,
     out: str | Path,
     *,
-    participant_id: str = "P000",
+    participant_id: str,
     progress: Progress | None = None,
 ) -> Session:
     """Read a foreign recording and write it as a new session file.
 
     Returns the loaded recording (so callers can report what was written). A recall-lab
     session given as input is copied (streams and events; memories are not imported).
+    ``participant_id`` has no default: a foreign file never says which pseudonym it belongs
+    to, and a silent placeholder would mix participants up.
+
+    Channels are typed from their names and units and 10-05 names standardised
+    (:func:`data_schema.recordings.type_channels`); each stream's ``description`` keeps
+    ``original_channel_names`` and the ``channel_typing`` notes, plus ``filters`` and
+    ``manufacturer`` as the source stated them.
     """
     from data_schema.recordings import load_recording
 

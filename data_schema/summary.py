@@ -29,6 +29,31 @@ MIN_GAP_S = 0.1  # shorter pauses are transport jitter (BrainFlow delivers in bu
 GAP_PERIODS = 5  # ... and so are pauses of a few sample periods
 
 
+def gap_threshold(nominal_rate: float) -> float:
+    """Spacing (s) above which two timestamps of a stream are a gap, not jitter.
+
+    ``max(MIN_GAP_S, GAP_PERIODS / nominal_rate)``; infinite for irregular streams (rate 0).
+    """
+    return max(MIN_GAP_S, GAP_PERIODS / nominal_rate) if nominal_rate > 0 else np.inf
+
+
+def spacing_outside_gaps(diffs: np.ndarray, nominal_rate: float) -> tuple[int, float]:
+    """Count and total (s) of the timestamp spacings that are neither gaps nor backwards.
+
+    The measured rate of a stream is ``count / total``: the mean spacing with gaps left out,
+    robust to devices that deliver in bursts (OpenBCI's per-packet timestamps), where a median
+    would mislead. ``recall-lab info`` and ``recall-lab validate`` share this rule.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[(d >= 0) & (d <= gap_threshold(nominal_rate))]
+    return int(d.size), float(d.sum())
+
+
+def measured_rate(count: int, total_s: float) -> float:
+    """Samples per second from :func:`spacing_outside_gaps`; 0 when nothing was measured."""
+    return count / total_s if count > 0 and total_s > 0 else 0.0
+
+
 @dataclass
 class StreamSummary:
     name: str
@@ -140,10 +165,11 @@ def _stream(name: str, g: h5py.Group) -> StreamSummary:
     ts_ds = g["timestamps"]
     n_rows = min(ts_ds.shape[0], g["data"].shape[0])
     nominal = float(g.attrs.get("nominal_rate", 0.0))
-    gap_min = max(MIN_GAP_S, GAP_PERIODS / nominal) if nominal > 0 else np.inf
+    gap_min = gap_threshold(nominal)
     first = last = None
     n = gaps = 0
     gap_s = 0.0
+    spaced, spacing_s = 0, 0.0  # spacings outside gaps, for the measured rate
     prev = None
     for start in range(0, n_rows, BLOCK_ROWS):
         block = ts_ds[start : min(start + BLOCK_ROWS, n_rows)]
@@ -157,6 +183,9 @@ def _stream(name: str, g: h5py.Group) -> StreamSummary:
         big = d[d > gap_min]
         gaps += int(big.size)
         gap_s += float(big.sum())
+        k, t = spacing_outside_gaps(d, nominal)
+        spaced += k
+        spacing_s += t
         n += int(block.size)
         prev = last = float(block[-1])
     duration = (last - first) if first is not None and last is not None else 0.0
@@ -167,7 +196,7 @@ def _stream(name: str, g: h5py.Group) -> StreamSummary:
         channel_types=dict(Counter(types)),
         units=sorted(set(js("units", []))),
         nominal_rate=nominal,
-        measured_rate=(n - 1) / duration if n > 1 and duration > 0 else 0.0,
+        measured_rate=measured_rate(spaced, spacing_s),
         samples=n,
         duration_s=duration,
         gaps=gaps,

@@ -191,9 +191,15 @@ def test_replay_command_publishes_a_live_amplifier_on_lsl(tmp_path: Path, unique
     [
         (["replay", "{tmp}/missing.h5"], "no such file"),
         (["replay", "{tmp}/notes.xyz"], "unknown recording format"),
-        (["import", "{tmp}/empty.edf", "--out", "{tmp}/o.h5"], "empty"),
-        (["import", "{tmp}/corrupt.edf", "--out", "{tmp}/o.h5"], "could not be read as EDF"),
-        (["import", "{tmp}/session.h5", "--out", "{tmp}/session.h5"], "already exists"),
+        (["import", "{tmp}/empty.edf", "--out", "{tmp}/o.h5", "--participant", "P001"], "empty"),
+        (
+            ["import", "{tmp}/corrupt.edf", "--out", "{tmp}/o.h5", "--participant", "P001"],
+            "could not be read as EDF",
+        ),
+        (
+            ["import", "{tmp}/session.h5", "--out", "{tmp}/session.h5", "--participant", "P001"],
+            "already exists",
+        ),
         (
             ["import", "{tmp}/session.h5", "--out", "{tmp}/o.h5", "--participant", "Jane Doe"],
             "pseudonym",
@@ -247,7 +253,8 @@ def test_bad_speed_is_a_usage_error(tmp_path: Path, capsys) -> None:
 def test_cli_import_and_export_print_what_they_wrote(tmp_path: Path, capsys) -> None:
     src = make_session(tmp_path / "s.h5")
     assert main(["export", str(src), "--format", "fif", "--out", str(tmp_path / "s_raw.fif")]) == 0
-    assert main(["import", str(tmp_path / "s_raw.fif"), "--out", str(tmp_path / "b.h5")]) == 0
+    back = ["import", str(tmp_path / "s_raw.fif"), "--out", str(tmp_path / "b.h5")]
+    assert main([*back, "--participant", "P001"]) == 0
     out = capsys.readouterr().out
     assert "wrote fif export" in out and "FIF -> 1 streams" in out and "3 events" in out
     assert main(["replay", str(tmp_path / "b.h5"), "--speed", "max", "--quiet"]) == 0

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from data_schema.errors import RecallLabError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,14 +24,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, type=Path, help="new .h5 session file (never overwritten)"
     )
-    p.add_argument("--participant", default="P000", help="pseudonym code, never a name")
+    p.add_argument(
+        "--participant",
+        default=None,
+        help="required: the participant's pseudonym code (e.g. P001), never a name",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
 
+class MissingParticipantError(RecallLabError):
+    """``--participant`` was not given; exit status 2 like every other usage error."""
+
+    exit_code = 2
+
+
 def run(args: argparse.Namespace) -> int:
     from data_schema.importers import import_recording
+    from data_schema.recordings import describe_typing
 
+    if not args.participant:
+        raise MissingParticipantError(
+            "--participant is required: pass the participant's pseudonym code, "
+            "e.g. --participant P001 (a foreign file never says whose recording it is)"
+        )
     show = not args.quiet and sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -52,4 +70,8 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {session.attrs.get('import_format')} -> {len(session.streams)} "
         f"streams ({'; '.join(parts)}), {len(session.events)} events"
     )
+    for name, s in session.streams.items():
+        typing = describe_typing(s.info.description or {})
+        if typing:
+            print(f"channels of {name}: {typing}")
     return 0

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "info",
         help="summarise a session file",
         description="Summarise a session file: ids, participant pseudonym, protocol, times, "
-        "streams (channels, nominal and measured rate, samples, duration, gaps), events by "
+        "streams (channels, nominal rate and the rate measured outside gaps, as validate measures "
+        "it; samples, duration, gaps), events by "
         "source/label, memories and derived results. Reads timestamps only, so it is quick on "
         "long recordings.",
     )
