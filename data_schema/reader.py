@@ -127,6 +127,45 @@ def _attr_str(v: Any) -> Any:
     return v
 
 
+#: What h5py raises when the bytes of a file are not what HDF5 expects (a file cut short by a
+#: full disk, flipped bytes): errors of the file, not of recall-lab.
+HDF5_READ_ERRORS = (OSError, RuntimeError)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised by h5py) says the file's bytes are damaged.
+
+    h5py raises ``KeyError`` both for a member that is not there ("doesn't exist", "can't
+    locate attribute") and for one whose index cannot be read ("bad local heap signature");
+    only the second is damage.
+    """
+    if isinstance(exc, HDF5_READ_ERRORS):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, KeyError) and any(w in text for w in _DAMAGE_WORDS)
+
+
+_DAMAGE_WORDS = ("signature", "bad ", "wrong", "corrupt", "past end", "ran off", "checksum")
+
+
+def damaged_file_error(path: str | Path, exc: BaseException) -> SessionFileError:
+    """The one-line error for a file HDF5 cannot read: ``<file>: damaged file (<detail>)``."""
+    # KeyError's str() adds quotes; OSError's args may start with an errno.
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return SessionFileError(
+        f"{path}: damaged file ({detail}); recover what is left from a backup or the "
+        "recording machine's copy"
+    )
+
+
+def _file_of(obj: Any) -> str:
+    try:
+        return str(obj.file.filename)
+    except Exception:  # the object itself cannot be read
+        return "session file"
+
+
 def group_members(group: Any) -> list[tuple[str, Any]]:
     """``(name, member)`` pairs of an HDF5 group (or ``{}``), read eagerly.
 
@@ -134,14 +173,27 @@ def group_members(group: Any) -> list[tuple[str, Any]]:
     while such an iterator was suspended, the iterator (kept alive by the traceback) would keep
     the lock, and every other thread that touches HDF5 (the recorder) would freeze. So groups
     are listed completely before anything is done with their members.
+
+    Raises
+    ------
+    SessionFileError
+        ``<file>: damaged file (...)`` when HDF5 cannot read the group's index.
     """
-    names = list(group.keys())
-    return [(name, group[name]) for name in names]
+    try:
+        names = list(group.keys())
+        return [(name, group[name]) for name in names]
+    except (*HDF5_READ_ERRORS, KeyError) as exc:
+        if not is_damage(exc):
+            raise
+        raise damaged_file_error(_file_of(group), exc) from None
 
 
 def attrs_dict(obj: Any) -> dict[str, Any]:
     """An HDF5 object's attributes as plain Python values (read eagerly, see above)."""
-    return {k: _attr_str(v) for k, v in list(obj.attrs.items())}
+    try:
+        return {k: _attr_str(v) for k, v in list(obj.attrs.items())}
+    except HDF5_READ_ERRORS as exc:
+        raise damaged_file_error(_file_of(obj), exc) from None
 
 
 def open_session_file(path: str | Path, mode: str = "r") -> h5py.File:
@@ -168,22 +220,29 @@ def open_session_file(path: str | Path, mode: str = "r") -> h5py.File:
         msg = str(exc)
         if "truncated" in msg:
             raise SessionFileError(
-                f"{p} is truncated (cut short while copying or writing) and cannot be opened"
+                f"{p}: damaged file (truncated: cut short while copying or writing, e.g. when "
+                "the disk filled); it cannot be opened"
             ) from None
         if "lock" in msg:
             raise SessionFileError(
                 f"{p} is open in another program (a recording in progress?): try again after it "
                 "closes"
             ) from None
-        raise SessionFileError(f"{p} cannot be opened as HDF5: {msg.splitlines()[0]}") from None
-    fmt = _attr_str(f.attrs.get("format"))
+        if "ermission denied" in msg:
+            raise SessionFileError(f"{p} cannot be read: permission denied") from None
+        raise damaged_file_error(p, exc) from None
+    try:
+        fmt = _attr_str(f.attrs.get("format"))
+        version = str(_attr_str(f.attrs.get("schema_version", "")))
+    except HDF5_READ_ERRORS as exc:
+        f.close()
+        raise damaged_file_error(p, exc) from None
     if fmt != FORMAT:
         f.close()
         raise SessionFileError(
             f"{p} is an HDF5 file but not a recall-lab session (format attribute is {fmt!r}); "
             "use 'recall-lab import' for recordings from other tools"
         )
-    version = str(_attr_str(f.attrs.get("schema_version", "")))
     if not _version_supported(version):
         f.close()
         raise SessionFileError(
@@ -306,7 +365,11 @@ def read_session(path: str | Path, *, load_data: bool = True) -> Session:
             }
             events = _read_events(f)
             memories = {name: _read_memory(g) for name, g in group_members(f.get("memories", {}))}
-        except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
+        except HDF5_READ_ERRORS as exc:
+            raise damaged_file_error(p, exc) from None
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            if is_damage(exc):
+                raise damaged_file_error(p, exc) from None
             # A member the spec requires is missing or malformed: say where to look, not how
             # h5py failed.
             raise SessionFileError(

@@ -24,7 +24,15 @@ import numpy as np
 
 from data_schema import SCHEMA_VERSION
 from data_schema.errors import SessionFileError
-from data_schema.reader import MNE_CHANNEL_TYPES, _attr_str, group_members, open_session_file
+from data_schema.reader import (
+    HDF5_READ_ERRORS,
+    MNE_CHANNEL_TYPES,
+    _attr_str,
+    damaged_file_error,
+    group_members,
+    is_damage,
+    open_session_file,
+)
 from data_schema.summary import GAP_PERIODS, MIN_GAP_S
 from data_schema.types import UNIT_SCALE_TO_VOLTS
 from data_schema.writer import NAME_RE, PSEUDONYM_RE
@@ -112,13 +120,20 @@ def validate_session(path: str | Path) -> list[Problem]:
         try:
             clean = _check_root(f, c)
             _check_events(f, c)
-            for name, obj in _members(f, "streams", c, required=True):
+            streams = list(_members(f, "streams", c, required=True))
+            for name, obj in streams:
                 _check_stream(name, obj, clean, c)
+            if "streams" in f and "eeg" not in dict(streams):
+                _missing_eeg(f, c)
             for name, obj in _members(f, "memories", c, required=False):
                 _check_memory(name, obj, c)
             for name, obj in _members(f, "derived", c, required=False):
                 _check_stage(name, obj, c)
-        except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError) as exc:
+        except HDF5_READ_ERRORS as exc:
+            raise damaged_file_error(path, exc) from None
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            if is_damage(exc):
+                raise damaged_file_error(path, exc) from None
             # Damage the checks did not foresee (HDF5 objects that cannot be read at all).
             found = "; ".join(str(p) for p in c.problems if p.severity == "error")
             raise SessionFileError(
@@ -127,6 +142,22 @@ def validate_session(path: str | Path) -> list[Problem]:
                 + (f"; found before that: {found}" if found else "")
             ) from None
     return sorted(c.problems, key=lambda p: p.severity != "error")
+
+
+def refuse_invalid_session(path: str | Path, action: str) -> None:
+    """Raise a one-line :class:`SessionFileError` if ``path`` breaks the session spec.
+
+    Checked before any work, so a file ``recall-lab validate`` rejects is never processed, and
+    nothing is written into it.
+    """
+    errors = [p for p in validate_session(path) if p.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SessionFileError(
+            f"{path}: cannot {action} a file that does not follow the session spec: "
+            f"{errors[0].where}: {errors[0].what}{more}; 'recall-lab validate {path}' lists "
+            "the problems"
+        )
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -267,7 +298,8 @@ def _check_root(f: h5py.File, c: _Checker) -> bool:
                 "/",
                 "clean_close is false: the file was not closed properly (crash, power loss, "
                 "killed process, or still recording)",
-                "the data end at the writer's last flush, at most about a second before the stop",
+                "the data end at the writer's last flush: a crash loses at most about half a "
+                "second",
             )
     elif "ended_at" not in a:
         c.error(
@@ -485,6 +517,66 @@ def _check_stream(name: str, g: Any, clean: bool, c: _Checker) -> None:
     _json(g, "description", c, where, dict)
     _json(g, "clock_mapping", c, where, dict)
     _check_timestamps(where, ts, float(rate), clean, c)
+    if data.ndim == 2 and data.dtype.kind == "f":
+        _check_data_finite(where, data, ts, c)
+
+
+def _missing_eeg(f: h5py.File, c: _Checker) -> None:
+    if _attr_str(f.attrs.get("imported_from", "")):
+        c.warning(
+            "/streams/eeg",
+            "missing",
+            "the imported recording has no EEG stream; commands that need EEG will refuse it",
+        )
+        return
+    c.error(
+        "/streams/eeg",
+        "missing",
+        "every recording has an EEG stream; a recording stopped or killed in its first "
+        "second, before the amplifier's first samples, holds none: no EEG was recorded",
+    )
+
+
+def _check_data_finite(where: str, data: h5py.Dataset, ts: h5py.Dataset, c: _Checker) -> None:
+    """Samples that are NaN or infinite, counted over the rows that have a timestamp."""
+    n = min(data.shape[0], ts.shape[0])
+    n_ch = data.shape[1]
+    if n == 0 or n_ch == 0:
+        return
+    rows = max(1, BLOCK_ROWS // n_ch)
+    bad = np.zeros(n_ch, np.int64)
+    written = 0
+    first = -1
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        keep = np.isfinite(ts[start:stop])
+        block = data[start:stop][keep]
+        written += block.shape[0]
+        nonfinite = ~np.isfinite(block)
+        bad += nonfinite.sum(axis=0)
+        if first < 0 and nonfinite.any():
+            first = start + int(np.flatnonzero(keep)[np.argmax(nonfinite.any(axis=1))])
+    if written == 0 or not bad.any():
+        return
+    dead = int((bad == written).sum())
+    if dead == n_ch:
+        c.error(
+            f"{where}/data",
+            f"all {written * n_ch} values are not finite (NaN or infinite)",
+            "the stream holds no signal; export and decoding cannot use it",
+        )
+    elif dead:
+        c.error(
+            f"{where}/data",
+            f"{dead} of {n_ch} channels hold no finite value (NaN or infinite)",
+            "those channels hold no signal; drop them before export or decoding",
+        )
+    else:
+        c.warning(
+            f"{where}/data",
+            f"{int(bad.sum())} values are not finite (NaN or infinite; first at row {first})",
+            "filters spread them; export and decoding may refuse the stream",
+        )
 
 
 def _check_timestamps(where: str, ts: h5py.Dataset, rate: float, clean: bool, c: _Checker) -> None:

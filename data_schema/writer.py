@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -73,6 +74,12 @@ def check_new_session_path(path: str | Path) -> Path:
     Checked before a device is opened, so a typo in ``--out`` never costs a connection.
     """
     p = Path(path)
+    if p.is_dir():
+        empty = " (an empty --out names the current folder)" if str(p) == "." else ""
+        raise SessionFileError(
+            f"{p} is a folder{empty}: give the new session file's name, e.g. --out "
+            f"{p / 'session.h5'}"
+        )
     if p.exists():
         raise SessionExistsError(
             f"{p} already exists; recall-lab never overwrites a file: choose another output name"
@@ -82,6 +89,52 @@ def check_new_session_path(path: str | Path) -> Path:
             f"folder {p.parent} does not exist: create it or choose another output"
         )
     return p
+
+
+def check_session_name(path: str | Path) -> Path:
+    """Return ``path`` if it names a session file (``.h5``), else raise a one-line error."""
+    p = Path(path)
+    if p.suffix.lower() not in (".h5", ".hdf5"):
+        raise SessionFileError(
+            f"{p}: session files are HDF5 files ending in .h5: name it {p.with_suffix('.h5')} "
+            "(use 'recall-lab export' for other formats)"
+        )
+    return p
+
+
+def check_writable_folder(folder: str | Path) -> Path:
+    """Return ``folder`` if files can be created in it (or it can be made), else raise.
+
+    The nearest folder that exists is probed by creating and removing a file, which also
+    catches read-only mounts and full quotas that permission bits do not show.
+    """
+    f = Path(folder)
+    probe_in = f
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise RecallLabError(f"{probe_in} is a file, not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".recall-lab-probe-", dir=probe_in)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise RecallLabError(f"folder {probe_in} is not writable ({exc.strerror or exc})") from None
+    return f
+
+
+def _create_failure(writer: SessionWriter, exc: BaseException) -> str:
+    """Why a new file could not be created, in words (not HDF5's error stack)."""
+    text = str(exc)
+    m = re.search(r"errno = (\d+)", text)
+    code = int(m.group(1)) if m else getattr(exc, "errno", None)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"the folder {writer.path.parent} is read-only ({os.strerror(code)})"
+    if code is not None and code in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk holding {writer.path.parent} is full"
+    if code is not None:
+        return os.strerror(code)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def utc_now_iso() -> str:
@@ -150,11 +203,40 @@ class SessionWriter:
         try:
             self._f = h5py.File(self.path, "x")
         except (OSError, FileExistsError) as exc:
-            raise SessionFileError(f"cannot create {self.path}: {exc}") from None
+            raise SessionFileError(
+                f"cannot create {self.path}: {_create_failure(self, exc)}"
+            ) from None
+        except BaseException:
+            # Interrupted inside h5py while it created the file ("x": the file is ours).
+            self.path.unlink(missing_ok=True)
+            raise
+        self._fd: int | None = None
         try:
-            self._fd: int | None = os.open(self.path, os.O_RDWR)
-        except OSError:
-            self._fd = None
+            try:
+                self._fd = os.open(self.path, os.O_RDWR)
+            except OSError:
+                self._fd = None
+            self._start_file(session_id, participant_id, protocol, notes, attrs)
+        except BaseException:
+            # Stopped half-way (Ctrl-C, a signal, a full disk): the file holds no session yet
+            # and might not even open; leave nothing behind.
+            try:
+                self._f.close()
+            except Exception:
+                pass
+            self._release_fd()
+            self.path.unlink(missing_ok=True)
+            raise
+
+    def _start_file(
+        self,
+        session_id: str | None,
+        participant_id: str,
+        protocol: str,
+        notes: str,
+        attrs: Mapping[str, Any] | None,
+    ) -> None:
+        """Write the root attributes and groups of a new file and flush them."""
         f = self._f
         f.attrs["format"] = FORMAT
         f.attrs["schema_version"] = SCHEMA_VERSION
@@ -174,13 +256,7 @@ class SessionWriter:
         f.create_group("derived")
         f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE, chunks=(256,))
         self._last_flush = 0.0
-        try:
-            self._reserve(0)
-        except DiskFullError:
-            self._f.close()
-            self._release_fd()
-            self.path.unlink(missing_ok=True)  # nothing recorded yet: leave no empty file
-            raise
+        self._reserve(0)  # a full disk here removes the new file (see __init__)
         self.flush()
 
     # ------------------------------------------------------------------ basics

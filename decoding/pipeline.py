@@ -213,6 +213,19 @@ def decode_sessions(
         raise RecallLabError("give at least one session file")
     if len({Path(p).resolve() for p in paths}) != len(paths):
         raise RecallLabError("the same session file is listed twice")
+    from data_schema.validator import refuse_invalid_session
+
+    for p in paths:
+        refuse_invalid_session(p, "decode")
+    _check_preprocess(cfg)
+    report_root = Path(report_dir) if report_dir else Path(f"{paths[0]}.decoding")
+    # Every output location is checked before the (long) work, so a failing run never
+    # leaves a result in a session file without its report, or the other way round.
+    if report:
+        check_report_location(report_root)
+    if write:
+        for p in paths:
+            check_session_writable(p)
     sessions = []
     for p in paths:
         log.info("preprocessing %s", p)
@@ -241,11 +254,15 @@ def decode_sessions(
         "device": device_name(cfg),
         "decoders": {
             n: {
-                "f1_weighted": r.f1,
-                "balanced_accuracy": r.balanced_accuracy,
-                "chance_f1_weighted": r.chance_f1,
-                "chance_balanced_accuracy": r.chance_balanced_accuracy,
-                "p_value": r.p_value,
+                "f1_weighted": finite_or_none(r.f1),
+                "balanced_accuracy": finite_or_none(r.balanced_accuracy),
+                # Without permutations there is no chance level and no p-value: None ("not
+                # computed", null in JSON), never a p of 1.0 or a NaN chance.
+                "chance_f1_weighted": finite_or_none(r.chance_f1) if r.null_f1 else None,
+                "chance_balanced_accuracy": (
+                    finite_or_none(r.chance_balanced_accuracy) if r.null_f1 else None
+                ),
+                "p_value": finite_or_none(r.p_value) if r.null_f1 else None,
                 "n_permutations": len(r.null_f1),
                 "leaky_f1_weighted": r.leaky_f1,
                 "split": r.split,
@@ -264,11 +281,76 @@ def decode_sessions(
     if report:
         from decoding.report import write_report
 
-        root = Path(report_dir) if report_dir else Path(f"{sessions[0].path}.decoding")
-        summary["report"] = str(write_report(outcome, cfg, root))
+        summary["report"] = str(write_report(outcome, cfg, report_root))
     return outcome
 
 
+def finite_or_none(value: Any) -> float | None:
+    """``float(value)``, or None for a missing, NaN or infinite value."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy values made plain and NaN/infinity made None (JSON null)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return finite_or_none(obj)
+    return obj
+
+
+def strict_json(obj: Any) -> str:
+    """JSON any strict parser reads: no bare NaN or Infinity (they become null)."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False, default=str)
+
+
 def summary_json(outcome: DecodeOutcome) -> str:
-    """The ``--json`` summary."""
-    return json.dumps(outcome.summary, indent=2, default=float)
+    """The ``--json`` summary (strict JSON: a value not computed is null)."""
+    return strict_json(outcome.summary)
+
+
+def check_report_location(root: Path) -> None:
+    """Raise a one-line error unless the report folder ``root`` can be made and written."""
+    from data_schema.writer import check_writable_folder
+
+    if root.exists() and not root.is_dir():
+        raise RecallLabError(f"cannot use report folder {root}: it is a file, not a folder")
+    try:
+        check_writable_folder(root)
+    except RecallLabError as exc:
+        raise RecallLabError(f"cannot use report folder {root}: {exc}") from None
+
+
+def check_session_writable(path: str | Path) -> None:
+    """Raise a one-line error unless results can be added to the session file ``path``."""
+    p = Path(path)
+    try:
+        with open(p, "r+b"):
+            pass
+    except OSError as exc:
+        raise RecallLabError(
+            f"cannot add results to {p} ({exc.strerror or exc}); copy it somewhere writable "
+            "or pass --no-write"
+        ) from None
+
+
+def _check_preprocess(cfg: DecodeConfig) -> None:
+    p = cfg.preprocess
+    for name in ("l_freq", "h_freq", "resample"):
+        v = getattr(p, name)
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise RecallLabError(f"preprocess.{name}: {v!r} is not a positive number of Hz")
+    if p.l_freq is not None and p.h_freq is not None and not p.l_freq < p.h_freq:
+        raise RecallLabError(
+            f"preprocess: l_freq {p.l_freq:g} Hz must be below h_freq {p.h_freq:g} Hz (a band-pass "
+            "keeps what lies between them)"
+        )

@@ -44,11 +44,13 @@ def write_report(outcome: DecodeOutcome, cfg: DecodeConfig, root: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from decoding.pipeline import strict_json
+
     out = new_report_folder(root)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    metrics = {n: r.metrics() for n, r in outcome.results.items()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    (out / "summary.json").write_text(json.dumps(outcome.summary, indent=2, default=float))
+    metrics = {n: _metrics(r) for n, r in outcome.results.items()}
+    (out / "metrics.json").write_text(strict_json(metrics))
+    (out / "summary.json").write_text(strict_json(outcome.summary))
     (out / "software_versions.json").write_text(json.dumps(software_versions(), indent=2))
     if outcome.consistency:
         (out / "consistency.json").write_text(json.dumps(outcome.consistency, indent=2))
@@ -71,6 +73,27 @@ def write_report(outcome: DecodeOutcome, cfg: DecodeConfig, root: Path) -> Path:
     _plot_consistency(plt, outcome, out)
     (out / "README.md").write_text(_summary_markdown(outcome))
     return out
+
+
+def _metrics(r) -> dict:
+    """A decoder's metrics; chance and p-values are None when no permutation was run."""
+    m = r.metrics()
+    if not r.null_f1:
+        for key in m:
+            if key.startswith(("chance_", "p_value")):
+                m[key] = None
+    return m
+
+
+def _fmt(value: float | None, missing: str = "not computed") -> str:
+    return missing if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _chance(r) -> tuple[str, str]:
+    """Chance F1 and p as text (``not computed`` without permutations)."""
+    if not r.null_f1:
+        return "not computed", "not computed"
+    return _fmt(r.chance_f1), _fmt(r.p_value)
 
 
 def _plot_embeddings(plt, outcome, y, out: Path) -> None:
@@ -129,9 +152,8 @@ def _plot_confusions(plt, outcome, out: Path) -> None:
         ax.set_yticks(range(3), CLASS_NAMES, fontsize=8)
         ax.set_xlabel("decoded")
         ax.set_ylabel("reported")
-        ax.set_title(
-            f"{name}\nF1 {r.f1:.2f} (chance {r.chance_f1:.2f}, p={r.p_value:.3f})", fontsize=8
-        )
+        chance, p = _chance(r)
+        ax.set_title(f"{name}\nF1 {r.f1:.2f} (chance {chance}, p={p})", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=110)
     plt.close(fig)
@@ -184,9 +206,10 @@ def _summary_markdown(outcome) -> str:
     ]
     for n, r in outcome.results.items():
         leaky = "-" if r.leaky_f1 is None else f"{r.leaky_f1:.3f}"
+        chance, p = _chance(r)
         lines.append(
-            f"| {n} | {r.split} | {r.f1:.3f} | {r.balanced_accuracy:.3f} | {r.chance_f1:.3f} | "
-            f"{r.p_value:.3f} | {leaky} |"
+            f"| {n} | {r.split} | {r.f1:.3f} | {r.balanced_accuracy:.3f} | {chance} | "
+            f"{p} | {leaky} |"
         )
     lines += [
         "",

@@ -140,8 +140,16 @@ class ReplaySource(Source):
         stream = session.streams[self.stream_name]
         if stream.n_samples == 0:
             raise SourceError(f"{self.path.name}: stream {self.stream_name!r} holds no samples")
-        self.session = session
         ts = stream.timestamps
+        bad = ~np.isfinite(ts)
+        if bad.any():
+            # The schedule is built from the timestamps: a NaN one would never come due.
+            raise SourceError(
+                f"{self.path.name}: stream {self.stream_name!r} has {int(bad.sum())} timestamps "
+                f"that are not finite (first at row {int(np.argmax(bad))}), so it cannot be "
+                f"played in time; 'recall-lab validate {self.path}' lists the problems"
+            )
+        self.session = session
         # Pace on the running maximum so a timestamp that steps back never stalls the schedule.
         self._sched = np.maximum.accumulate(ts - ts[0])
         # Period used between loop passes: the nominal one, else the mean measured one.

@@ -96,10 +96,11 @@ class MemoryCue(_Model):
 class _Phase(_Model):
     id: str = Field(pattern=ID_PATTERN, max_length=64)
     text: str = ""
-    duration: float | None = Field(None, gt=0)
+    # allow_inf_nan: "1e309" reads as infinity, a phase that would never end.
+    duration: float | None = Field(None, gt=0, allow_inf_nan=False)
     until: Until | None = None
-    min_duration: float = Field(0.0, ge=0)
-    max_duration: float | None = Field(None, gt=0)
+    min_duration: float = Field(0.0, ge=0, allow_inf_nan=False)
+    max_duration: float | None = Field(None, gt=0, allow_inf_nan=False)
     continue_key: str = Field("space", min_length=1)
     memory: str | None = None
 

@@ -33,9 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_schema.errors import ConfigError
     from decoding.config import load_config
     from decoding.pipeline import decode_sessions, summary_json
 
+    if args.config is not None and args.config.is_dir():
+        raise ConfigError(
+            f"--config {args.config} is a folder: give a YAML or JSON settings file inside it"
+        )
     cfg = load_config(args.config)
     show = not args.quiet and sys.stderr.isatty()
     outcome = decode_sessions(
@@ -48,10 +53,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(s['sessions'])} session(s), {s['n_windows']} windows, device {s['device']}")
     for name, m in s["decoders"].items():
         leaky = m["leaky_f1_weighted"]
+        if m["p_value"] is None:
+            chance = "chance not computed (evaluation.n_permutations is 0)"
+        else:
+            chance = f"chance F1 {m['chance_f1_weighted']:.3f}  p={m['p_value']:.3f}"
         print(
-            f"  {name:20s} weighted F1 {m['f1_weighted']:.3f}  balanced acc "
-            f"{m['balanced_accuracy']:.3f}  chance F1 {m['chance_f1_weighted']:.3f}  "
-            f"p={m['p_value']:.3f}  [{m['split']}]"
+            f"  {name:20s} weighted F1 {_num(m['f1_weighted'])}  balanced acc "
+            f"{_num(m['balanced_accuracy'])}  {chance}  [{m['split']}]"
             + ("" if leaky is None else f"  | leaky RYM protocol F1 {leaky:.3f} (LEAKY)")
         )
     for path, run_name in s.get("runs", {}).items():
@@ -59,3 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if "report" in s:
         print(f"  report:  {s['report']}")
     return 0
+
+
+def _num(value: float | None) -> str:
+    return "not computed" if value is None else f"{value:.3f}"

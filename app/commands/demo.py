@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data_schema.writer import check_new_session_path, check_session_name
     from drivers.spec import parse_source
     from protocols.headless import run_headless
     from protocols.loader import load_protocol, resolve_protocol
@@ -70,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     path = resolve_protocol(args.protocol)
     protocol = load_protocol(path)
     out = args.out or Path(time.strftime("recall-lab-demo-%Y%m%d-%H%M%S.h5"))
-    if out.exists():
-        raise RecallLabError(f"{out} already exists; recall-lab never overwrites a file")
+    check_new_session_path(out)
+    check_session_name(out)
     source = parse_source(args.source)
     sinks = []
     outlet = None
@@ -93,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"  phase {line}", flush=True)
 
+    # SIGTERM stops the demo like Ctrl-C: the protocol is aborted and the file closed.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None
     try:
         result = run_headless(
             protocol,
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         if outlet is not None:
             outlet.close()
     print(result.summary(), flush=True)

@@ -27,7 +27,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
+    from data_schema.errors import ConfigError
+    from data_schema.writer import check_new_session_path, check_session_name
     from decoding.simulate import SimulationSettings, simulate_session
+
+    for name in ("duration", "rate", "effect"):
+        value = getattr(args, name)
+        if not math.isfinite(value):
+            raise ConfigError(f"--{name} {value:g}: give a finite number")
+    check_new_session_path(args.out)
+    check_session_name(args.out)
 
     settings = SimulationSettings(
         effect=args.effect,
