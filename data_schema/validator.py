@@ -33,7 +33,7 @@ from data_schema.reader import (
     is_damage,
     open_session_file,
 )
-from data_schema.summary import GAP_PERIODS, MIN_GAP_S
+from data_schema.summary import measured_rate, spacing_outside_gaps
 from data_schema.types import UNIT_SCALE_TO_VOLTS
 from data_schema.writer import NAME_RE, PSEUDONYM_RE
 
@@ -624,10 +624,9 @@ def _check_timestamps(where: str, ts: h5py.Dataset, rate: float, clean: bool, c:
     if rate > 0 and dts:
         # Mean spacing with gaps left out: robust to devices that deliver in bursts (OpenBCI's
         # per-packet timestamps), where a median of the spacings would mislead.
-        d = np.concatenate(dts)
-        d = d[(d >= 0) & (d <= max(MIN_GAP_S, GAP_PERIODS / rate))]
-        if d.size >= 10 and d.sum() > 0:
-            measured = d.size / float(d.sum())
+        n, total = spacing_outside_gaps(np.concatenate(dts), rate)  # as `info` measures it
+        if n >= 10 and total > 0:
+            measured = measured_rate(n, total)
             if abs(measured - rate) > 0.05 * rate:
                 c.warning(
                     f"{where}/timestamps",
