@@ -1,8 +1,9 @@
 """Write a session's EEG (and its events) in other tools' formats (``recall-lab export``).
 
 - ``fif``: MNE's own format, float32 samples in volts; events as annotations.
-- ``edf``: EDF+ through MNE/edfio; 16-bit samples scaled per channel to the channel's range,
-  so values are kept to within (max - min) / 65535 of the channel; events as EDF+ annotations.
+- ``edf``: EDF+ written with edfio (:mod:`data_schema.export_edf`): 16-bit samples scaled to
+  each channel's own range, so values are kept to within (max - min) / 65535 of that channel;
+  trigger channels 1:1; records that divide the data; events as EDF+ annotations.
 - ``brainvision``: ``.vhdr``/``.vmrk``/``.eeg`` through MNE/pybv, float32 samples; events as
   markers.
 - ``bids``: a BIDS EEG dataset through mne-bids (BrainVision data, ``events.tsv`` from the
@@ -22,13 +23,16 @@ import logging
 import re
 import warnings
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from data_schema.errors import SessionExistsError, SessionFileError
 from data_schema.reader import Session, Stream, annotation_description
+from data_schema.types import UNIT_SCALE_TO_VOLTS
+
+_VOLTAGE_TYPES = {"eeg", "eog", "ecg", "emg"}
 
 log = logging.getLogger(__name__)
 
@@ -115,26 +119,103 @@ def export_session(
         raise SessionFileError(f"{Path(path).name}: stream {stream!r} holds no samples")
     say(f"writing {fmt}")
     if fmt == "brainflow":
-        return export_brainflow(session, out, stream=stream, master_board=master_board)
-    raw = session.to_raw(stream)
+        return export_brainflow(
+            session, out, stream=stream, master_board=master_board, progress=say
+        )
+    s = session.streams[stream]
+    if fmt == "edf" and not s.info.nominal_rate:
+        raise SessionFileError(
+            f"stream {stream!r} has an irregular rate (nominal rate 0) and EDF holds only "
+            "regularly sampled signals: export a regular stream, or use fif or brainflow"
+        )
+    raw = recording_raw(session, stream, say)
+    if fmt == "edf":
+        from data_schema.export_edf import write_edf
+
+        return write_edf(raw, out, s.info.channel_types, say)
     if fmt == "fif":
         with warnings.catch_warnings():
             # MNE asks for names ending in raw.fif; users pick their own names.
             warnings.filterwarnings("ignore", message=".*does not conform to MNE naming")
             raw.save(out, overwrite=False, verbose="error")
         return [out]
-    if fmt in ("edf", "brainvision"):
+    if fmt == "brainvision":
         import mne
 
-        raw = _without_commas(raw) if fmt == "brainvision" else raw
+        raw = _without_commas(raw)
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "exporting to a lossy format" is documented above
             mne.export.export_raw(out, raw, fmt=fmt, overwrite=False, verbose="error")
-        if fmt == "brainvision":
-            return [out, out.with_suffix(".vmrk"), out.with_suffix(".eeg")]
-        return [out]
-    return export_bids(session, raw, out, task=task, line_freq=line_freq)
+        return [out, out.with_suffix(".vmrk"), out.with_suffix(".eeg")]
+    return export_bids(session, raw, out, task=task, line_freq=line_freq, stream=stream)
+
+
+def recording_raw(session: Session, stream: str, say: Progress):
+    """The stream as MNE ``Raw`` for export, dated and with its breaks marked.
+
+    - ``meas_date`` is the recording's own first-sample time (through the stream's clock
+      mapping, as :func:`unix_times`), not the time the session file was written or imported.
+    - Each break in the timestamps longer than
+      :func:`data_schema.summary.gap_threshold` (the validator's gap rule) becomes a
+      zero-length annotation ``BAD_ACQ_SKIP <seconds> s missing`` at the first sample after
+      it: the exported samples are contiguous, so the annotation marks where the break is and
+      names its true length without flagging the real samples after it as bad.
+    """
+    import mne
+
+    from data_schema.summary import gap_threshold
+
+    raw = session.to_raw(stream)
+    s = session.streams[stream]
+    ann = raw.annotations
+    onsets = list(ann.onset - (raw.first_samp / raw.info["sfreq"] if ann.orig_time else 0.0))
+    durations, texts = list(ann.duration), list(ann.description)
+    rate = s.info.nominal_rate
+    if rate and s.n_samples > 1:
+        diffs = np.diff(s.timestamps.astype(np.float64))
+        for i in np.flatnonzero(diffs > gap_threshold(rate)):
+            missing = float(diffs[i]) - 1.0 / rate
+            onsets.append((i + 1) / raw.info["sfreq"])
+            durations.append(0.0)
+            texts.append(f"BAD_ACQ_SKIP {missing:.3f} s missing")
+        n_gaps = len(texts) - len(ann)
+        if n_gaps:
+            total = float(np.sum(diffs[diffs > gap_threshold(rate)]) - n_gaps / rate)
+            say(
+                f"{n_gaps} break(s) in the timestamps ({total:.3f} s in all) marked as "
+                "BAD_ACQ_SKIP annotations; the exported samples are contiguous"
+            )
+    start = unix_times(session, s)[0]
+    meas_date = None
+    cm = s.clock_mapping or {}
+    knows_time = (
+        (cm.get("from") == "unix" and "offset" in cm)
+        or cm.get("clock") == "unix"
+        or bool(cm.get("first_sample_utc"))
+    )
+    if not knows_time and session.attrs.get("imported_from"):
+        # An import's started_at is the time of the import, not of the recording.
+        say(
+            f"{session.attrs['imported_from']} stated no recording time that was kept: "
+            "the export carries no recording date"
+        )
+    elif np.isfinite(start) and start > 0:
+        meas_date = datetime.fromtimestamp(float(start), tz=UTC)
+    raw.set_annotations(None)
+    raw.set_meas_date(meas_date)
+    order = np.argsort(onsets, kind="stable")
+    raw.set_annotations(
+        mne.Annotations(
+            # With a date, MNE counts onsets from it; without, from the first sample.
+            np.asarray(onsets, float)[order]
+            + (raw.first_samp / raw.info["sfreq"] if meas_date else 0.0),
+            np.asarray(durations, float)[order],
+            [texts[i] for i in order],
+            orig_time=meas_date,
+        )
+    )
+    return raw
 
 
 def _without_commas(raw):
@@ -170,7 +251,13 @@ def bids_subject(participant_id: str) -> str:
 
 
 def export_bids(
-    session: Session, raw, root: Path, *, task: str = "recall", line_freq: float | None = None
+    session: Session,
+    raw,
+    root: Path,
+    *,
+    task: str = "recall",
+    line_freq: float | None = None,
+    stream: str = "eeg",
 ) -> list[Path]:
     """Write ``raw`` into the BIDS dataset at ``root`` (created if missing)."""
     from mne_bids import BIDSPath, write_raw_bids
@@ -183,6 +270,11 @@ def export_bids(
         )
     if not re.fullmatch(r"[A-Za-z0-9]+", task):
         raise SessionFileError(f"--task {task!r}: BIDS task labels are letters and digits only")
+    if "eeg" not in raw.get_channel_types():
+        raise SessionFileError(
+            "the stream has no EEG channels and a BIDS EEG dataset needs at least one: "
+            "export another --stream, or use fif or edf"
+        )
     subject = bids_subject(session.participant_id or "P000")
     raw = raw.copy()
     raw.info["line_freq"] = line_freq
@@ -204,7 +296,57 @@ def export_bids(
             overwrite=False,
             verbose="error",
         )
-    return sorted(p for p in Path(written.directory).iterdir() if p.is_file())
+    files = sorted(p for p in Path(written.directory).iterdir() if p.is_file())
+    source = session.streams.get(stream)
+    _fix_bids_sidecars(files, raw, source.info.description if source else {})
+    return files
+
+
+def _bids_number(x) -> float | str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return v if np.isfinite(v) and v > 0 else "n/a"
+
+
+def _fix_bids_sidecars(files: list[Path], raw, description: dict) -> None:
+    """Say in the sidecars what the source said, not what mne-bids assumes.
+
+    - ``Manufacturer``: the stream description's ``manufacturer``, else ``n/a``.
+    - Filters: the description's ``filters`` (``{"highpass": Hz|None, "lowpass": Hz|None}``)
+      as ``HardwareFilters`` (what the recording device applied) and ``low_cutoff`` /
+      ``high_cutoff`` in ``channels.tsv``; ``n/a`` where the source said nothing.
+      ``SoftwareFilters`` is ``n/a``: recall-lab filters nothing it exports.
+    - Trigger (``stim``) channels have no physical unit: ``units`` ``n/a``.
+    """
+    filters = description.get("filters") if isinstance(description, dict) else None
+    filters = filters if isinstance(filters, dict) else {}
+    hp, lp = _bids_number(filters.get("highpass")), _bids_number(filters.get("lowpass"))
+    for path in files:
+        if path.name.endswith("_eeg.json"):
+            side = json.loads(path.read_text())
+            manufacturer = (description or {}).get("manufacturer")
+            side["Manufacturer"] = str(manufacturer) if manufacturer else "n/a"
+            if hp == "n/a" and lp == "n/a":
+                side["HardwareFilters"] = "n/a"
+            else:
+                side["HardwareFilters"] = {"SourceFilters": {"HighpassHz": hp, "LowpassHz": lp}}
+            side["SoftwareFilters"] = "n/a"
+            path.write_text(json.dumps(side, indent=4, ensure_ascii=False))
+        elif path.name.endswith("_channels.tsv"):
+            lines = path.read_text().splitlines()
+            head = lines[0].split("\t")
+            col = {name: i for i, name in enumerate(head)}
+            rows = [line.split("\t") for line in lines[1:]]
+            for row in rows:
+                if "low_cutoff" in col:
+                    row[col["low_cutoff"]] = f"{hp:g}" if hp != "n/a" else "n/a"
+                if "high_cutoff" in col:
+                    row[col["high_cutoff"]] = f"{lp:g}" if lp != "n/a" else "n/a"
+                if row[col["type"]] == "TRIG" and "units" in col:
+                    row[col["units"]] = "n/a"
+            path.write_text("\n".join("\t".join(r) for r in [head, *rows]) + "\n")
 
 
 # ----------------------------------------------------------------------------- BrainFlow
@@ -262,12 +404,21 @@ def marker_codes(events: list) -> tuple[list[float], dict[str, str]]:
 
 
 def export_brainflow(
-    session: Session, out: Path, *, stream: str = "eeg", master_board: str | int = "synthetic"
+    session: Session,
+    out: Path,
+    *,
+    stream: str = "eeg",
+    master_board: str | int = "synthetic",
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Write the BrainFlow playback-file layout for ``master_board``.
 
-    Samples are written in the stream's stored units (BrainFlow's own EEG is microvolts); a
-    legend for non-numeric events is written beside the file as ``<out>.markers.json``.
+    Voltage channels (EEG, EOG, ECG, EMG) are written in microvolts, as BrainFlow's own EEG is,
+    whatever unit the session stores them in (``V`` for MNE imports); other channels as
+    stored. BrainFlow's text keeps 6 decimals, i.e. 1e-6 uV. A legend for non-numeric events
+    is written beside the file as ``<out>.markers.json``. The marker row holds one code per
+    sample: events that fall on a sample already taken move to the next free sample, and a
+    progress line says how many moved and by how far.
     """
     from drivers.brainflow_source import _brainflow, resolve_board_id
 
@@ -295,7 +446,13 @@ def export_brainflow(
         )
     n = s.n_samples
     table = np.zeros((n_rows, n), dtype=np.float64)
-    table[eeg_rows[: s.info.n_channels]] = s.data[:n].T
+    to_uv = np.array(
+        [
+            UNIT_SCALE_TO_VOLTS.get(u, 1e-6) / 1e-6 if t in _VOLTAGE_TYPES else 1.0
+            for u, t in zip(s.info.units, s.info.channel_types)
+        ]
+    )
+    table[eeg_rows[: s.info.n_channels]] = s.data[:n].T.astype(np.float64) * to_uv[:, None]
     table[ts_row] = unix_times(session, s)
     events = [e for e in session.events if s.timestamps[0] <= e.timestamp <= s.timestamps[-1]]
     files = [out]
@@ -308,13 +465,27 @@ def export_brainflow(
         idx = np.where(
             np.abs(s.timestamps[prev] - times) < np.abs(s.timestamps[idx] - times), prev, idx
         )
+        moved = []
         for i, code in zip(idx, codes):
             # One marker per sample: a second event on the same sample moves to the next free
             # one, so none is dropped.
             j = int(i)
             while j < n - 1 and table[marker_row, j] != 0:
                 j += 1
+            if table[marker_row, j] != 0:  # the last sample is taken: look back instead
+                j = int(i)
+                while j > 0 and table[marker_row, j] != 0:
+                    j -= 1
             table[marker_row, j] = code
+            if j != i:
+                moved.append(abs(j - int(i)))
+        if moved:
+            rate_hz = s.info.nominal_rate or s.effective_rate
+            (progress or log.warning)(
+                f"{len(moved)} marker(s) shared a sample with another and moved to the next "
+                f"free sample (at most {max(moved)} sample(s), "
+                f"{max(moved) / rate_hz * 1e3:.1f} ms)"
+            )
         if legend:
             legend_path = out.with_name(out.name + ".markers.json")
             _refuse_existing(legend_path)
