@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -387,6 +388,20 @@ def _choose_xdf_eeg(numeric: list[dict]) -> dict | None:
     return None
 
 
+def _xdf_start(header: dict) -> datetime | None:
+    """The recording's start (aware datetime) from an XDF file header, or ``None``."""
+    value = _first(header.get("info", {}) if isinstance(header, dict) else {}, "datetime")
+    if not value:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            dt = datetime.strptime(str(value).strip(), fmt)
+        except ValueError:
+            continue
+        return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+    return None
+
+
 def _load_xdf(path: Path) -> Session:
     import logging
 
@@ -398,7 +413,7 @@ def _load_xdf(path: Path) -> Session:
     level = xdf_log.level
     xdf_log.setLevel(logging.ERROR)
     try:
-        streams, _header = pyxdf.load_xdf(str(path))
+        streams, header = pyxdf.load_xdf(str(path))
     finally:
         xdf_log.setLevel(level)
     markers: list[dict] = []
@@ -417,6 +432,9 @@ def _load_xdf(path: Path) -> Session:
     def rate(s: dict) -> float:
         return float(_first(s["info"], "nominal_srate", 0) or 0)
 
+    start_utc = _xdf_start(header)
+    firsts = [float(x["time_stamps"][0]) for x in streams if len(x["time_stamps"])]
+    t_ref = min(firsts) if firsts else 0.0
     eeg = _choose_xdf_eeg(numeric)
     ordered = ([eeg] if eeg is not None else []) + [s for s in numeric if s is not eeg]
     taken: set[str] = set()
@@ -459,7 +477,18 @@ def _load_xdf(path: Path) -> Session:
                 "channel_typing": typing,
             },
         )
-        out[key] = Stream(stream_info, data, ts, {"clock": "lsl", "origin": "xdf"})
+        clock: dict[str, object] = {"clock": "lsl", "origin": "xdf"}
+        if start_utc is not None and len(ts):
+            from datetime import timedelta
+
+            clock["first_sample_utc"] = (
+                start_utc + timedelta(seconds=float(ts[0]) - t_ref)
+            ).isoformat()
+            clock["first_sample_utc_from"] = (
+                "the XDF header's datetime (the recorder's start, whole seconds), taken as the "
+                "time of the file's earliest sample"
+            )
+        out[key] = Stream(stream_info, data, ts, clock)
     events: list[Event] = []
     for s in markers:
         name = str(_first(s["info"], "name", "markers"))

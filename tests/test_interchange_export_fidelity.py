@@ -207,7 +207,7 @@ def test_bids_refuses_a_stream_without_eeg_in_one_clear_line(tmp_path: Path) -> 
     assert "\n" not in str(exc.value)
 
 
-def test_an_import_without_a_recording_time_is_not_dated_with_the_import_time(
+def test_an_xdf_import_is_dated_from_its_header_never_from_the_import(
     shared_data: Path, tmp_path: Path
 ) -> None:
     import mne
@@ -216,12 +216,27 @@ def test_an_import_without_a_recording_time_is_not_dated_with_the_import_time(
 
     h5 = tmp_path / "muse.h5"
     import_recording(shared_data / "muselsl2_sub-P001_ses-S001_eeg.xdf", h5, participant_id="P1")
+    export_session(h5, "fif", tmp_path / "x_raw.fif")
+    date = mne.io.read_raw(tmp_path / "x_raw.fif", verbose="error").info["meas_date"]
+    # The file header says 2023-10-25T14:39:15+0100 (LabRecorder's start).
+    assert date is not None and abs(date.timestamp() - 1698241155.0) < 2.0
+    export_session(h5, "bids", tmp_path / "bids")
+    assert (tmp_path / "bids" / "sub-P1" / "eeg").is_dir()
+
+
+def test_an_import_without_a_recording_time_is_not_dated_with_the_import_time(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import mne
+
+    from data_schema.importers import import_recording
+
+    h5 = tmp_path / "minimal.h5"
+    import_recording(shared_data / "xdf_minimal.xdf", h5, participant_id="P1")  # no datetime
     said: list[str] = []
     export_session(h5, "fif", tmp_path / "x_raw.fif", progress=said.append)
     assert mne.io.read_raw(tmp_path / "x_raw.fif", verbose="error").info["meas_date"] is None
     assert any("no recording date" in m for m in said)
-    export_session(h5, "bids", tmp_path / "bids")
-    assert (tmp_path / "bids" / "sub-P1" / "eeg").is_dir()
 
 
 def test_edf_128_channels_at_2_khz_from_5_uv_to_20_mv_each_within_its_own_step(
