@@ -201,8 +201,10 @@ class ParticipantWindow(QtWidgets.QWidget):
         if geometry is not None:
             # The window manager adds its frame once the window is mapped: fit the whole frame
             # (title bar included) into the rectangle asked for.
+            # Under load the frame may come late: fit again until it surely has.
             target = QtCore.QRect(geometry)
-            QtCore.QTimer.singleShot(200, lambda: self._fit_frame(target))
+            for ms in (200, 700, 1500):
+                QtCore.QTimer.singleShot(ms, lambda: self._fit_frame(target))
 
     def _fit_frame(self, target: QtCore.QRect) -> None:
         from app.widgets.participant_panel import fit_frame

@@ -182,13 +182,27 @@ def test_participant_display_beside_the_console_closable_and_reopenable(real_app
     # be reopened.
     app = real_app(protocol="demo", time_scale=0.2)
     screen = (0, 0, *app.x.size)
-    wins = {w["title"]: w for w in app.windows()}
-    console = wins["recall-lab: experimenter console"]["frame"]
-    part = wins["recall-lab: participant display"]["frame"]
-    for name, (fx, fy, fw, fh) in (("participant display", part), ("console", console)):
-        assert fx >= 0 and fy >= 0 and fx + fw <= screen[2] and fy + fh <= screen[3], (
-            f"the {name}'s frame {[fx, fy, fw, fh]} (title bar included) must be on the screen"
-        )
+
+    def frames() -> dict[str, list[int]]:
+        wins = {w["title"]: w["frame"] for w in app.windows()}
+        return {
+            "console": wins["recall-lab: experimenter console"],
+            "participant display": wins["recall-lab: participant display"],
+        }
+
+    def on_screen(f: list[int]) -> bool:
+        fx, fy, fw, fh = f
+        return fx >= 0 and fy >= 0 and fx + fw <= screen[2] and fy + fh <= screen[3]
+
+    # A person looks once the windows have settled (the window manager frames them first).
+    try:
+        app.wait_until(lambda: all(map(on_screen, frames().values())), 5, what="windows placed")
+    except AssertionError:
+        pass  # reported below with the frames
+    placed = frames()
+    for name, f in placed.items():
+        assert on_screen(f), f"the {name}'s frame {f} (title bar included) must be on the screen"
+    console, part = placed["console"], placed["participant display"]
     assert not _intersects(console, part), f"it hides the console: {part} over {console}"
 
     app.click("Record")

@@ -195,6 +195,7 @@ def place_participant(
         fit_frame(console, console_rect)
         # Before the window manager has framed the window its frame is unknown: fit again.
         target = QtCore.QRect(console_rect)
-        QtCore.QTimer.singleShot(300, lambda: fit_frame(console, target))
+        for ms in (300, 800, 1500):
+            QtCore.QTimer.singleShot(ms, lambda: fit_frame(console, target))
     participant.place(rect, index, fullscreen)
     return index, fullscreen
