@@ -147,8 +147,36 @@ def export_session(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "exporting to a lossy format" is documented above
             mne.export.export_raw(out, raw, fmt=fmt, overwrite=False, verbose="error")
+        _mark_new_segments(out.with_suffix(".vmrk"))
         return [out, out.with_suffix(".vmrk"), out.with_suffix(".eeg")]
     return export_bids(session, raw, out, task=task, line_freq=line_freq, stream=stream)
+
+
+def _mark_new_segments(vmrk: Path) -> None:
+    """Add a BrainVision ``New Segment`` marker at every break (``BAD_ACQ_SKIP`` comment).
+
+    pybv writes only Stimulus, Response and Comment markers; BrainVision Analyzer and MNE
+    know a discontinuity by its ``New Segment`` marker, so one is added where each break's
+    comment stands, and the markers are numbered again in order.
+    """
+    lines = vmrk.read_text(encoding="utf-8").splitlines()
+    out: list[str] = []
+    n = 0
+    added = False
+    for line in lines:
+        m = re.match(r"^Mk\d+=(.*)$", line)
+        if m is None:
+            out.append(line)
+            continue
+        fields = m.group(1).split(",")
+        n += 1
+        out.append(f"Mk{n}={m.group(1)}")
+        if len(fields) >= 3 and fields[0] == "Comment" and "BAD_ACQ_SKIP" in fields[1]:
+            n += 1
+            out.append(f"Mk{n}=New Segment,,{fields[2]},1,0")
+            added = True
+    if added:
+        vmrk.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
 def recording_raw(session: Session, stream: str, say: Progress):

@@ -145,6 +145,9 @@ def test_breaks_are_marked_and_the_recording_keeps_its_own_date(
     phase = [a for a in raw.annotations if "phase_start" in a["description"]]
     assert abs(phase[0]["onset"] - 3.0) < 1e-2
     assert any("break" in m for m in said)
+    if fmt == "brainvision":  # and the discontinuity as BrainVision tools know it
+        segments = [a for a in raw.annotations if a["description"].startswith("New Segment")]
+        assert [round(a["onset"], 3) for a in segments][-1] == round(skips[0]["onset"], 3)
 
 
 def test_bids_sidecars_say_what_the_source_said_and_pass_the_validator(tmp_path: Path) -> None:
