@@ -149,6 +149,13 @@ class ReplaySource(Source):
                 f"that are not finite (first at row {int(np.argmax(bad))}), so it cannot be "
                 f"played in time; 'recall-lab validate {self.path}' lists the problems"
             )
+        data = stream.data
+        if data.size and not np.isfinite(data).any():
+            # Nothing to replay: a recording of it would hold no signal at all.
+            raise SourceError(
+                f"{self.path.name}: stream {self.stream_name!r} holds no finite sample (every "
+                f"value is NaN or infinite); 'recall-lab validate {self.path}' lists the problems"
+            )
         self.session = session
         # Pace on the running maximum so a timestamp that steps back never stalls the schedule.
         self._sched = np.maximum.accumulate(ts - ts[0])

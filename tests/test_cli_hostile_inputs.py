@@ -99,6 +99,8 @@ EXPECTED: dict[str, dict[str, tuple[int, str]]] = {
         "validate": (1, ""),
         "export": (2, "not finite"),
         "decode": (2, "validate"),
+        "replay": (2, "no finite sample"),
+        "record": (2, "no finite sample"),  # replay:<file> as a source records nothing of it
     },
     "nan_timestamps": {
         "validate": (1, ""),
