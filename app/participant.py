@@ -202,9 +202,11 @@ class ParticipantWindow(QtWidgets.QWidget):
             # The window manager adds its frame once the window is mapped: fit the whole frame
             # (title bar included) into the rectangle asked for.
             # Under load the frame may come late: fit again until it surely has.
+            from app.widgets.participant_panel import later
+
             target = QtCore.QRect(geometry)
             for ms in (200, 700, 1500):
-                QtCore.QTimer.singleShot(ms, lambda: self._fit_frame(target))
+                later(self, ms, lambda: self._fit_frame(target))
 
     def _fit_frame(self, target: QtCore.QRect) -> None:
         from app.widgets.participant_panel import fit_frame

@@ -194,12 +194,18 @@ def test_participant_display_beside_the_console_closable_and_reopenable(real_app
         fx, fy, fw, fh = f
         return fx >= 0 and fy >= 0 and fx + fw <= screen[2] and fy + fh <= screen[3]
 
-    # A person looks once the windows have settled (the window manager frames them first).
+    # A person looks once the windows have settled: placed, framed by the window manager and
+    # still for half a second.
+    def settled() -> dict[str, list[int]] | None:
+        first = frames()
+        time.sleep(0.5)
+        second = frames()
+        return second if first == second and all(map(on_screen, second.values())) else None
+
     try:
-        app.wait_until(lambda: all(map(on_screen, frames().values())), 5, what="windows placed")
+        placed = app.wait_until(settled, 8, what="windows placed")
     except AssertionError:
-        pass  # reported below with the frames
-    placed = frames()
+        placed = frames()  # reported below
     for name, f in placed.items():
         assert on_screen(f), f"the {name}'s frame {f} (title bar included) must be on the screen"
     console, part = placed["console"], placed["participant display"]

@@ -145,6 +145,16 @@ def participant_rect(
     return part, new_console
 
 
+def later(owner: QtCore.QObject, ms: int, fn: Callable[[], None]) -> None:
+    """Call ``fn`` in ``ms`` milliseconds unless ``owner`` is gone by then (the timer is its
+    child, so it dies with it)."""
+    timer = QtCore.QTimer(owner)
+    timer.setSingleShot(True)
+    timer.timeout.connect(fn)
+    timer.timeout.connect(timer.deleteLater)
+    timer.start(ms)
+
+
 def fit_frame(window: QtWidgets.QWidget, target: QtCore.QRect) -> None:
     """Put ``window`` so that its whole frame (title bar included) fills ``target``.
 
@@ -196,6 +206,6 @@ def place_participant(
         # Before the window manager has framed the window its frame is unknown: fit again.
         target = QtCore.QRect(console_rect)
         for ms in (300, 800, 1500):
-            QtCore.QTimer.singleShot(ms, lambda: fit_frame(console, target))
+            later(console, ms, lambda: fit_frame(console, target))
     participant.place(rect, index, fullscreen)
     return index, fullscreen
