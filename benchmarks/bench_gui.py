@@ -76,44 +76,20 @@ def pusher(source_id: str, channels: int, rate: float, seconds: float) -> None:
 # ---------------------------------------------------------------------- injector process
 def injector(window: int, n_keys: int, seed: int) -> None:
     """Press and release keys 1/3 on ``window`` through XTEST; print the LSL injection times."""
-    import ctypes
-    import ctypes.util
+    from drivers.xtest import XTestKeys
 
-    from pylsl import local_clock
-
-    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-    xtst = ctypes.CDLL(ctypes.util.find_library("Xtst"))
-    x11.XOpenDisplay.restype = ctypes.c_void_p
-    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    x11.XStringToKeysym.restype = ctypes.c_ulong
-    x11.XStringToKeysym.argtypes = [ctypes.c_char_p]
-    x11.XKeysymToKeycode.restype = ctypes.c_ubyte
-    x11.XKeysymToKeycode.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    x11.XFlush.argtypes = [ctypes.c_void_p]
-    x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    x11.XSetInputFocus.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_ulong]
-    x11.XRaiseWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    xtst.XTestFakeKeyEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
-    d = x11.XOpenDisplay(None)
-    if not d:
-        raise SystemExit("injector: cannot open the X display")
-    x11.XRaiseWindow(d, window)
-    x11.XSetInputFocus(d, window, 2, 0)  # RevertToParent, CurrentTime
-    x11.XSync(d, 0)
-    time.sleep(0.5)
-    codes = {k: x11.XKeysymToKeycode(d, x11.XStringToKeysym(k.encode())) for k in ("1", "3")}
-    rnd = random.Random(seed)
-    for i in range(n_keys):
-        key = "1" if i % 2 == 0 else "3"
-        time.sleep(rnd.uniform(0.15, 0.35))
-        t_down = local_clock()
-        xtst.XTestFakeKeyEvent(d, codes[key], 1, 0)
-        x11.XFlush(d)
-        time.sleep(rnd.uniform(0.05, 0.12))
-        t_up = local_clock()
-        xtst.XTestFakeKeyEvent(d, codes[key], 0, 0)
-        x11.XFlush(d)
-        print(json.dumps({"key": key, "down": t_down, "up": t_up}), flush=True)
+    with XTestKeys() as keys:
+        keys.focus(window)
+        time.sleep(0.5)
+        codes = {k: keys.keycode(k) for k in ("1", "3")}
+        rnd = random.Random(seed)
+        for i in range(n_keys):
+            key = "1" if i % 2 == 0 else "3"
+            time.sleep(rnd.uniform(0.15, 0.35))
+            t_down, _ = keys.key(codes[key], True)
+            time.sleep(rnd.uniform(0.05, 0.12))
+            t_up, _ = keys.key(codes[key], False)
+            print(json.dumps({"key": key, "down": t_down, "up": t_up}), flush=True)
 
 
 # ---------------------------------------------------------------------- the console

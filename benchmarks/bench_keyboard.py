@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import queue
 import random
@@ -76,43 +75,11 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
     return proc, f":{buf.decode().strip()}"
 
 
-class XTest:
-    """Fake key events through XTEST on a connection of this process."""
-
-    def __init__(self) -> None:
-        c = ctypes
-        self.x11, self.xtst = c.CDLL("libX11.so.6"), c.CDLL("libXtst.so.6")
-        self.x11.XOpenDisplay.restype = c.c_void_p
-        self.x11.XOpenDisplay.argtypes = [c.c_char_p]
-        self.x11.XCloseDisplay.argtypes = [c.c_void_p]
-        self.x11.XSync.argtypes = [c.c_void_p, c.c_int]
-        self.x11.XStringToKeysym.restype = c.c_ulong
-        self.x11.XStringToKeysym.argtypes = [c.c_char_p]
-        self.x11.XKeysymToKeycode.restype = c.c_ubyte
-        self.x11.XKeysymToKeycode.argtypes = [c.c_void_p, c.c_ulong]
-        self.xtst.XTestFakeKeyEvent.argtypes = [c.c_void_p, c.c_uint, c.c_int, c.c_ulong]
-        self.dpy = self.x11.XOpenDisplay(None)
-        if not self.dpy:
-            raise SystemExit("bench_keyboard: cannot open the X display")
-
-    def key(self, keysym: str, down: bool) -> tuple[float, float]:
-        """Press or release ``keysym``; LSL times before the request and after XSync."""
-        from drivers.clock import local_clock
-
-        code = self.x11.XKeysymToKeycode(self.dpy, self.x11.XStringToKeysym(keysym.encode()))
-        t0 = local_clock()
-        self.xtst.XTestFakeKeyEvent(self.dpy, code, int(down), 0)
-        self.x11.XSync(self.dpy, 0)
-        return t0, local_clock()
-
-    def close(self) -> None:
-        self.x11.XCloseDisplay(self.dpy)
-
-
 def measure(presses: int, seed: int) -> dict:
     from drivers.clock import local_clock
     from drivers.keyboard import open_keyboard
     from drivers.keyboard_x11 import server_time_probe
+    from drivers.xtest import XTestKeys
 
     probe = server_time_probe(200)
     received: queue.Queue = queue.Queue()
@@ -120,7 +87,7 @@ def measure(presses: int, seed: int) -> dict:
     def on_event(event) -> None:  # cheap: the LSL time it arrived, and the event
         received.put((local_clock(), event))
 
-    xtest = XTest()
+    xtest = XTestKeys()
     rnd = random.Random(seed)
     rows = []  # (down, key, t_before, t_after, timestamp, arrived)
     wrong = 0

@@ -49,6 +49,7 @@ from drivers.keyboard_evdev import (
     list_evdev_keyboards,
 )
 from drivers.keyboard_x11 import key_name, stamp_centre_s
+from drivers.xtest import XTestKeys
 
 XVFB = shutil.which("Xvfb")
 XDOTOOL = shutil.which("xdotool")
@@ -324,39 +325,9 @@ def test_timestamps_follow_xdotool_injections_on_the_lsl_clock(xdo: Xdo) -> None
     assert "CLOCK_MONOTONIC" in mapping["device_clock"]
 
 
-class XTest:
-    """XTEST key events from this process, each bracketed by LSL times: just before the
-    request, and after ``XSync`` (the server has then processed it and stamped the key)."""
-
-    def __init__(self) -> None:
-        c = ctypes
-        self.x11, self.xtst = c.CDLL("libX11.so.6"), c.CDLL("libXtst.so.6")
-        self.x11.XOpenDisplay.restype = c.c_void_p
-        self.x11.XOpenDisplay.argtypes = [c.c_char_p]
-        self.x11.XCloseDisplay.argtypes = [c.c_void_p]
-        self.x11.XSync.argtypes = [c.c_void_p, c.c_int]
-        self.x11.XStringToKeysym.restype = c.c_ulong
-        self.x11.XStringToKeysym.argtypes = [c.c_char_p]
-        self.x11.XKeysymToKeycode.restype = c.c_ubyte
-        self.x11.XKeysymToKeycode.argtypes = [c.c_void_p, c.c_ulong]
-        self.xtst.XTestFakeKeyEvent.argtypes = [c.c_void_p, c.c_uint, c.c_int, c.c_ulong]
-        self.dpy = self.x11.XOpenDisplay(None)
-        assert self.dpy, "cannot open the X display"
-
-    def key(self, keysym: str, down: bool) -> tuple[float, float]:
-        code = self.x11.XKeysymToKeycode(self.dpy, self.x11.XStringToKeysym(keysym.encode()))
-        t0 = local_clock()
-        self.xtst.XTestFakeKeyEvent(self.dpy, code, int(down), 0)
-        self.x11.XSync(self.dpy, 0)
-        return t0, local_clock()
-
-    def close(self) -> None:
-        self.x11.XCloseDisplay(self.dpy)
-
-
 def test_timestamps_lie_within_the_xtest_request(x_display: str) -> None:
     q: queue.Queue[KeyEvent] = queue.Queue()
-    xtest = XTest()
+    xtest = XTestKeys()
     try:
         with open_keyboard(f"x11:{XTEST_KEYBOARD}", q.put):
             for i in range(40):

@@ -8,23 +8,10 @@ real X server, real window manager; input only through XTEST (``tests/realinput`
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from realinput.recorded import key_events
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
-
-
-def keyboard_events(path) -> list[tuple[str, dict, float]]:
-    from data_schema.reader import read_session
-
-    s = read_session(path)
-    assert s.clean_close
-    return [
-        (e.label, json.loads(e.value), e.timestamp)
-        for e in s.events
-        if e.source == "keyboard" and e.label in ("key_down", "key_up")
-    ]
 
 
 def describe(focus: dict) -> str:
@@ -58,7 +45,7 @@ def test_keys_reach_the_protocol_after_a_console_click(real_app):
     assert app.state()["engine"]["kind"] == "recall", "the presses must fall in the recall phase"
 
     path = app.stop_recording_and_wait()
-    valence = [(label, v, t) for label, v, t in keyboard_events(path) if v["key"] == "1"]
+    valence = [(label, v, t) for label, v, t in key_events(path) if v["key"] == "1"]
     downs = [t for label, v, t in valence if label == "key_down" and v["valence"] == "positive"]
     ups = [t for label, v, t in valence if label == "key_up" and v["valence"] == "positive"]
     assert len(downs) == 2 and len(ups) == 2, (

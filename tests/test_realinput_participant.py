@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from realinput.recorded import closed_session, key_events
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(150)]
 
@@ -44,22 +45,6 @@ def rig_app(real_app, tmp_path, *, recall: float = 6.0, extra_args: tuple[str, .
     return app
 
 
-def session(path):
-    from data_schema.reader import read_session
-
-    s = read_session(path)
-    assert s.clean_close
-    return s
-
-
-def keys(s, key: str | None = None) -> list[tuple[str, dict, float]]:
-    return [
-        (e.label, json.loads(e.value), e.timestamp)
-        for e in s.events
-        if e.source == "keyboard" and (key is None or json.loads(e.value)["key"] == key)
-    ]
-
-
 def phase_span(s, phase: str) -> tuple[float, float]:
     start = end = None
     for e in s.events_where(source="protocol"):
@@ -77,8 +62,8 @@ def test_a_held_valence_key_is_one_press(real_app, tmp_path):
     app.wait_phase("recall")
     press = app.press("3", hold=4.0)
     app.wait_phase("description")
-    s = session(app.stop_recording_and_wait())
-    events = keys(s, "3")
+    s = closed_session(app.stop_recording_and_wait())
+    events = key_events(s, "3")
     downs = [(v, t) for label, v, t in events if label == "key_down"]
     ups = [(v, t) for label, v, t in events if label == "key_up"]
     assert len(downs) == 1 and len(ups) == 1, f"a 4 s hold must be one press: {events}"
@@ -111,10 +96,10 @@ def test_a_key_held_as_recall_ends_never_types_into_the_description(real_app, tm
     assert app.text("Description") == "calm water"
     app.click("Submit", window="participant display")
     app.wait_phase("sketch")
-    s = session(app.stop_recording_and_wait())
+    s = closed_session(app.stop_recording_and_wait())
     m1 = s.memories["m1"]
     assert m1.description == "calm water" and m1.description_submitted
-    ones = keys(s, "1")
+    ones = key_events(s, "1")
     assert [label for label, _, _ in ones] == ["key_down", "key_up"]
     _, up, t_up = ones[1]
     _, recall_end = phase_span(s, "recall")
@@ -134,12 +119,12 @@ def test_typed_text_is_never_a_key_event(real_app, tmp_path):
     app.settle()
     app.click("Submit", window="participant display")
     app.wait_phase("sketch")
-    s = session(app.stop_recording_and_wait())
+    s = closed_session(app.stop_recording_and_wait())
     assert s.memories["m1"].description == "a quiet lake at dawn"
     start, end = phase_span(s, "description")
-    during = [(label, v) for label, v, t in keys(s) if start <= t <= end]
+    during = [(label, v) for label, v, t in key_events(s) if start <= t <= end]
     assert during == [], f"typing was logged as key events: {during}"
-    labels = [label for label, _, _ in keys(s)]
+    labels = [label for label, _, _ in key_events(s)]
     assert labels.count("key_down") == labels.count("key_up")
 
 
@@ -157,7 +142,7 @@ def test_what_was_written_and_drawn_is_kept_when_time_runs_out(real_app, tmp_pat
     x, y, w, h = canvas["rect"]
     app.drag([(x + w // 4 + i * 12, y + h // 3 + i * 6) for i in range(15)])
     app.wait_phase("melody", timeout=15)  # max_duration 5 s: no Submit
-    s = session(app.stop_recording_and_wait())
+    s = closed_session(app.stop_recording_and_wait())
     m1 = s.memories["m1"]
     assert m1.description == "the boat was red" and m1.description_submitted is False
     (ev,) = s.events_where(source="participant", label="description_unsubmitted")
@@ -225,12 +210,12 @@ def test_participant_display_beside_the_console_closable_and_reopenable(real_app
     app.wait_until(lambda: app.state()["participant_visible"], 5, what="display shown again")
     app.wait_phase("recall")
     app.press("1", hold=0.15)
-    s = session(app.stop_recording_and_wait())
+    s = closed_session(app.stop_recording_and_wait())
     closed = s.events_where(source="app", label="participant_display_closed")
     shown = s.events_where(source="app", label="participant_display_shown")
     assert len(closed) == 1 and json.loads(closed[0].value)["phase"] == "recall"
     assert shown and shown[-1].timestamp > closed[0].timestamp
-    assert [label for label, _, _ in keys(s, "1")] == ["key_down", "key_up"]
+    assert [label for label, _, _ in key_events(s, "1")] == ["key_down", "key_up"]
 
 
 def test_melody_chooser_opens_in_the_protocol_folder(real_app, tmp_path, monkeypatch):
@@ -261,11 +246,11 @@ def test_participant_keyboard_device_is_read_whatever_has_focus(real_app, tmp_pa
     app.click("Pause")
     app.click("Pause")  # the console has the focus
     presses = [app.press("1", hold=0.15), app.press("3", hold=0.15)]
-    s = session(app.stop_recording_and_wait())
+    s = closed_session(app.stop_recording_and_wait())
     source = json.loads(s.attrs["participant_input"])
     assert source["backend"] == "x11" and "XTEST" in source["device"]
     assert "clock_mapping" in source
-    events = [(label, v, t) for label, v, t in keys(s) if v["key"] in ("1", "3")]
+    events = [(label, v, t) for label, v, t in key_events(s) if v["key"] in ("1", "3")]
     assert [(label, v["key"]) for label, v, _ in events] == [
         ("key_down", "1"),
         ("key_up", "1"),

@@ -8,23 +8,10 @@ key was injected (LSL clock, read just before each injection; see ``Press.check`
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from realinput.recorded import key_events
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
-
-
-def key_events(path) -> list[tuple[str, dict, float]]:
-    from data_schema.reader import read_session
-
-    s = read_session(path)
-    assert s.clean_close
-    return [
-        (e.label, json.loads(e.value), e.timestamp)
-        for e in s.events
-        if e.source == "keyboard" and e.label in ("key_down", "key_up")
-    ]
 
 
 def test_valence_keys_pressed_on_the_participant_display_are_recorded(real_app):

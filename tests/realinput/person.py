@@ -10,8 +10,6 @@ clicks.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import queue
@@ -23,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pylsl import local_clock
+from drivers.xtest import XTestKeys
 
 from .xserver import XServer, die_with_parent
 
@@ -63,57 +61,6 @@ class Press(NamedTuple):
 
 class RigError(AssertionError):
     """The app did not do what a person waited for, or the rig could not act."""
-
-
-class _XTest:
-    """Key events through the XTEST extension, with the LSL time read just before each one."""
-
-    def __init__(self, display: str) -> None:
-        x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-        xtst = ctypes.CDLL(ctypes.util.find_library("Xtst"))
-        x11.XOpenDisplay.restype = ctypes.c_void_p
-        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-        x11.XStringToKeysym.restype = ctypes.c_ulong
-        x11.XStringToKeysym.argtypes = [ctypes.c_char_p]
-        x11.XKeysymToKeycode.restype = ctypes.c_ubyte
-        x11.XKeysymToKeycode.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-        x11.XFlush.argtypes = [ctypes.c_void_p]
-        x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        xtst.XTestFakeKeyEvent.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_ulong,
-        ]
-        self._x11, self._xtst = x11, xtst
-        self._d = x11.XOpenDisplay(display.encode())
-        if not self._d:
-            raise RigError(f"cannot open X display {display}")
-
-    def keycode(self, key: str) -> int:
-        sym = self._x11.XStringToKeysym(key.encode())
-        code = self._x11.XKeysymToKeycode(self._d, sym) if sym else 0
-        if not code:
-            raise RigError(f"no key for {key!r} on this X server (use X keysym names: 1, space)")
-        return code
-
-    def key(self, code: int, down: bool) -> tuple[float, float]:
-        """Press or release ``code``.
-
-        Returns the LSL time read just before the event was sent, and the time read once the
-        X server had processed it (a round trip): the server's own timestamp of the key event
-        lies between the two, give or take its millisecond resolution.
-        """
-        t = local_clock()
-        self._xtst.XTestFakeKeyEvent(self._d, code, 1 if down else 0, 0)  # CurrentTime
-        self._x11.XSync(self._d, 0)
-        return t, local_clock()
-
-    def close(self) -> None:
-        if self._d:
-            self._x11.XCloseDisplay(self._d)
-            self._d = None
 
 
 class RealApp:
@@ -160,7 +107,7 @@ class RealApp:
         self.stderr_log = self.workdir / "app-stderr.log"
         self._replies: queue.Queue[dict] = queue.Queue()
         self._next_id = 0
-        self._keys: _XTest | None = None
+        self._keys: XTestKeys | None = None
         self._reply_file = None
         self._t0 = time.monotonic()
         self.journal: list[str] = []  # what the person did and when (printed on failure)
@@ -204,7 +151,7 @@ class RealApp:
             os.close(write_fd)
         self._reply_file = os.fdopen(read_fd, "r", encoding="utf-8")
         threading.Thread(target=self._read_replies, name="rig-replies", daemon=True).start()
-        self._keys = _XTest(self.x.display)
+        self._keys = XTestKeys(self.x.display)
         self._t0 = time.monotonic()
         self.note(f"started recall-lab app {' '.join(self.args)}")
         self.wait_until(
