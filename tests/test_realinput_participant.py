@@ -218,11 +218,11 @@ def test_participant_display_beside_the_console_closable_and_reopenable(real_app
     assert [label for label, _, _ in key_events(s, "1")] == ["key_down", "key_up"]
 
 
-def test_melody_chooser_opens_in_the_protocol_folder(real_app, tmp_path, monkeypatch):
+def test_melody_chooser_opens_in_the_protocol_folder(real_app, tmp_path):
     # Symptom 6: the melody file dialog opened in the experimenter's working directory.
     app = rig_app(real_app, tmp_path, recall=1.0)
     app.wait_phase("description")
-    app.click("Submit", window="participant display")  # too short: stays; then time out
+    app.click("Submit", window="participant display")  # no min_chars: ends the phase
     app.wait_phase("melody", timeout=20)
     app.click("Choose a melody file", window="participant display")
     modal = app.wait_until(lambda: app.state()["modal"], 5, what="the melody chooser")
