@@ -92,12 +92,13 @@ class Arrivals:
         buf = source.buffer
         write, emit = buf.write, source.emit
 
-        def timed_write(data: np.ndarray, ts: np.ndarray) -> None:
-            write(data, ts)
-            if len(ts):
+        def timed_write(data: np.ndarray, ts: np.ndarray) -> int:
+            n = write(data, ts)
+            if n:
                 self.chunks.append(
-                    (local_clock(), float(ts[-1]), float(data[0, 0]), float(data[-1, 0]), len(ts))
+                    (local_clock(), float(ts[n - 1]), float(data[0, 0]), float(data[n - 1, 0]), n)
                 )
+            return n
 
         def timed_emit(event) -> None:
             emit(event)

@@ -1,15 +1,21 @@
 """Record live sources into a session file on a background thread.
 
-The recorder drains each source's ring buffer into the :class:`SessionWriter` every
-``poll_interval`` seconds, along with the sources' events and any events other threads add
-(key presses, protocol markers). The GUI thread only ever calls :meth:`Recorder.add_event`,
-which returns at once.
+The recorder thread sleeps until there is something to do: an event from a source or from
+another thread (key presses, protocol markers), which it hands at once to the event sinks and
+the :class:`SessionWriter`, or new samples once a flush of the file is due (twice a second).
+Samples go to the file straight from the sources' ring buffers, in one write per stream and
+flush: the recorder holds its place in each buffer, so the source never overwrites what is
+not yet written (it waits, and the device keeps the samples), and nothing is copied on the way.
+A source that pulls as often as the file is flushed (``recall-lab record``) thus wakes the
+recorder once per flush, right after its pull, like LabRecorder's one thread per stream.
+The GUI thread only ever calls :meth:`Recorder.add_event`, which returns at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,28 +50,38 @@ class Recorder:
         Stream name in the file (``eeg`` for the EEG) -> started or startable source.
     event_sinks
         Called with every event written (e.g. an LSL marker outlet's ``push``).
+    poll_interval
+        Longest sleep of the recorder thread when nothing wakes it (default: twice the
+        writer's flush interval).
     """
+
+    #: New samples wake the recorder once this fraction of the flush interval has passed, so
+    #: a source pulling once per flush interval is written right after each pull.
+    flush_slack = 0.8
 
     def __init__(
         self,
         writer: SessionWriter,
         sources: Mapping[str, Source],
         *,
-        poll_interval: float = 0.1,
+        poll_interval: float | None = None,
         event_sinks: list[Callable[[Event], None]] | None = None,
     ) -> None:
         self.writer = writer
         self.sources = dict(sources)
-        self.poll_interval = poll_interval
+        self.poll_interval = 2 * writer.flush_interval if poll_interval is None else poll_interval
         self.event_sinks = list(event_sinks or [])
-        self._pos = dict.fromkeys(self.sources, 0)
         self._evpos = dict.fromkeys(self.sources, 0)
         self._written = dict.fromkeys(self.sources, 0)
         self._lost = dict.fromkeys(self.sources, 0)
+        self._dropped = dict.fromkeys(self.sources, 0)
         self._n_events = 0
         self._pending: list[Event] = []
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._new_samples = False
+        self._last_samples = 0.0  # monotonic time the last sample write began
         self._thread: threading.Thread | None = None
         self.error: RecallLabError | None = None
 
@@ -81,8 +97,12 @@ class Recorder:
         for name, src in self.sources.items():
             info = src.open()
             self.writer.add_stream(name, info, clock=src.clock_mapping)
+            # The hold goes in before the source's thread runs, so nothing is overwritten.
+            src.buffer.hold(self, src.buffer.count if from_now else 0)
+            self._dropped[name] = src.buffer.dropped
+            src.buffer.add_listener(self._on_samples)
+            src.events.add_listener(self._wake.set)
             src.start()
-            self._pos[name] = src.buffer.count if from_now else 0
             self._evpos[name] = len(src.events) if from_now else 0
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
@@ -91,19 +111,32 @@ class Recorder:
         """Queue an event for the file (thread-safe, returns at once)."""
         with self._pending_lock:
             self._pending.append(event)
+        self._wake.set()
 
-    def _drain(self) -> None:
+    def _on_samples(self) -> None:
+        """A source published samples (its thread): wake up if a flush is (nearly) due."""
+        self._new_samples = True
+        if self._samples_due(self.flush_slack) or self._catching_up():
+            self._wake.set()
+
+    def _catching_up(self) -> bool:
+        """A buffer is more than half full: write now rather than at the next flush time
+        (after a slow disk, or for a burst bigger than the flush rhythm expects)."""
+        return any(
+            src.buffer is not None and src.buffer.room() < src.buffer.capacity // 2
+            for src in self.sources.values()
+        )
+
+    def _samples_due(self, fraction: float = 1.0) -> bool:
+        # Counted from when the last write began: a slow flush does not shift the rhythm.
+        return time.monotonic() - self._last_samples >= fraction * self.writer.flush_interval
+
+    def _drain(self, *, samples: bool = True) -> None:
+        """Hand new events to the file and the sinks; with ``samples``, also the samples,
+        followed by a flush (the samples reach the disk in the same step)."""
+        if samples:
+            self._drain_samples()
         for name, src in self.sources.items():
-            buf = src.buffer
-            if buf is None:
-                continue
-            data, ts, self._pos[name], lost = buf.read_since(self._pos[name])
-            if lost:
-                self._lost[name] += lost
-                self._queue_lost(name, lost, ts)
-            if len(ts):
-                self.writer.append(name, data, ts)
-                self._written[name] += len(ts)
             evs, self._evpos[name] = src.events.read_since(self._evpos[name])
             if evs:
                 with self._pending_lock:
@@ -111,7 +144,7 @@ class Recorder:
         with self._pending_lock:
             events, self._pending = self._pending, []
         if events:
-            self.writer.add_events(events)
+            self.writer.add_events(events, flush=not samples)
             self._n_events += len(events)
             for sink in self.event_sinks:
                 for e in events:
@@ -119,7 +152,39 @@ class Recorder:
                         sink(e)
                     except Exception as exc:
                         log.warning("event sink failed: %s", exc)
-        self.writer.maybe_flush()
+        if samples:
+            self.writer.flush()
+
+    def _drain_samples(self) -> None:
+        """Write what each source's buffer holds beyond our hold, then move the hold on."""
+        for name, src in self.sources.items():
+            buf = src.buffer
+            if buf is None:
+                continue
+            end = buf.count
+            parts = buf.view_since(self, end)
+            for data, ts in parts:
+                self.writer.append(name, data, ts, flush=False)
+                self._written[name] += len(ts)
+            buf.hold(self, end)
+            dropped = buf.dropped - self._dropped[name]
+            if dropped:  # a source that delivered more than fitted (never ours)
+                self._dropped[name] = buf.dropped
+                self._lost[name] += dropped
+                self._queue_lost(name, dropped, parts[-1][1] if parts else [])
+
+    def _catch_up(self, timeout: float) -> None:
+        """Before the sources stop: write what a source still had to hold back (samples the
+        device acquired before the stop but a slow disk kept out of the buffer)."""
+        end = time.monotonic() + timeout
+        try:
+            while time.monotonic() < end and any(
+                s.held_back and s.running for s in self.sources.values()
+            ):
+                self._drain_samples()
+                time.sleep(0.01)
+        except RecallLabError as exc:
+            self.error = exc
 
     def _queue_lost(self, name: str, lost: int, ts) -> None:
         t = float(ts[0]) if len(ts) else 0.0
@@ -128,8 +193,22 @@ class Recorder:
 
     def _run(self) -> None:
         try:
-            while not self._stop.wait(self.poll_interval):
-                self._drain()
+            while not self._stop.is_set():
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                # Samples right after a pull that came (nearly) a flush interval after the last
+                # flush, or when a flush is overdue; an event alone does not move the rhythm.
+                due = (
+                    self._samples_due()
+                    or (self._new_samples and self._samples_due(self.flush_slack))
+                    or self._catching_up()
+                )
+                if due:
+                    self._new_samples = False
+                    self._last_samples = time.monotonic()
+                self._drain(samples=due)
         except RecallLabError as exc:
             self.error = exc
             log.info("recording stopped: %s", exc)
@@ -165,8 +244,11 @@ class Recorder:
         showing the signal between recordings).
         """
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+        if self.error is None and not (self._thread is not None and self._thread.is_alive()):
+            self._catch_up(timeout)
         if stop_sources:
             for src in self.sources.values():
                 src.stop()
@@ -182,4 +264,9 @@ class Recorder:
                 self._drain()
             except RecallLabError as exc:
                 self.error = exc
+        for src in self.sources.values():
+            src.events.remove_listener(self._wake.set)
+            if src.buffer is not None:
+                src.buffer.remove_listener(self._on_samples)
+                src.buffer.release(self)
         self.writer.close()

@@ -31,6 +31,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5d, h5s
 
 from data_schema import FORMAT, SCHEMA_VERSION
 from data_schema.errors import (
@@ -44,6 +45,10 @@ from data_schema.versions import software_version, software_versions
 
 PSEUDONYM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+#: HDF5's chunk cache per open dataset: room for two 256 KiB sample chunks, so the partly
+#: filled last chunk of a stream stays in memory between appends (HDF5's default is 1 MiB).
+CHUNK_CACHE_BYTES = 512 * 1024
 
 STR = h5py.string_dtype("utf-8")
 EVENT_DTYPE = np.dtype(
@@ -141,6 +146,25 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _append_rows(ds: h5d.DatasetID, n0: int, rows: np.ndarray) -> None:
+    """Grow ``ds`` (rows along its first axis) from ``n0`` rows and write ``rows`` there.
+
+    h5py's low-level calls: the high-level ``resize`` and slice assignment cost more Python
+    per call than the write itself at two appends a second.
+    """
+    shape = (n0 + len(rows), *rows.shape[1:])
+    ds.set_extent(shape)
+    file_space = ds.get_space()
+    file_space.select_hyperslab((n0,) + (0,) * (rows.ndim - 1), rows.shape)
+    ds.write(h5s.create_simple(rows.shape), file_space, rows)
+
+
+def _sync(fd: int) -> None:
+    """Put a file's data on the disk: ``fdatasync`` where there is one (the data and the size,
+    without the access times ``fsync`` would write too), else ``fsync``."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return True
@@ -199,9 +223,15 @@ class SessionWriter:
         # Bytes one new chunk of every growing dataset takes: the most HDF5 can append at once.
         self._chunk_bytes = 256 * EVENT_DTYPE.itemsize
         self._reserved_to = 0
+        # Sample bytes appended since the last flush: they may still sit in HDF5's chunk cache
+        # with no file space allocated yet, so the reserve must cover them too.
+        self._unflushed = 0
+        # Each stream's (data, timestamps) dataset ids, kept open so their chunk caches hold
+        # the partly filled last chunk between appends (no read-back and rewrite of it).
+        self._ids: dict[str, tuple[h5d.DatasetID, h5d.DatasetID]] = {}
         self._preallocate = hasattr(os, "posix_fallocate")  # not on macOS or Windows
         try:
-            self._f = h5py.File(self.path, "x")
+            self._f = h5py.File(self.path, "x", rdcc_nbytes=CHUNK_CACHE_BYTES)
         except (OSError, FileExistsError) as exc:
             raise SessionFileError(
                 f"cannot create {self.path}: {_create_failure(self, exc)}"
@@ -283,14 +313,18 @@ class SessionWriter:
         Raises :class:`DiskFullError` (and records it) when the disk cannot give more; at that
         point the remaining reserve still covers a flush and a clean close.
         """
-        need = self._chunk_bytes + self._METADATA_MARGIN + int(extra)
+        # Chunk caches hold at most CHUNK_CACHE_BYTES per open dataset; the rest was allocated.
+        cached = min(self._unflushed, 2 * CHUNK_CACHE_BYTES * len(self._ids))
+        need = self._chunk_bytes + self._METADATA_MARGIN + cached + int(extra)
         eoa = int(self._f.id.get_filesize())
         if self._reserved_to - eoa >= need:
             return
+        # Reserve ahead, and only the blocks not reserved yet (cheaper than from 0 each time).
         target = eoa + 2 * need
+        start = min(self._reserved_to, eoa)
         try:
             if self._fd is not None and self._preallocate:
-                os.posix_fallocate(self._fd, 0, target)
+                os.posix_fallocate(self._fd, start, target - start)
             elif shutil.disk_usage(self.path.parent).free < target - eoa:
                 # No preallocation on this platform: at least stop before the disk is full.
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -386,10 +420,17 @@ class SessionWriter:
             g.attrs["source"] = info.source
             g.attrs["description"] = json.dumps(info.description, default=str)
             g.attrs["clock_mapping"] = json.dumps(dict(clock or {"clock": "lsl"}), default=str)
+            self._ids[name] = (g["data"].id, g["timestamps"].id)
             self._maybe_flush()
 
-    def append(self, name: str, data: np.ndarray, timestamps: np.ndarray) -> None:
-        """Append samples ``data`` [n x channels] with their LSL ``timestamps`` [n]."""
+    def append(
+        self, name: str, data: np.ndarray, timestamps: np.ndarray, *, flush: bool = True
+    ) -> None:
+        """Append samples ``data`` [n x channels] with their LSL ``timestamps`` [n].
+
+        With ``flush=False`` the writer does not flush on its own even when one is due: the
+        caller writes a batch (every stream, the events) and then calls :meth:`flush`.
+        """
         data = np.asarray(data, dtype=np.float32)
         ts = np.asarray(timestamps, dtype=np.float64)
         if data.ndim != 2 or ts.ndim != 1 or len(ts) != data.shape[0]:
@@ -399,25 +440,25 @@ class SessionWriter:
         with self._lock:
             self._guard()
             self._reserve(data.nbytes + ts.nbytes)
-            g = self._f["streams"][name]
-            d, t = g["data"], g["timestamps"]
-            n0 = t.shape[0]
+            d, t = self._ids[name]
             try:
-                d.resize(n0 + len(ts), axis=0)
-                d[n0:] = data
-                t.resize(n0 + len(ts), axis=0)
-                t[n0:] = ts
-                self._maybe_flush()
+                n0 = t.shape[0]
+                _append_rows(d, n0, np.ascontiguousarray(data))
+                _append_rows(t, n0, np.ascontiguousarray(ts))
+                self._unflushed += data.nbytes + ts.nbytes
+                if flush:
+                    self._maybe_flush()
             except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
     def n_samples(self, name: str) -> int:
         with self._lock:
-            return int(self._f["streams"][name]["timestamps"].shape[0])
+            return int(self._ids[name][1].shape[0])
 
     # ------------------------------------------------------------------ events
-    def add_events(self, events: Iterable[Event]) -> None:
-        """Append events (any order; the reader sorts by timestamp)."""
+    def add_events(self, events: Iterable[Event], *, flush: bool = True) -> None:
+        """Append events (any order; the reader sorts by timestamp); ``flush`` as in
+        :meth:`append`."""
         rows = [(e.timestamp, e.source, e.label, e.value, e.duration) for e in events]
         if not rows:
             return
@@ -430,7 +471,8 @@ class SessionWriter:
             try:
                 ds.resize(n0 + len(arr), axis=0)
                 ds[n0:] = arr
-                self._maybe_flush()
+                if flush:
+                    self._maybe_flush()
             except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
@@ -568,6 +610,10 @@ class SessionWriter:
         if time.monotonic() - self._last_flush >= self.flush_interval:
             self.flush()
 
+    def flush_due(self, fraction: float = 1.0) -> bool:
+        """True when ``fraction`` of ``flush_interval`` has passed since the last flush."""
+        return time.monotonic() - self._last_flush >= fraction * self.flush_interval
+
     def maybe_flush(self) -> None:
         """Flush if ``flush_interval`` has passed since the last flush."""
         with self._lock:
@@ -586,9 +632,10 @@ class SessionWriter:
             try:
                 self._f.flush()
                 if self.durable and self._fd is not None:
-                    os.fsync(self._fd)
+                    _sync(self._fd)
             except (OSError, RuntimeError) as exc:
                 self._fail(exc)
+            self._unflushed = 0
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
@@ -612,6 +659,7 @@ class SessionWriter:
             except (OSError, RuntimeError):
                 pass  # write error: the file keeps clean_close = False, data up to last flush
             finally:
+                self._ids.clear()  # h5py's close closes them with the file
                 try:
                     self._f.close()
                 except Exception:

@@ -1,10 +1,12 @@
-"""The source interface, its ring buffer and event log.
+"""The source interface.
 
 A :class:`Source` describes its stream (:class:`data_schema.StreamInfo`) and runs one
-background thread that pulls chunks from the device into a preallocated :class:`RingBuffer`.
-Readers (the recorder, the scope) keep their own read position and take copies under a short
-lock; nothing is shifted when data arrives, and a reader that falls behind by more than the
-buffer's capacity learns exactly how many samples it missed.
+background thread that pulls chunks from the device into a preallocated
+:class:`~drivers.ring_buffer.RingBuffer`. Readers (the recorder, the scope) keep their own
+read position; nothing is shifted when data arrives. A lossy reader that falls behind by more
+than the buffer learns exactly how many samples it missed; the recorder holds its position, and
+the source then pulls no more than fits, leaving the rest in the device's (or liblsl's) own
+buffer until the disk has caught up.
 """
 
 from __future__ import annotations
@@ -19,105 +21,11 @@ import numpy as np
 
 from data_schema.errors import RecallLabError, SourceError
 from data_schema.types import Event, StreamInfo
+from drivers.ring_buffer import EventLog, RingBuffer
+
+__all__ = ["EventLog", "RingBuffer", "Source", "SourceStatus"]
 
 log = logging.getLogger(__name__)
-
-
-class RingBuffer:
-    """The last ``capacity`` samples of a stream, with a count of every sample ever written.
-
-    Positions are absolute sample counts, so each reader keeps its own cursor.
-    """
-
-    def __init__(self, n_channels: int, capacity: int, dtype: np.dtype | type = np.float32):
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
-        self.capacity = int(capacity)
-        self._data = np.zeros((self.capacity, n_channels), dtype=dtype)
-        self._ts = np.zeros(self.capacity, dtype=np.float64)
-        self._count = 0
-        self._lock = threading.Lock()
-
-    @property
-    def n_channels(self) -> int:
-        return self._data.shape[1]
-
-    @property
-    def count(self) -> int:
-        """Samples written since creation."""
-        return self._count
-
-    def write(self, data: np.ndarray, timestamps: np.ndarray) -> None:
-        """Append ``data`` [n x channels] and ``timestamps`` [n]."""
-        n = len(timestamps)
-        if n == 0:
-            return
-        if data.shape != (n, self.n_channels):
-            raise ValueError(f"chunk {data.shape} does not fit {self.n_channels} channels")
-        cap = self.capacity
-        with self._lock:
-            skip = max(0, n - cap)  # a chunk longer than the buffer keeps its tail
-            src, tsrc = data[skip:], timestamps[skip:]
-            start = (self._count + skip) % cap
-            first = min(cap - start, len(tsrc))
-            self._data[start : start + first] = src[:first]
-            self._ts[start : start + first] = tsrc[:first]
-            rest = len(tsrc) - first
-            if rest:
-                self._data[:rest] = src[first:]
-                self._ts[:rest] = tsrc[first:]
-            self._count += n
-
-    def _copy(self, begin: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        cap = self.capacity
-        n = end - begin
-        a = begin % cap
-        if a + n <= cap:
-            return self._data[a : a + n].copy(), self._ts[a : a + n].copy()
-        k = cap - a
-        return (
-            np.concatenate([self._data[a:], self._data[: n - k]]),
-            np.concatenate([self._ts[a:], self._ts[: n - k]]),
-        )
-
-    def read_since(self, position: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Samples written after ``position``.
-
-        Returns ``(data, timestamps, new_position, n_lost)``; ``n_lost`` counts samples that
-        were overwritten before this reader got to them.
-        """
-        with self._lock:
-            end = self._count
-            begin = max(position, end - self.capacity)
-            lost = begin - position
-            data, ts = self._copy(begin, end)
-        return data, ts, end, lost
-
-    def latest(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The last ``n`` samples (fewer if fewer were written)."""
-        with self._lock:
-            end = self._count
-            begin = max(0, end - min(n, self.capacity))
-            return self._copy(begin, end)
-
-
-class EventLog:
-    """An append-only, thread-safe list of events; readers keep their own index."""
-
-    def __init__(self) -> None:
-        self._events: list[Event] = []
-        self._lock = threading.Lock()
-
-    def append(self, event: Event) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    def read_since(self, position: int) -> tuple[list[Event], int]:
-        with self._lock:
-            return self._events[position:], len(self._events)
-
-    def __len__(self) -> int:
-        return len(self._events)
 
 
 @dataclass
@@ -135,27 +43,51 @@ class Source(ABC):
     """A live stream of samples on the LSL clock, filled by a background thread.
 
     Subclasses implement :meth:`_connect` (return the stream description), :meth:`_pull` (return
-    a chunk or ``None`` when nothing is waiting) and :meth:`_disconnect`; they report events
-    with :meth:`emit`. Use as a context manager or call :meth:`start` and :meth:`stop`.
+    a chunk of at most ``max_samples`` or ``None`` when nothing is waiting) and
+    :meth:`_disconnect`; they report events with :meth:`emit`. A source that can have the
+    device write straight into the ring buffer overrides :meth:`_pull_into` instead. Use as a
+    context manager or call :meth:`start` and :meth:`stop`.
 
     Parameters
     ----------
     buffer_seconds
-        Ring buffer length; readers that fall further behind lose samples (and are told).
+        Ring buffer length, at most :attr:`max_buffer_bytes` of memory (and at least 1024
+        samples). A lossy reader (the scope) that falls further behind loses samples and is
+        told; the recorder never does: the source waits for it instead.
     stall_timeout
         Seconds without samples after which a ``gap_start`` event is emitted; a ``gap_end``
         follows when samples come back.
+    pull_interval
+        Least seconds between two pulls that delivered data (``None``: the source's own
+        default). Each pull has a fixed cost, so a recorder without a live display takes dense
+        streams in fewer, larger chunks; timestamps are unaffected, only how soon readers see
+        the samples.
     """
 
     poll_interval = 0.005
-    #: Least time between two pulls that delivered data. Each pull has a fixed cost (Python
-    #: overhead, marker checks, clock fits); batching dense streams into fewer, larger chunks
-    #: saves CPU at the price of that much extra display latency (timestamps are unaffected).
-    min_pull_interval = 0.0
+    #: Default least time between two pulls that delivered data (see ``pull_interval``).
+    default_pull_interval = 0.0
+    #: Most memory one ring buffer takes: 4 MiB is 2 s of 256 channels at 2 kHz, minutes of a
+    #: consumer headset. The recorder drains it twice a second and holds what it has not
+    #: written, so a small buffer loses nothing; it only bounds what the scope can catch up on.
+    max_buffer_bytes = 4 * 2**20
 
-    def __init__(self, *, buffer_seconds: float = 30.0, stall_timeout: float = 1.5) -> None:
+    def __init__(
+        self,
+        *,
+        buffer_seconds: float = 30.0,
+        stall_timeout: float = 1.5,
+        pull_interval: float | None = None,
+    ) -> None:
         self.buffer_seconds = buffer_seconds
         self.stall_timeout = stall_timeout
+        if pull_interval is not None and not 0 <= float(pull_interval) <= 5:
+            raise SourceError(
+                f"pull_interval={pull_interval!r}: give seconds between 0 and 5 (e.g. 0.1)"
+            )
+        self.pull_interval = (
+            self.default_pull_interval if pull_interval is None else float(pull_interval)
+        )
         self.info: StreamInfo | None = None
         self.buffer: RingBuffer | None = None
         self.events = EventLog()
@@ -167,6 +99,7 @@ class Source(ABC):
         self._stalled_since: float | None = None
         self._first_wall: float | None = None
         self._last_data_wall = 0.0
+        self._held_back = False
 
     # ---------------------------------------------------------------- subclass API
     @abstractmethod
@@ -174,8 +107,33 @@ class Source(ABC):
         """Open the device; return its description. Raise :class:`SourceError` on failure."""
 
     @abstractmethod
-    def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Return ``(data [n x channels], lsl_timestamps [n])`` or ``None``."""
+    def _pull(self, max_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return ``(data [n x channels], lsl_timestamps [n])``, ``n <= max_samples``, or None.
+
+        Samples beyond ``max_samples`` would not fit beside what the recorder has not written
+        yet: leave them with the device for the next pull.
+        """
+
+    def _pull_into(self, buffer: RingBuffer) -> tuple[int, float, float] | None:
+        """Move what the device has into ``buffer``; ``(n, first_ts, last_ts)`` or ``None``.
+
+        The default pulls a chunk (:meth:`_pull`) and writes it; sources whose device can fill
+        the buffer's memory directly override this with :meth:`RingBuffer.claim`.
+        """
+        room = buffer.room()
+        if room <= 0:
+            return None
+        chunk = self._pull(room)
+        if chunk is None or not len(chunk[1]):
+            return None
+        data, ts = chunk
+        ts = np.asarray(ts, np.float64)
+        n = buffer.write(np.asarray(data, np.float32), ts)
+        if n < len(ts):
+            log.error("%s delivered %d samples for %d places", self.info.name, len(ts), room)
+        if n == 0:
+            return None
+        return n, float(ts[0]), float(ts[n - 1])
 
     def _disconnect(self) -> None:  # noqa: B027 - optional hook
         """Release the device."""
@@ -198,8 +156,9 @@ class Source(ABC):
         if self.info is None:
             info = self._connect()
             rate = info.nominal_rate or 1000.0
-            cap = int(max(1024, rate * self.buffer_seconds))
-            self.buffer = RingBuffer(info.n_channels, cap)
+            per_sample = 4 * max(info.n_channels, 1) + 8
+            cap = min(rate * self.buffer_seconds, self.max_buffer_bytes // per_sample)
+            self.buffer = RingBuffer(info.n_channels, int(max(1024, cap)))
             self.info = info
         return self.info
 
@@ -237,6 +196,12 @@ class Source(ABC):
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def held_back(self) -> bool:
+        """True while the buffer had no room for everything the device had (the recorder
+        is behind, e.g. a slow disk): samples are waiting in the device's own buffer."""
+        return self._held_back
 
     @property
     def stalled(self) -> bool:
@@ -277,20 +242,34 @@ class Source(ABC):
         last_ts: float | None = None
         try:
             while not self._stop.is_set():
-                chunk = self._pull()
+                room = self.buffer.room()
+                if room <= 0:
+                    # The recorder has not written what the buffer holds (a slow disk): wait,
+                    # the device keeps the samples. Waiting is not a stall of the source.
+                    self._held_back = True
+                    self._last_data_wall = time.monotonic()
+                    self._stop.wait(max(self.poll_interval, 0.005))
+                    continue
+                got = self._pull_into(self.buffer)
                 now = time.monotonic()
-                if chunk is not None and len(chunk[1]):
-                    data, ts = chunk
-                    ts = np.asarray(ts, np.float64)
-                    self.buffer.write(np.asarray(data, np.float32), ts)
+                # Filling all the room means the device may well have more: catching up. So
+                # does nothing coming while there is hardly any room (a device that delivers
+                # in bursts cannot deliver one): the recorder is behind, the device is not.
+                scarce = room < max(64, self.buffer.capacity // 64)
+                self._held_back = (got is not None and got[0] >= room) or (got is None and scarce)
+                if got is None and scarce:
+                    self._last_data_wall = now
+                if got is not None:
+                    _, first_ts, last_ts = got
                     if self._first_wall is None:
                         self._first_wall = now
                     self._last_data_wall = now
                     if self._stalled_since is not None:
-                        self._end_gap(float(ts[0]))
-                    last_ts = float(ts[-1])
-                    if self.min_pull_interval:
-                        self._stop.wait(self.min_pull_interval - (time.monotonic() - now))
+                        self._end_gap(first_ts)
+                    if self.pull_interval and not self._held_back:
+                        self._stop.wait(self.pull_interval - (time.monotonic() - now))
+                    elif self._held_back:
+                        self._stop.wait(0.005)  # let the recorder write, then take the rest
                     continue
                 if self._finished:
                     break

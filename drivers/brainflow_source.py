@@ -430,8 +430,9 @@ class BrainFlowSource(Source):
             return np.asarray(stamps, np.float64) + float(self._playback["offset"])
         return self._mapping.to_lsl(stamps)
 
-    def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
-        data = self._board.get_board_data()
+    def _pull(self, max_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+        # Oldest first; what does not fit stays in the board's own buffer for the next pull.
+        data = self._board.get_board_data(max_samples)
         if data.shape[1] == 0:
             if self._expected is not None and self._delivered >= self._expected:
                 self.finish()

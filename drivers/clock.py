@@ -115,13 +115,14 @@ class Dejitter:
         self._prior = nominal_rate**3 / 3.0
         self.max_error = max_error
         self.segments = 0
+        self._terms: dict[int, tuple] = {}
         self.reset()
 
     def reset(self) -> None:
         """Start a new segment with the next sample (after a gap or a reconnection)."""
         self._n = 0
         self._t_ref = 0.0
-        self._sums = np.zeros(5)  # sum w, w*k, w*y, w*k*k, w*k*y over the segment
+        self._sums = (0.0, 0.0, 0.0, 0.0, 0.0)  # sum w, w*k, w*y, w*k*k, w*k*y over the segment
 
     def _line(self) -> tuple[float, float]:
         s0, sk, sy, skk, sky = self._sums
@@ -132,6 +133,21 @@ class Dejitter:
         if det <= 0:
             return (sy / s0 if s0 else 0.0), self.period
         return (b1 * a22 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det
+
+    def _chunk_terms(self, n: int) -> tuple:
+        """What depends only on the chunk length: i = 0..n-1, i*i, the weights w (the last
+        sample weighs 1) and w*i, with sum w, sum w*i, sum w*i*i. Chunks come in a few sizes,
+        so these are kept: a chunk then costs a handful of array operations."""
+        terms = self._terms.get(n)
+        if terms is None:
+            i = np.arange(n, dtype=np.float64)
+            w = self.forget ** (n - 1 - i)
+            wi = w * i
+            terms = (i, i * i, w, wi, float(w.sum()), float(wi.sum()), float(wi @ i))
+            if len(self._terms) > 64:
+                self._terms.clear()
+            self._terms[n] = terms
+        return terms
 
     def __call__(self, timestamps: np.ndarray) -> np.ndarray:
         """Smoothed timestamps for the next chunk of samples."""
@@ -147,21 +163,33 @@ class Dejitter:
         if self._n == 0:
             self._t_ref = float(ts[0])
             self.segments += 1
-        k = self._n + np.arange(n, dtype=np.float64)
+        n0 = float(self._n)  # sample index k = n0 + i
+        i, i2, w, wi, sw, swi, swii = self._chunk_terms(n)
         y = ts - self._t_ref
+        wy, wiy = float(w @ y), float(wi @ y)
         previous = self._line() if self._n else None
-        w = self.forget ** np.arange(n - 1, -1, -1, dtype=np.float64)
-        self._sums *= self.forget**n
-        self._sums += [w.sum(), w @ k, w @ y, w @ (k * k), w @ (k * y)]
+        decay = self.forget**n
+        s0, sk, sy, skk, sky = self._sums
+        self._sums = (
+            s0 * decay + sw,
+            sk * decay + n0 * sw + swi,
+            sy * decay + wy,
+            skk * decay + n0 * n0 * sw + 2 * n0 * swi + swii,
+            sky * decay + n0 * wy + wiy,
+        )
         self._n += n
         a, b = self._line()
-        line = a + b * k
-        if previous is not None:
-            # Move from the old line to the new one across the chunk rather than in one step
-            # at its first sample, as a per-sample fit would: intervals stay smooth.
-            ramp = np.arange(1, n + 1, dtype=np.float64) / n
-            line = (previous[0] + previous[1] * k) * (1.0 - ramp) + line * ramp
-        return self._t_ref + line
+        a1, b1 = a + b * n0, b  # the new line over i: a1 + b1 * i
+        if previous is None:
+            return (self._t_ref + a1) + b1 * i
+        # Move from the old line to the new one across the chunk rather than in one step at
+        # its first sample, as a per-sample fit would: intervals stay smooth. With the ramp
+        # (i + 1) / n the blend is a quadratic in i.
+        a0, b0 = previous[0] + previous[1] * n0, previous[1]
+        da, db = a1 - a0, b1 - b0
+        c0 = self._t_ref + a0 + da / n
+        c1 = b0 + (da + db) / n
+        return c0 + c1 * i + (db / n) * i2
 
 
 X11_WRAP_MS = 2**32  # X11 timestamps are 32-bit milliseconds

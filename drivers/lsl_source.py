@@ -20,13 +20,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from data_schema.errors import SourceError
 from data_schema.types import UNITS_FROM_LSL, Event, StreamInfo
-from drivers.base import Source
+from drivers.base import RingBuffer, Source
 from drivers.clock import Dejitter, configure_liblsl
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,44 @@ def _marker_value(sample: Sequence[object]) -> str:
     return json.dumps(values)
 
 
+def _direct_float32_pull(inlet) -> Callable[..., int] | None:
+    """A pull that has liblsl fill given float32 arrays, or None if this pylsl cannot.
+
+    pylsl's own ``pull_chunk(dest_obj=...)`` builds a new ctypes array type for every
+    destination size, and ctypes keeps each one for the life of the process; ring-buffer slots
+    come in every size, so liblsl's C function is called here with plain pointers instead.
+    """
+    try:
+        import ctypes
+
+        from pylsl.lib import lib
+        from pylsl.util import handle_error
+
+        pull_f, obj = lib.lsl_pull_chunk_f, inlet.obj
+    except (ImportError, AttributeError):
+        return None
+    n_ch = inlet.channel_count
+    errcode = ctypes.c_int()
+
+    def pull(data: np.ndarray, ts: np.ndarray, timeout: float = 0.0) -> int:
+        n = len(ts)
+        if n == 0:
+            return 0
+        got = pull_f(
+            obj,
+            ctypes.c_void_p(data.ctypes.data),
+            ctypes.c_void_p(ts.ctypes.data),
+            ctypes.c_size_t(n * n_ch),
+            ctypes.c_size_t(n),
+            ctypes.c_double(timeout),
+            ctypes.byref(errcode),
+        )
+        handle_error(errcode)
+        return int(got) // n_ch
+
+    return pull
+
+
 class _MarkerInlet:
     """One marker stream pulled alongside the data stream.
 
@@ -254,22 +292,26 @@ class LslSource(Source):
         Stream name (``eeg`` by default, like the other sources, so gap events name the
         stream the file holds); the LSL name is kept in ``source`` and ``description``.
     max_buflen
-        Seconds liblsl buffers on our side while nobody pulls.
+        Seconds liblsl buffers on our side while nobody pulls (also while the recorder waits
+        for a slow disk: the ring buffer is never overwritten under it).
     dejitter
         Smooth the timestamps of a regular stream (:class:`drivers.clock.Dejitter`); turn off
         to keep the sender's own (clock-corrected) timestamps.
     **kwargs
-        :class:`drivers.base.Source` options (``buffer_seconds``, ``stall_timeout``). Values
-        may be text, as they come from a ``lsl:...?key=value`` source spec.
+        :class:`drivers.base.Source` options (``buffer_seconds``, ``stall_timeout``,
+        ``pull_interval``). Values may be text, as they come from a ``lsl:...?key=value``
+        source spec.
     """
 
     marker_rescan_interval = 1.0
-    #: Longest wait for data in one pull (the loop then checks markers, stalls and stop).
-    pull_timeout = 0.02
     # Dense streams (256 ch at 2 kHz in 20-sample chunks) arrive 100 times a second; taking
-    # them at most 50 times a second halves the per-pull overhead, 20 ms extra on the scope.
-    min_pull_interval = 0.02
-    poll_interval = 0.0  # the pull itself waits
+    # them at most 50 times a second halves the per-pull cost, 20 ms extra on the scope. The
+    # recorder without a display (``recall-lab record``) pulls every 0.1 s.
+    default_pull_interval = 0.02
+    #: Seconds a pull waits inside liblsl when nothing is waiting (then the loop checks
+    #: markers, stalls and stop).
+    quiet_wait = 0.02
+    poll_interval = 0.0  # the pull itself waited
 
     def __init__(
         self,
@@ -289,12 +331,12 @@ class LslSource(Source):
             )
         if not str(value):
             raise SourceError(f"give the LSL stream's {prop}, e.g. lsl:{prop}=<{prop}>")
-        known = {"buffer_seconds", "stall_timeout"}
+        known = {"buffer_seconds", "stall_timeout", "pull_interval"}
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise SourceError(
                 f"unknown LSL option(s) {', '.join(unknown)}; allowed: timeout, markers, name, "
-                "max_buflen, dejitter, buffer_seconds, stall_timeout"
+                "max_buflen, dejitter, buffer_seconds, stall_timeout, pull_interval"
             )
         super().__init__(**{k: _parse_float(v, k) for k, v in kwargs.items()})
         self.prop = prop
@@ -313,6 +355,7 @@ class LslSource(Source):
         self._next_rescan = 0.0
         self._max_chunk = 1024
         self._time_correction: float | None = None
+        self._direct: Callable[..., int] | None = None
 
     @property
     def lookup(self) -> str:
@@ -390,6 +433,7 @@ class LslSource(Source):
                 f"{self.timeout:g} s ({exc}); check the sender and the firewall"
             ) from None
         self._inlet = inlet
+        self._direct = _direct_float32_pull(inlet) if fmt == "float32" else None
         self._uid = full.uid()
         rate = float(full.nominal_srate())
         self._max_chunk = int(max(1024, rate))
@@ -480,31 +524,71 @@ class LslSource(Source):
                 self.emit(event)
 
     # ------------------------------------------------------------------ pull
-    def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
-        import pylsl.util
+    def _pull_into(self, buffer: RingBuffer) -> tuple[int, float, float] | None:
+        """Have liblsl write the waiting samples straight into the ring buffer's memory.
 
+        One call into liblsl per pull (two where the free slots wrap around the end of the
+        buffer), no array allocated per chunk: the samples go into the slots
+        :meth:`RingBuffer.claim` lends, and the timestamps are fixed up in place.
+        Streams in another format than float32 go through :meth:`_pull` and a conversion.
+        """
         self._pull_markers()
+        if self._direct is None:
+            return super()._pull_into(buffer)
+        # Claim only what liblsl holds now (readers cannot see claimed slots meanwhile). When
+        # it holds nothing, wait inside liblsl a moment for the next samples instead of in
+        # Python: a stream that comes back after a break is then picked up at once.
+        waiting = int(self._inlet.samples_available())
+        timeout = 0.0 if waiting else self.quiet_wait
+        n = 0
+        stamps = None
         try:
-            # Wait inside liblsl for the next chunk instead of polling: less CPU, and the
-            # chunk is taken the moment it arrives.
-            data, stamps = self._inlet.pull_chunk(
-                timeout=self.pull_timeout,
-                max_samples=self._max_chunk,
+            for data, ts in buffer.claim(max(waiting, 1)):
+                got = self._guarded(self._direct, data, ts, timeout)
+                if got:
+                    ts[:got] = self._fix_stamps(ts[:got])
+                    stamps = stamps if stamps is not None else ts
+                n += got
+                if got < len(ts):  # liblsl had no more
+                    break
+        finally:
+            buffer.commit(n)
+        if not n:
+            return None
+        return n, float(stamps[0]), self._last_ts
+
+    def _pull(self, max_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
+        self._pull_markers()
+        data, stamps = self._guarded(
+            lambda: self._inlet.pull_chunk(
+                timeout=self.quiet_wait,
+                max_samples=min(max_samples, self._max_chunk),
                 min_samples=1,
                 as_numpy=True,
             )
+        )
+        if stamps is None or len(stamps) == 0:
+            return None
+        return data, self._fix_stamps(np.asarray(stamps, dtype=np.float64))
+
+    def _guarded(self, pull, *args):
+        """Run one pull; liblsl's reconnection states become "nothing yet" or one clear error."""
+        import pylsl.util
+
+        try:
+            return pull(*args)
         except pylsl.util.TimeoutError:
             # While liblsl reconnects, the clock-offset query behind a clock-corrected pull
             # can time out: that is "no samples yet", the gap logic takes it from there.
-            return None
+            return 0 if args else (None, None)
         except pylsl.util.LostError:
             raise SourceError(
                 f"LSL stream {self.info.name!r} was lost and cannot be recovered (it has no "
                 "source_id); everything received until then is kept"
             ) from None
-        if len(stamps) == 0:
-            return None
-        stamps = np.asarray(stamps, dtype=np.float64)
+
+    def _fix_stamps(self, stamps: np.ndarray) -> np.ndarray:
+        """Dejitter (regular streams) and keep the timestamps monotonic."""
         if self._dejitter is not None:
             if self.stalled:  # samples after a gap start a new line
                 self._dejitter.reset()
@@ -512,7 +596,7 @@ class LslSource(Source):
         # Never step back in time, not even across a gap or a jittery first chunk.
         stamps = np.maximum.accumulate(np.maximum(stamps, self._last_ts))
         self._last_ts = float(stamps[-1])
-        return data, stamps
+        return stamps
 
     def _disconnect(self) -> None:
         for m in self._marker_inlets.values():

@@ -65,6 +65,10 @@ class ReplaySource(Source):
         :class:`drivers.base.Source` options (``buffer_seconds``, ``stall_timeout``).
     """
 
+    #: A recording is not a live amplifier: a larger buffer keeps "as fast as possible" fast
+    #: (5 x its seconds; 150 x real time for 30 s of 64 channels at 1 kHz).
+    max_buffer_bytes = 32 * 2**20
+
     def __init__(
         self,
         path: str | Path,
@@ -98,7 +102,10 @@ class ReplaySource(Source):
         """The speed samples are released at (``speed=0`` resolved to its cap)."""
         if self.speed > 0:
             return self.speed
-        return MAX_SPEED_PER_BUFFER_SECOND * self.buffer_seconds
+        seconds = self.buffer_seconds
+        if self.buffer is not None and self.info is not None and self.info.nominal_rate:
+            seconds = self.buffer.capacity / self.info.nominal_rate  # capped by memory
+        return MAX_SPEED_PER_BUFFER_SECOND * seconds
 
     @property
     def clock_mapping(self) -> dict[str, object]:
@@ -189,7 +196,7 @@ class ReplaySource(Source):
     def _stream(self) -> Stream:
         return self.session.streams[self.stream_name]
 
-    def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _pull(self, max_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
         stream = self._stream
         n = stream.n_samples
         # Recording seconds (relative to the first sample of this pass) that are now due.
@@ -197,7 +204,11 @@ class ReplaySource(Source):
         due = (local_clock() - self._t_start) * self.effective_speed - self._pass * pass_len
         end = int(np.searchsorted(self._sched, due, side="right"))
         rate = stream.info.nominal_rate or (n / self.duration if self.duration else n)
-        end = min(end, self._pos + max(1, int(self.chunk_seconds * rate * self.effective_speed)))
+        # A chunk covers at most chunk_seconds (or the pull interval, else replay would fall
+        # behind real time) and never more than fits beside what the recorder holds.
+        span = max(self.chunk_seconds, 2 * self.pull_interval)
+        cap = min(max(1, int(span * rate * self.effective_speed)), max_samples)
+        end = min(end, self._pos + cap)
         shift = self._offset + self._pass * pass_len
         # Events never run ahead of the samples delivered so far (the chunk cap may hold
         # samples back); those before the first sample come with it.

@@ -59,10 +59,15 @@ class ValenceSource(Source):
             description={"scale": [-1.0, 1.0], "what": "continuous valence rating cursor"},
         )
 
-    def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _pull(self, max_samples: int) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:
             if not self._pending:
                 return None
             chunks = list(self._pending)
             self._pending.clear()
-        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+            data = np.concatenate([c[0] for c in chunks])
+            ts = np.concatenate([c[1] for c in chunks])
+            if len(ts) > max_samples:  # the rest waits for the recorder to catch up
+                self._pending.append((data[max_samples:], ts[max_samples:]))
+                data, ts = data[:max_samples], ts[:max_samples]
+        return data, ts

@@ -282,3 +282,46 @@ def test_bad_lsl_options_are_one_clear_line(kwargs, message):
         LslSource(**kwargs)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.timeout(60)
+def test_a_disk_that_stalls_longer_than_the_ring_buffer_holds_loses_nothing(tmp_path, unique_id):
+    """The writer blocks for 3 s (a hung disk) while a 1-s ring buffer fills: the source
+    must leave the samples with liblsl instead of overwriting what is not yet on disk."""
+    rate = 500.0
+    sender = CountingOutlet(f"stall-{unique_id}", unique_id, rate=rate, n_channels=4)
+    # 1024 samples (the least a ring holds) is 2 s at 500 Hz.
+    source = LslSource("source_id", unique_id, timeout=5.0, markers=None, buffer_seconds=1)
+    path = tmp_path / "stall.h5"
+    writer = SessionWriter(path, participant_id="P001")
+    recorder = Recorder(writer, {"eeg": source})
+    recorder.start()
+    assert source.buffer.capacity <= 1024
+    pusher = threading.Thread(target=sender.push, args=(0, 3500, 7.0))
+    pusher.start()
+    time.sleep(1.0)
+    with writer._lock:  # every write of the recorder waits here, as on a disk that hangs
+        time.sleep(3.5)
+    pusher.join()
+    assert _wait_for(lambda: recorder.status().samples_written["eeg"] >= 3500, 10.0)
+    recorder.stop()
+    sender.close()
+
+    session = read_session(path)
+    np.testing.assert_array_equal(session.streams["eeg"].data[:, 0], np.arange(3500))
+    assert recorder.status().samples_lost == {"eeg": 0}
+    assert not [e for e in session.events if e.label in ("gap_start", "samples_lost")]
+
+
+@pytest.mark.timeout(30)
+def test_the_ring_buffer_of_a_dense_stream_stays_within_its_memory_cap(unique_id):
+    sender = CountingOutlet(f"dense-{unique_id}", unique_id, rate=2000.0, n_channels=256)
+    source = LslSource("source_id", unique_id, timeout=5.0, markers=None)
+    try:
+        source.open()
+        # 30 s of 256 channels at 2 kHz would be 62 MB; the buffer keeps what fits in 4 MiB.
+        assert source.buffer.nbytes <= source.max_buffer_bytes
+        assert source.buffer.capacity >= 2000  # still a second or more
+    finally:
+        source.stop()
+        sender.close()

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from drivers.base import RingBuffer
+from drivers.ring_buffer import RingBuffer
 
 
 def _chunk(start: int, n: int, n_channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -103,3 +103,63 @@ def test_concurrent_writer_and_reader_see_every_sample_once_in_order():
     # ...and the holes in the count are exactly the samples reported lost.
     assert counts[0] + np.sum(np.diff(counts) - 1) == lost_total
     assert counts[-1] == total - 1
+
+
+def test_a_hold_is_never_overwritten_and_what_does_not_fit_is_counted():
+    buf = RingBuffer(3, capacity=10)
+    buf.hold("rec", 0)
+    assert buf.write(*_chunk(0, 7)) == 7
+    assert buf.room() == 3
+    # 6 more arrive, only 3 fit beside the held 7: the rest is refused, not written over.
+    assert buf.write(*_chunk(7, 6)) == 3
+    assert buf.dropped == 3 and buf.count == 10
+    parts = buf.view_since("rec")
+    np.testing.assert_array_equal(np.concatenate([d[:, 0] for d, _ in parts]), np.arange(10))
+    buf.hold("rec", 10)  # written to disk: the room comes back
+    assert buf.room() == 10
+    buf.release("rec")
+    assert buf.write(*_chunk(10, 25)) == 25  # no holds: a long chunk keeps its tail
+    assert buf.dropped == 3
+
+
+def test_views_for_the_holder_follow_the_wrap_without_copying():
+    buf = RingBuffer(3, capacity=8)
+    buf.hold("rec", 0)
+    buf.write(*_chunk(0, 6))
+    buf.hold("rec", 6)
+    buf.write(*_chunk(6, 5))  # slots 6, 7, then 0, 1, 2
+    parts = buf.view_since("rec")
+    assert [len(ts) for _, ts in parts] == [2, 3]
+    np.testing.assert_array_equal(np.concatenate([d[:, 0] for d, _ in parts]), np.arange(6, 11))
+    assert all(np.shares_memory(d, buf._data) for d, _ in parts)
+
+
+def test_claimed_slots_are_filled_in_place_and_published_by_commit():
+    buf = RingBuffer(3, capacity=8)
+    buf.write(*_chunk(0, 6))
+    parts = buf.claim(5)  # 2 slots before the end, 3 after the wrap
+    assert [len(ts) for _, ts in parts] == [2, 3]
+    # While claimed, the three oldest samples are being overwritten: readers skip them...
+    data, _, pos, lost = buf.read_since(0)
+    np.testing.assert_array_equal(data[:, 0], [3, 4, 5])
+    assert (pos, lost) == (6, 3)
+    start = 6
+    for d, ts in parts:
+        d[:], ts[:] = _chunk(start, len(ts))
+        start += len(ts)
+    buf.commit(4)  # ...and only what was committed becomes visible
+    data, _, pos, _ = buf.read_since(6)
+    np.testing.assert_array_equal(data[:, 0], [6, 7, 8, 9])
+    assert pos == buf.count == 10
+    with pytest.raises(ValueError, match="claimed"):
+        buf.commit(1)  # nothing is claimed any more
+
+
+def test_a_claim_never_reaches_into_held_samples():
+    buf = RingBuffer(2, capacity=6)
+    buf.hold("rec", 0)
+    buf.write(*_chunk(0, 4, n_channels=2))
+    parts = buf.claim(100)
+    assert sum(len(ts) for _, ts in parts) == 2
+    buf.commit(0)
+    assert buf.count == 4

@@ -30,8 +30,8 @@ class CountingSource(Source):
         names = ["count", "C1", "C2", "C3"]
         return StreamInfo("eeg", names, ["misc", "eeg", "eeg", "eeg"], ["a.u."] + ["uV"] * 3, 1000)
 
-    def _pull(self):
-        due = int((local_clock() - self._t0) * self.rate)
+    def _pull(self, max_samples: int):
+        due = min(int((local_clock() - self._t0) * self.rate), self._sent + max_samples)
         n = due - self._sent
         if n < 7:  # bursts, as USB and LSL deliver them
             return None
@@ -74,3 +74,57 @@ def test_every_sample_and_event_reaches_the_file(tmp_path):
     assert s.events_where(source="keyboard") == sent
     assert status.samples_lost == {"eeg": 0} and s.events_where(label="samples_lost") == []
     assert s.clean_close
+
+
+def test_a_stalled_disk_makes_the_source_wait_instead_of_losing_samples(tmp_path):
+    """The file cannot be written for 2.5 s while a 1-s ring buffer would overflow twice:
+    the source takes no more than fits and the device keeps the rest until the disk is back.
+    Stop comes right after: what the device acquired until then is still written."""
+    path = tmp_path / "stall.h5"
+    writer = SessionWriter(path, participant_id="P003")
+    source = CountingSource(buffer_seconds=1.0)  # 1024 samples at 1 kHz
+    recorder = Recorder(writer, {"eeg": source})
+    recorder.start()
+    time.sleep(0.5)
+    with writer._lock:  # a disk that hangs: every write of the recorder waits here
+        time.sleep(2.5)
+        assert source.buffer.room() < 7  # full (it delivers bursts of 7+), nothing overwritten
+    due_at_stop = int((local_clock() - source._t0) * source.rate)
+    recorder.stop()
+
+    s = read_session(path)
+    count = s.eeg.data[:, 0]
+    assert len(count) >= due_at_stop - 10  # a burst of the device may still be under way
+    np.testing.assert_array_equal(count, np.arange(len(count)))
+    assert recorder.status().samples_lost == {"eeg": 0}
+    assert s.events_where(label="samples_lost") == [] and s.events_where(label="gap_start") == []
+
+
+def test_a_source_that_ignores_the_limit_is_cut_and_the_loss_is_recorded(tmp_path):
+    """A driver bug (a chunk larger than the room it was given) never overwrites what the
+    recorder holds; the samples that did not fit are counted and marked in the file."""
+
+    class Greedy(CountingSource):
+        def _pull(self, max_samples: int):
+            return super()._pull(max_samples + 500)
+
+    path = tmp_path / "greedy.h5"
+    writer = SessionWriter(path, participant_id="P003")
+    source = Greedy(buffer_seconds=1.0)
+    recorder = Recorder(writer, {"eeg": source})
+    recorder.start()
+    time.sleep(0.3)
+    with writer._lock:
+        time.sleep(2.0)
+    time.sleep(0.6)
+    recorder.stop()
+
+    s = read_session(path)
+    count = s.eeg.data[:, 0]
+    lost = recorder.status().samples_lost["eeg"]
+    assert lost > 0
+    # What is in the file is intact: every jump in the count is a loss that was recorded.
+    assert np.all(np.diff(count) >= 1)
+    assert int(np.sum(np.diff(count) - 1)) == lost
+    marked = sum(int(e.value.split(":")[1]) for e in s.events_where(label="samples_lost"))
+    assert marked == lost
