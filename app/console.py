@@ -8,6 +8,7 @@ panels refresh from timers.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import threading
@@ -72,6 +73,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.setWindowTitle(self.TITLE)
         self.setAccessibleName("experimenter console")
+        self.statusBar().setAccessibleName("Status bar")
         self.settings = settings or AppSettings()
         self.controller = controller or SessionController()
         self.participant = ParticipantWindow()
@@ -85,6 +87,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.last_file: Path | None = None
         self._connecting = False
         self._protocol = None
+        self._markers = 0
         self._protocol_dir: Path | None = None
         self._closing = False
 
@@ -144,7 +147,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.display_panel.auto_button.clicked.connect(self.auto_scale)
         sp = self.session_panel
         sp.record_requested.connect(self.start_recording)
-        sp.stop_requested.connect(lambda: self.stop_recording(wait=False))
+        sp.stop_requested.connect(self._stop_clicked)
+        sp.note_added.connect(self._note_added)
+        sp.marker_requested.connect(self._marker)
         self._closed.connect(self._recording_closed)
         sp.protocol_start.connect(self.start_protocol)
         sp.protocol_pause.connect(lambda paused: self.runner and self.runner.pause(paused))
@@ -218,6 +223,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         except RecallLabError as exc:
             self._warn("Cannot disconnect", str(exc))
         self.source_panel.set_connected(self.controller.connected)
+        if not self.controller.connected:
+            # Nothing the old source said may stay on screen as if it were still true.
+            self.display_panel.clear_source()
+            self.statusBar().showMessage("disconnected")
         self._update_buttons()
 
     def _close_feed(self) -> None:
@@ -249,6 +258,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             if not v["participant"]:
                 raise RecallLabError("enter the participant's pseudonym code (e.g. P001)")
             protocol = self._load_protocol(str(v["protocol"]), float(v["time_scale"]))
+            if not self._another_session_confirmed(out_dir, str(v["participant"])):
+                return None
             out_dir.mkdir(parents=True, exist_ok=True)
             input_attrs = self.input.open_device(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
@@ -264,10 +275,54 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._warn("Cannot start recording", str(exc))
             return None
         self._protocol = protocol
+        self._markers = 0
+        self.session_panel.phase.setText("–")  # the last session's phase is not this one's
+        self.session_panel.progress.setText("–")
         self.session_panel.file.setText(str(path))
         self.statusBar().showMessage(f"recording to {path}")
         self._update_buttons()
         return path
+
+    def _another_session_confirmed(self, out_dir: Path, participant: str) -> bool:
+        """Ask before a pseudonym that already has session files in the folder is reused (a
+        typo, or the previous participant's code left in place, would mix two people)."""
+        try:
+            earlier = sorted(out_dir.glob(f"{glob.escape(participant)}_*.h5"))
+        except OSError:
+            earlier = []
+        if not earlier:
+            return True
+        n = len(earlier)
+        return self.session_panel.confirm(
+            f"{participant} already has sessions",
+            f"{out_dir} already holds {n} session file{'s' if n > 1 else ''} of {participant} "
+            f"(the latest: {earlier[-1].name}). Record another session of {participant}?",
+        )
+
+    def _note_added(self, text: str, started: float, added: float) -> None:
+        """The experimenter's note, at the time its typing began (when it was noticed)."""
+        if self.controller.recording:
+            value = json.dumps({"text": text, "added": added}, ensure_ascii=False)
+            self.controller.add_event(Event(started, "experimenter", "note", value))
+
+    def _marker(self, t: float) -> None:
+        if self.controller.recording:
+            self._markers += 1
+            self.controller.add_event(Event(t, "experimenter", "marker", str(self._markers)))
+            self.statusBar().showMessage(f"marker {self._markers} at {t:.3f} s (LSL)")
+
+    def _stop_clicked(self) -> None:
+        """The Stop button: during a protocol, stopping aborts it, so ask first."""
+        runner = self.runner
+        if runner is not None and not runner.engine.done:
+            phase = runner.engine.display().phase_id or "–"
+            if not self.session_panel.confirm(
+                "Stop the recording?",
+                f"The protocol is running (phase {phase}). Stopping the recording aborts it; "
+                "everything recorded so far stays in the file. Stop now?",
+            ):
+                return
+        self.stop_recording(wait=False)
 
     def _load_protocol(self, spec: str, time_scale: float):
         if not spec or spec == "none":
@@ -338,6 +393,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         worker thread, so the GUI never waits on the disk; :attr:`recording_stopped` is
         emitted once it is closed. With ``wait=True`` this returns the closed file's path.
         """
+        self.session_panel.commit_note()  # a note being written is never lost
         runner, self.runner = self.runner, None
         if runner is not None:
             runner.finished.disconnect(self._protocol_finished)
@@ -370,6 +426,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if path is not None:
             self.last_file = Path(path)
             self.session_panel.file.setText(f"{path} (closed)")
+            self.session_panel.new_session()  # the next session is someone's until said
             self.statusBar().showMessage(f"saved {path}")
             self.jobs_panel.set_recording(self.last_file)
             self.recording_stopped.emit(str(path))
@@ -460,7 +517,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             )
             self.display_panel.show_quality(self.scope.flagged_channels())
         else:
-            self.display_panel.rate.setText("–")
+            self.display_panel.clear_source()
         if st.recording:
             self.session_panel.progress.setText(
                 f"{st.elapsed:.0f} s, {human_bytes(st.file_bytes)}, "

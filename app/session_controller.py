@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -272,8 +271,5 @@ class SessionController:
             st.events_written = r.events_written
             mw = self.memory_writer
             st.error = r.error or st.error or str(mw.error if mw and mw.error else "")
-            try:
-                st.free_bytes = shutil.disk_usage(rec.writer.path.parent).free
-            except OSError:
-                st.free_bytes = 0
+            st.free_bytes = r.free_bytes
         return st

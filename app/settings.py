@@ -22,7 +22,6 @@ DEFAULTS: dict[str, Any] = {
     "scope/scale": 100.0,
     "scope/highpass": 1.0,
     "scope/notch": 50.0,
-    "session/participant": "P001",
     "session/out_dir": str(Path.home() / "recall-lab-sessions"),
     "session/protocol": "demo",
     "session/time_scale": 1.0,

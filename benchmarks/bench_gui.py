@@ -124,6 +124,7 @@ def measure(args: argparse.Namespace) -> dict:
     settings.set("session/protocol", "none")
     settings.set("scope/window", args.window)
     win = ConsoleWindow(settings)
+    win.session_panel.participant.setText("BENCH01")
     win.resize(1500, 950)
     win.show()
     win.connect_source(f"lsl:source_id={source_id}?markers=none&timeout=20")

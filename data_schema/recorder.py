@@ -14,6 +14,8 @@ The GUI thread only ever calls :meth:`Recorder.add_event`, which returns at once
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +39,7 @@ class RecorderStatus:
     events_written: int
     file_bytes: int
     error: str = ""
+    free_bytes: int = 0  # on the file's disk, as of the last flush
 
 
 class Recorder:
@@ -82,6 +85,10 @@ class Recorder:
         self._wake = threading.Event()
         self._new_samples = False
         self._last_samples = 0.0  # monotonic time the last sample write began
+        # File size and free disk space, measured by the recorder thread after its flushes:
+        # status() is called from the GUI thread, which must never wait on the disk.
+        self._file_bytes = 0
+        self._free_bytes = 0
         self._thread: threading.Thread | None = None
         self.error: RecallLabError | None = None
 
@@ -154,6 +161,14 @@ class Recorder:
                         log.warning("event sink failed: %s", exc)
         if samples:
             self.writer.flush()
+            self._measure_disk()
+
+    def _measure_disk(self) -> None:
+        try:
+            self._file_bytes = os.fstat(self.writer.fileno).st_size
+            self._free_bytes = shutil.disk_usage(self.writer.path.parent).free
+        except (OSError, ValueError):
+            pass
 
     def _drain_samples(self) -> None:
         """Write what each source's buffer holds beyond our hold, then move the hold on."""
@@ -225,12 +240,14 @@ class Recorder:
         return self._thread is not None and self._thread.is_alive()
 
     def status(self) -> RecorderStatus:
-        try:
-            size = self.writer.path.stat().st_size
-        except OSError:
-            size = 0
+        """Counts and sizes as of the last flush; never touches the disk (GUI-thread safe)."""
         return RecorderStatus(
-            dict(self._written), dict(self._lost), self._n_events, size, str(self.error or "")
+            dict(self._written),
+            dict(self._lost),
+            self._n_events,
+            self._file_bytes,
+            str(self.error or ""),
+            self._free_bytes,
         )
 
     def stop(self, timeout: float = 10.0, *, stop_sources: bool = True) -> None:
@@ -270,3 +287,7 @@ class Recorder:
                 src.buffer.remove_listener(self._on_samples)
                 src.buffer.release(self)
         self.writer.close()
+        try:
+            self._file_bytes = self.writer.path.stat().st_size
+        except OSError:
+            pass

@@ -298,6 +298,13 @@ class SessionWriter:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def fileno(self) -> int:
+        """The writer's own descriptor of the file (``ValueError`` once it is closed)."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} has no open descriptor")
+        return self._fd
+
     def _guard(self) -> None:
         if self._failure is not None:
             raise self._failure

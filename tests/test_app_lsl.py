@@ -57,6 +57,7 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id, monkeypatch):
     settings.set("session/out_dir", str(tmp_path))
     settings.set("session/protocol", "none")
     win = ConsoleWindow(settings)
+    win.session_panel.participant.setText("P001")
     qtbot.addWidget(win)
     # A failure must not leave a modal "stop recording?" or warning dialog that blocks teardown.
     warnings_shown: list[str] = []

@@ -32,10 +32,10 @@ def console(qtbot, tmp_path):
     threads_before = set(threading.enumerate())
     settings = AppSettings(tmp_path / "settings.ini")  # never the user's settings
     settings.set("session/out_dir", str(tmp_path / "sessions"))
-    settings.set("session/participant", "P042")
     settings.set("session/protocol", "demo")
     settings.set("session/time_scale", 0.2)
     win = ConsoleWindow(settings)
+    win.session_panel.participant.setText("P042")
     qtbot.addWidget(win)
     win.show()
     yield win
@@ -323,3 +323,37 @@ def test_stop_button_closes_the_file_off_the_gui_thread(qtbot, console):
     assert signal.args == [str(path)]
     s = read_session(path)
     assert s.clean_close and s.eeg.n_samples > 50
+
+
+def test_the_status_refresh_never_waits_on_the_disk(qtbot, console, monkeypatch):
+    """A hung network share must not freeze the console: file size and free space shown while
+    recording are measured by the recorder thread, never by the GUI thread's status timer."""
+    import os
+    import shutil
+
+    console.session_panel.protocol.setCurrentText("none")
+    connect_synthetic(qtbot, console)
+    console.start_recording()
+    gui = threading.get_ident()
+    on_gui: list[str] = []
+
+    def watch(name, fn):
+        def wrapped(*a, **k):
+            if threading.get_ident() == gui:
+                on_gui.append(name)
+            return fn(*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(os, "stat", watch("os.stat", os.stat))
+    monkeypatch.setattr(os, "fstat", watch("os.fstat", os.fstat))
+    monkeypatch.setattr(shutil, "disk_usage", watch("shutil.disk_usage", shutil.disk_usage))
+    for _ in range(5):
+        console.refresh_status()  # what the status timer runs
+        QTest.qWait(300)
+    shown = console.session_panel.progress.text()
+    monkeypatch.undo()
+    console.stop_recording()
+    assert on_gui == [], f"the GUI thread called {sorted(set(on_gui))}"
+    assert " MB," in shown or " kB," in shown, shown  # the size is still shown
+    assert "0 B free" not in shown, shown

@@ -170,7 +170,8 @@ def test_settings_persist_between_runs(qtbot, tmp_path):
 
     second = ConsoleWindow(AppSettings(path))
     qtbot.addWidget(second)
-    assert second.session_panel.participant.text() == "P777"
+    # The pseudonym is the one thing never carried over: each session's is typed anew.
+    assert second.session_panel.participant.text() == ""
     assert second.display_panel.highpass.value() == pytest.approx(0.5)
     assert second.scope.window == pytest.approx(12.0)
     assert second.source_panel.current_kind() == "brainflow"

@@ -112,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     qt_app.setApplicationName("recall-lab")
     settings = AppSettings(args.settings)
     for key, value in (
-        ("session/participant", args.participant),
         ("session/protocol", args.protocol),
         ("session/out_dir", str(args.out_dir) if args.out_dir else None),
         ("session/time_scale", args.time_scale),
@@ -123,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             settings.set(key, value)
     console = ConsoleWindow(settings)
+    if args.participant:  # this run's first session only; never kept in the settings
+        console.session_panel.participant.setText(args.participant)
     if args.source:
         console.source_panel.set_spec(args.source)
     console.show()

@@ -28,7 +28,9 @@ class DisplayPanel(QtWidgets.QGroupBox):
         self.notch.setCurrentIndex(max(0, self.notch.findData(settings.get("scope/notch"))))
         self.quality = QtWidgets.QLabel("–")
         self.quality.setWordWrap(True)
+        self.quality.setAccessibleName("Channel quality")
         self.rate = QtWidgets.QLabel("–")
+        self.rate.setAccessibleName("Signal rate")
         form = QtWidgets.QFormLayout(self)
         form.addRow("Time window", self.window)
         scale_row = QtWidgets.QWidget()
@@ -52,6 +54,11 @@ class DisplayPanel(QtWidgets.QGroupBox):
         s.set("scope/highpass", self.highpass.value())
         s.set("scope/notch", self.notch.currentData())
         self.changed.emit()
+
+    def clear_source(self) -> None:
+        """No source: no rate, no channel verdicts."""
+        self.rate.setText("–")
+        self.quality.setText("–")
 
     def show_quality(self, flagged: dict[str, str]) -> None:
         if not flagged:

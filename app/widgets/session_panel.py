@@ -34,16 +34,28 @@ class SessionPanel(QtWidgets.QGroupBox):
     protocol_pause = QtCore.pyqtSignal(bool)
     protocol_skip = QtCore.pyqtSignal()
     protocol_abort = QtCore.pyqtSignal()
+    #: A note written during the recording: text, LSL time its typing began, time it was added.
+    note_added = QtCore.pyqtSignal(str, float, float)
+    #: The Marker button: LSL time of the click.
+    marker_requested = QtCore.pyqtSignal(float)
 
     def __init__(self, settings: AppSettings, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Session", parent)
         self.settings = settings
-        self.participant = QtWidgets.QLineEdit(settings.get("session/participant"))
+        # Never pre-filled from the last session: each session's pseudonym is typed (or given
+        # with `recall-lab app --participant`), so one participant's code is not reused by habit.
+        self.participant = QtWidgets.QLineEdit()
         self.participant.setPlaceholderText("pseudonym code, e.g. P001 (never a name)")
         self.participant.setMaxLength(64)
         self.notes = QtWidgets.QPlainTextEdit()
-        self.notes.setPlaceholderText("session notes (no names)")
+        self.notes.setPlaceholderText("session notes (no names), stored when recording starts")
         self.notes.setMaximumHeight(60)
+        # During the recording, notes are timestamped events: one line each, Enter adds it.
+        self.note = QtWidgets.QLineEdit()
+        self.note.setPlaceholderText("note during the recording, Enter adds it with its time")
+        self.note_button = QtWidgets.QPushButton("Add note")
+        self.marker_button = QtWidgets.QPushButton("Marker")
+        self._note_started: float | None = None
         self.out_dir = QtWidgets.QLineEdit(settings.get("session/out_dir"))
         self.browse = QtWidgets.QPushButton("…")
         self.browse.setMaximumWidth(32)
@@ -71,19 +83,25 @@ class SessionPanel(QtWidgets.QGroupBox):
             (self.pause_button, "Pause"),
             (self.skip_button, "Skip phase"),
             (self.abort_button, "Abort"),
+            (self.note_button, "Add note"),
+            (self.marker_button, "Marker"),
         ):
             button.setAccessibleName(name)  # what assistive tools and scripted checks find
         self.participant.setAccessibleName("Participant pseudonym")
         self.notes.setAccessibleName("Session notes")
+        self.note.setAccessibleName("Note")
         self.phase = QtWidgets.QLabel("–")
         self.file = QtWidgets.QLabel("not recording")
         self.file.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.file.setWordWrap(True)
         self.progress = QtWidgets.QLabel("–")
+        self.phase.setAccessibleName("Phase")
+        self.progress.setAccessibleName("Recording status")
 
         form = QtWidgets.QFormLayout(self)
         form.addRow("Participant", self.participant)
         form.addRow("Notes", self.notes)
+        form.addRow("Note", _row(self.note, self.note_button, self.marker_button))
         form.addRow("Folder", _row(self.out_dir, self.browse))
         form.addRow("Protocol", _row(self.protocol, self.protocol_browse))
         form.addRow("Time scale", self.time_scale)
@@ -102,6 +120,10 @@ class SessionPanel(QtWidgets.QGroupBox):
         self.pause_button.toggled.connect(self.protocol_pause)
         self.skip_button.clicked.connect(self.protocol_skip)
         self.abort_button.clicked.connect(self._confirm_abort)
+        self.note.textEdited.connect(self._note_edited)
+        self.note.returnPressed.connect(self.commit_note)
+        self.note_button.clicked.connect(self.commit_note)
+        self.marker_button.clicked.connect(lambda: self.marker_requested.emit(_now()))
         self.set_state(connected=False, recording=False, running=False)
 
     # ------------------------------------------------------------------ values
@@ -121,17 +143,46 @@ class SessionPanel(QtWidgets.QGroupBox):
             "time_scale": self.time_scale.value(),
         }
         s = self.settings
-        s.set("session/participant", v["participant"])
         s.set("session/out_dir", v["out_dir"])
         s.set("session/protocol", v["protocol"])
         s.set("session/time_scale", v["time_scale"])
         return v
 
+    def _note_edited(self, text: str) -> None:
+        if self._note_started is None and text:
+            self._note_started = _now()
+        elif not text:
+            self._note_started = None
+
+    def commit_note(self) -> None:
+        """Add the note being written (Enter, the button, or the recording stopping)."""
+        text = self.note.text().strip()
+        if text:
+            now = _now()
+            started = self._note_started if self._note_started is not None else now
+            self.note_added.emit(text, started, now)
+        self.note.clear()
+        self._note_started = None
+
+    def new_session(self) -> None:
+        """After a recording: the pseudonym and notes are blank for the next one."""
+        self.participant.clear()
+        self.notes.clear()
+
     def set_state(self, *, connected: bool, recording: bool, running: bool) -> None:
         self.record_button.setEnabled(connected and not recording)
         self.stop_button.setEnabled(recording)
-        for w in (self.participant, self.out_dir, self.protocol, self.time_scale, self.browse):
+        for w in (
+            self.participant,
+            self.notes,
+            self.out_dir,
+            self.protocol,
+            self.time_scale,
+            self.browse,
+        ):
             w.setEnabled(not recording)
+        for w in (self.note, self.note_button, self.marker_button):
+            w.setEnabled(recording)
         self.start_button.setEnabled(recording and not running)
         for w in (self.pause_button, self.skip_button, self.abort_button):
             w.setEnabled(running)
@@ -168,6 +219,12 @@ class SessionPanel(QtWidgets.QGroupBox):
         )
         if path:
             self.protocol.setCurrentText(str(Path(path)))
+
+
+def _now() -> float:
+    from drivers.clock import local_clock
+
+    return local_clock()
 
 
 def _row(*widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:

@@ -44,6 +44,8 @@ def plain(text: str) -> str:
 
 
 def widget_text(w: QtWidgets.QWidget) -> str | None:
+    if isinstance(w, QtWidgets.QStatusBar):
+        return w.currentMessage()
     if isinstance(w, QtWidgets.QPlainTextEdit | QtWidgets.QTextEdit):
         return w.toPlainText()
     if isinstance(w, QtWidgets.QComboBox):

@@ -83,7 +83,7 @@ class RealApp:
         x: XServer,
         workdir: Path,
         *,
-        participant: str = "P042",
+        participant: str | None = "P042",
         protocol: str = "demo",
         time_scale: float = 0.2,
         source: str = "synthetic",
@@ -95,7 +95,7 @@ class RealApp:
         self.out_dir = Path(out_dir) if out_dir is not None else self.workdir / "sessions"
         self.args = [
             "--source", source,
-            "--participant", participant,
+            *(("--participant", participant) if participant is not None else ()),
             "--protocol", protocol,
             "--time-scale", str(time_scale),
             "--out-dir", str(self.out_dir),

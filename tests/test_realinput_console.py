@@ -1,0 +1,121 @@
+"""The experimenter's console under real use: controls that could lose data ask first, and a
+new session never inherits the last participant's pseudonym.
+
+The real app on Xvfb under openbox, driven through XTEST and xdotool (``tests/realinput``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from realinput.recorded import closed_session
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(150)]
+
+
+def test_stop_during_a_protocol_asks_and_no_keeps_everything_running(real_app):
+    app = real_app(participant="P042", protocol="demo", time_scale=0.2)
+    app.click("Record")
+    app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+    app.click("Start protocol")
+    app.wait_until(lambda: app.state()["runner"], 10, what="the protocol running")
+
+    app.click("Stop")
+    assert app.answer("No"), "Stop in the middle of a protocol must ask first"
+    app.wait_until(lambda: app.state()["modal"] is None, 5, what="the dialog closed")
+    st = app.state()
+    assert st["recording"] and st["runner"] and st["engine"]["state"] == "running"
+
+    path = app.stop_recording_and_wait(confirm="Yes")
+    ends = [e for e in closed_session(path).events if e.label == "session_end"]
+    assert ends and "abort" in ends[-1].value
+
+
+def test_each_session_starts_with_no_pseudonym_and_reusing_one_asks(real_app):
+    app = real_app(participant=None, protocol="none")
+    app.connected()
+    assert app.text("Participant pseudonym") == ""  # nothing left from an earlier session
+
+    app.click("Participant pseudonym")
+    app.type_text("P042")
+    app.click("Record")
+    app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+    first = app.stop_recording_and_wait()
+    assert first.name.startswith("P042_")
+    assert app.text("Participant pseudonym") == "", "the next session starts blank"
+
+    app.click("Participant pseudonym")
+    app.type_text("P042")
+    app.click("Record")
+    modal = app.wait_until(lambda: app.state()["modal"], 5, what="a warning about P042")
+    assert "P042" in modal["text"] and first.name in modal["text"]
+    app.answer("No")
+    app.wait_until(lambda: app.state()["modal"] is None, 5, what="the dialog closed")
+    assert not app.state()["recording"]
+
+    app.click("Record")
+    app.answer("Yes")
+    app.wait_until(lambda: app.state()["recording"], 15, what="recording after confirming")
+    second = app.stop_recording_and_wait()
+    assert second != first and second.name.startswith("P042_")
+
+
+def test_nothing_of_an_old_source_or_session_stays_on_screen(real_app):
+    app = real_app(participant="P042", protocol="demo", time_scale=0.2)
+    app.connected()
+    app.wait_until(lambda: app.text("Channel quality") not in ("", "–"), 15, what="quality")
+    app.click("Record")
+    app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+    app.click("Start protocol")
+    app.wait_until(lambda: app.text("Phase") not in ("", "–"), 10, what="a phase shown")
+    app.stop_recording_and_wait(confirm="Yes")
+    assert app.text("Phase") not in ("", "–")  # how the last session ended, until the next
+
+    app.click("Participant pseudonym")
+    app.type_text("P043")
+    app.click("Record")
+    app.wait_until(lambda: app.state()["recording"], 15, what="the next recording")
+    assert app.text("Phase") == "–", "the new recording shows the old session's phase"
+    app.stop_recording_and_wait()
+
+    app.click("Disconnect")
+    app.wait_until(lambda: not app.state()["connected"], 10, what="disconnected")
+    app.settle(1.0)  # a few status refreshes
+    assert app.text("Channel quality") == "–"
+    assert app.text("Signal rate") == "–"
+    assert "connected:" not in (app.text("Status bar") or "")
+
+
+def test_notes_and_markers_during_a_recording_are_timestamped_events(real_app):
+    app = real_app(participant="P042", protocol="none")
+    app.connected()
+    app.click("Session notes")
+    app.type_text("cap size 56")
+    app.click("Record")
+    app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+
+    app.click("Note")
+    t0 = app.key_down("Shift_L")  # just before the note's first key (LSL clock)
+    app.key_up("Shift_L")
+    app.type_text("T7 loose")
+    app.press("Return")
+    app.settle(0.5)
+    app.click("Marker")
+    app.settle(0.3)
+    app.click("Note")
+    app.type_text("participant coughed")  # never confirmed with Enter: Stop keeps it
+    path = app.stop_recording_and_wait()
+
+    s = closed_session(path)
+    assert s.attrs["notes"] == "cap size 56"
+    notes = [e for e in s.events if e.source == "experimenter" and e.label == "note"]
+    texts = [json.loads(e.value)["text"] for e in notes]
+    assert texts == ["T7 loose", "participant coughed"], texts
+    first = notes[0]
+    # Stamped when its typing began, with the time it was added beside it.
+    assert t0 <= first.timestamp < t0 + 1.0
+    assert json.loads(first.value)["added"] >= first.timestamp
+    markers = [e for e in s.events if e.source == "experimenter" and e.label == "marker"]
+    assert [m.value for m in markers] == ["1"]
+    assert first.timestamp < markers[0].timestamp < notes[1].timestamp
