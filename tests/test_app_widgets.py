@@ -327,23 +327,38 @@ def test_bench_gui_runs(tmp_path):
     assert fig["scope_fps"] > 0
 
 
-def test_lsl_streams_are_listed_for_the_experimenter(qtbot, tmp_path, unique_id):
+def test_lsl_streams_are_listed_with_what_tells_them_apart(qtbot, tmp_path, unique_id):
+    """The list shows type, channels, rate, format and host (two amplifiers' streams may share
+    a name), and a listed stream is then found again by its source_id, exactly."""
+    import socket
+
     import pylsl
 
     from app.settings import AppSettings
     from app.widgets.source_panel import SourcePanel
 
-    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(unique_id, "EEG", 2, 100.0, "float32", unique_id))
+    info = pylsl.StreamInfo(f"Amp-{unique_id}", "EEG", 24, 500.0, "float32", unique_id)
+    outlet = pylsl.StreamOutlet(info)
     panel = SourcePanel(AppSettings(tmp_path / "s.ini"))
     qtbot.addWidget(panel)
     panel.kind.setCurrentIndex(panel.kind.findData("lsl"))
-    found = lambda: unique_id in [panel.lsl.itemText(i) for i in range(panel.lsl.count())]  # noqa: E731
+
+    def entry() -> int:
+        return next((i for i in range(panel.lsl.count()) if unique_id in panel.lsl.itemText(i)), -1)
+
     for _ in range(3):  # discovery on a busy machine can miss a stream once
         panel.refresh_streams()
         qtbot.waitUntil(lambda: panel.refresh.isEnabled(), timeout=15000)
-        if found():
+        if entry() >= 0:
             break
-    assert found()
-    panel.lsl.setCurrentText(unique_id)
-    assert panel.spec() == f"lsl:{unique_id}"
+    i = entry()
+    assert i >= 0
+    text = panel.lsl.itemText(i)
+    assert text == (f"Amp-{unique_id} (EEG, 24 ch, 500 Hz, float32, on {socket.gethostname()})"), (
+        text
+    )
+    panel.lsl.setCurrentIndex(i)
+    assert panel.spec() == f"lsl:source_id={unique_id}"
+    panel.lsl.setCurrentText("SomeOtherName")  # typed by hand: taken as typed
+    assert panel.spec() == "lsl:SomeOtherName"
     del outlet

@@ -43,6 +43,22 @@ def build_spec(
     raise ValueError(f"unknown source kind {kind!r}")
 
 
+def stream_label(s: dict) -> str:
+    """One LSL stream as the list shows it: name, type, channels, rate, format, host."""
+    rate = float(s.get("rate") or 0)
+    rate_text = f"{rate:g} Hz" if rate else "irregular"
+    kind = s.get("type") or "no type"
+    return (
+        f"{s['name']} ({kind}, {s['channels']} ch, {rate_text}, {s.get('format', '?')}, "
+        f"on {s.get('hostname') or '?'})"
+    )
+
+
+def stream_target(s: dict) -> str:
+    """How to find that stream again: its source_id when it has one (exact), else its name."""
+    return f"source_id={s['source_id']}" if s.get("source_id") else f"name={s['name']}"
+
+
 class SourcePanel(QtWidgets.QGroupBox):
     """Source choice with Connect / Disconnect buttons.
 
@@ -126,14 +142,14 @@ class SourcePanel(QtWidgets.QGroupBox):
         s.set("source/kind", kind)
         s.set("source/board", self.board.text())
         s.set("source/board_params", self.params.text())
-        s.set("source/lsl_name", self.lsl.currentText())
+        s.set("source/lsl_name", self.lsl_target())
         s.set("source/replay_file", self.replay_file.text())
         s.set("source/replay_speed", self.speed.value())
         return build_spec(
             kind,
             board=self.board.text(),
             params=self.params.text(),
-            lsl_name=self.lsl.currentText(),
+            lsl_name=self.lsl_target(),
             replay_file=self.replay_file.text(),
             speed=self.speed.value(),
         )
@@ -170,21 +186,36 @@ class SourcePanel(QtWidgets.QGroupBox):
             try:
                 from drivers.lsl_source import list_lsl_streams
 
-                found = [str(s["name"]) for s in list_lsl_streams()]
+                found = [(stream_label(s), stream_target(s)) for s in list_lsl_streams()]
                 self._streams_found.emit(found, "")
             except Exception as exc:
                 self._streams_found.emit([], str(exc))
 
         threading.Thread(target=look, name="lsl-lookup", daemon=True).start()
 
-    def _show_streams(self, names: list, error: str) -> None:
-        current = self.lsl.currentText()
+    def _show_streams(self, streams: list, error: str) -> None:
+        current = self.lsl_target()
         self.lsl.clear()
-        self.lsl.addItems(names)
-        self.lsl.setCurrentText(current or (names[0] if names else ""))
+        for label, target in streams:
+            self.lsl.addItem(label, target)
+        # The stream asked for before stays chosen: its entry if it is listed, else as typed.
+        i = self.lsl.findData(current)
+        if i >= 0:
+            self.lsl.setCurrentIndex(i)
+        else:
+            self.lsl.setCurrentText(current or (streams[0][0] if streams else ""))
         self.refresh.setEnabled(True)
         self.refresh.setText("Refresh")
-        self.lsl.setToolTip(error or f"{len(names)} stream(s) found")
+        self.lsl.setToolTip(error or f"{len(streams)} stream(s) found")
+
+    def lsl_target(self) -> str:
+        """What the LSL field asks for: a listed stream's exact lookup, or the typed text."""
+        i = self.lsl.currentIndex()
+        if i >= 0 and self.lsl.itemText(i) == self.lsl.currentText():
+            data = self.lsl.itemData(i)
+            if data:
+                return str(data)
+        return self.lsl.currentText()
 
 
 def _row(*widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
