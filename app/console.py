@@ -31,6 +31,7 @@ from app.widgets.jobs_panel import JobsPanel
 from app.widgets.participant_panel import ParticipantPanel, place_participant
 from app.widgets.session_panel import SessionPanel, human_bytes
 from app.widgets.source_panel import SourcePanel
+from app.widgets.stall_banner import StallBanner
 from data_schema.errors import RecallLabError
 from data_schema.types import Event
 from drivers.clock import local_clock
@@ -88,6 +89,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._connecting = False
         self._protocol = None
         self._markers = 0
+        self._stall_seen = False
         self._protocol_dir: Path | None = None
         self._closing = False
 
@@ -123,8 +125,14 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(500)
+        self.stall_banner = StallBanner()
+        scope_box = QtWidgets.QWidget()
+        sb = QtWidgets.QVBoxLayout(scope_box)
+        sb.setContentsMargins(0, 0, 0, 0)
+        sb.addWidget(self.stall_banner)
+        sb.addWidget(self.scope, 1)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        right.addWidget(self.scope)
+        right.addWidget(scope_box)
         right.addWidget(self.event_log)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
@@ -510,6 +518,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.event_log.poll()
         st = self.controller.status()
         dropped = st.samples_lost + (self.feed.samples_dropped if self.feed else 0)
+        self._show_stall(st)
         if st.source_state != "disconnected":
             self.display_panel.rate.setText(
                 f"{st.rate:.1f} Hz received (nominal {st.nominal_rate:g}), {st.gaps} gap(s), "
@@ -532,6 +541,34 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 f"participant keyboard stopped: {device_error}; keys now come from the app's "
                 "windows"
             )
+
+    def _show_stall(self, st) -> None:
+        """The banner, the scope's overlay, and (if chosen) a pause and a beep on a stall."""
+        stalled = st.source_state == "stalled"
+        self.scope.set_stalled(stalled)
+        if not stalled:
+            if self._stall_seen:
+                self._stall_seen = False
+                self.stall_banner.clear_stall()
+            return
+        sp = self.session_panel
+        runner = self.runner
+        if not self._stall_seen:
+            self._stall_seen = True
+            if sp.beep_on_stall.isChecked():
+                QtWidgets.QApplication.beep()
+            if (
+                sp.pause_on_stall.isChecked()
+                and runner is not None
+                and not runner.engine.done
+                and not sp.pause_button.isChecked()
+            ):
+                sp.pause_button.setChecked(True)  # pauses the protocol, as the button does
+                self.controller.add_event(
+                    Event(local_clock(), "app", "protocol_paused_on_stall", st.source_label)
+                )
+        paused = runner is not None and sp.pause_button.isChecked()
+        self.stall_banner.show_stall(st.source_label, st.stalled_for, protocol_paused=paused)
 
     def _warn(self, title: str, text: str) -> None:
         self.statusBar().showMessage(text)

@@ -46,6 +46,14 @@ class ScopeWidget(QtWidgets.QWidget):
         self.curves: list[pg.PlotDataItem] = []
         self._names: list[str] = []
         self._frame_number = 0
+        # Over the traces while the source delivers nothing: they are the last ones received.
+        self._stall_text = pg.TextItem("NO SIGNAL", color=(198, 40, 40), anchor=(0.5, 0.5))
+        self._stall_text.setZValue(10)
+        font = self._stall_text.textItem.font()
+        font.setPointSize(28)
+        font.setBold(True)
+        self._stall_text.setFont(font)
+        self._stalled = False
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
@@ -139,6 +147,18 @@ class ScopeWidget(QtWidgets.QWidget):
                     c._colour = colour
             self.frames += 1
             self.frame_drawn.emit(time.perf_counter() - t0)
+
+    def set_stalled(self, stalled: bool) -> None:
+        """Show "NO SIGNAL" over the (frozen) traces, or take it away."""
+        if stalled == self._stalled:
+            return
+        self._stalled = stalled
+        if stalled:
+            n = max(1, len(self.curves))
+            self._stall_text.setPos(-self.window / 2, -(n - 1) * self.scale / 2)
+            self.plot.addItem(self._stall_text)
+        else:
+            self.plot.removeItem(self._stall_text)
 
     def flagged_channels(self) -> dict[str, str]:
         """Channel name -> flag for channels that are flat, railing or noisy."""

@@ -49,6 +49,7 @@ class SessionStatus:
     free_bytes: int = 0
     events_written: int = 0
     error: str = ""
+    stalled_for: float = 0.0  # seconds without samples (the current gap)
 
 
 class SessionController:
@@ -257,6 +258,7 @@ class SessionController:
                 s.gaps,
             )
             st.error = s.error
+            st.stalled_for = src.stalled_for if s.state == "stalled" else 0.0
             if src.info is not None:
                 st.source_label = src.info.source or self.source_spec
                 st.nominal_rate = src.info.nominal_rate

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "session/out_dir": str(Path.home() / "recall-lab-sessions"),
     "session/protocol": "demo",
     "session/time_scale": 1.0,
+    "session/pause_on_stall": False,
+    "session/beep_on_stall": False,
     "participant/screen": 0,
     "participant/fullscreen": False,
     "participant/keyboard": "qt",

@@ -198,6 +198,15 @@ class Source(ABC):
         return self._finished
 
     @property
+    def stalled_for(self) -> float:
+        """Seconds since the current gap began (0 when samples are flowing)."""
+        if self._stalled_since is None:
+            return 0.0
+        from drivers.clock import local_clock
+
+        return max(0.0, local_clock() - self._stalled_since)
+
+    @property
     def held_back(self) -> bool:
         """True while the buffer had no room for everything the device had (the recorder
         is behind, e.g. a slow disk): samples are waiting in the device's own buffer."""

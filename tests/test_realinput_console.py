@@ -119,3 +119,43 @@ def test_notes_and_markers_during_a_recording_are_timestamped_events(real_app):
     markers = [e for e in s.events if e.source == "experimenter" and e.label == "marker"]
     assert [m.value for m in markers] == ["1"]
     assert first.timestamp < markers[0].timestamp < notes[1].timestamp
+
+
+def test_a_stalled_source_raises_a_banner_and_can_pause_the_protocol(real_app, unique_id):
+    from test_app_lsl import CountingOutlet
+
+    sender = CountingOutlet(unique_id, unique_id)
+    try:
+        app = real_app(
+            participant="P042",
+            protocol="demo",
+            time_scale=0.5,
+            source=f"lsl:source_id={unique_id}?stall_timeout=0.5&markers=none",
+        )
+        app.connected()
+        app.click("Pause the protocol when the signal stalls")
+        app.click("Record")
+        app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+        app.click("Start protocol")
+        app.wait_until(lambda: app.state()["runner"], 10, what="the protocol running")
+        assert app.text("Stall banner") == ""
+
+        sender.close()  # the amplifier's program stops
+        banner = app.wait_until(
+            lambda: (app.text("Stall banner") or "") or None, 5, what="the stall banner"
+        )
+        assert banner.startswith("NO SIGNAL") and "paused" in banner, banner
+        app.wait_until(
+            lambda: app.state()["engine"]["state"] == "paused", 5, what="the protocol paused"
+        )
+
+        sender = CountingOutlet(unique_id, unique_id)  # it comes back (same source_id)
+        app.wait_until(lambda: app.text("Stall banner") == "", 15, what="the banner gone")
+        assert app.state()["engine"]["state"] == "paused"  # resuming is the experimenter's
+        path = app.stop_recording_and_wait(confirm="Yes")
+        events = closed_session(path).events
+        assert [e for e in events if e.label == "protocol_paused_on_stall"]
+        assert [e for e in events if e.label == "gap_start"]
+        assert [e for e in events if e.label == "gap_end"]
+    finally:
+        sender.close()

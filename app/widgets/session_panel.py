@@ -69,6 +69,16 @@ class SessionPanel(QtWidgets.QGroupBox):
         self.time_scale.setValue(settings.get("session/time_scale"))
         self.time_scale.setSuffix(" × durations")
 
+        self.pause_on_stall = QtWidgets.QCheckBox("Pause the protocol when the signal stalls")
+        self.pause_on_stall.setChecked(bool(settings.get("session/pause_on_stall")))
+        self.beep_on_stall = QtWidgets.QCheckBox("Beep when the signal stalls")
+        self.beep_on_stall.setChecked(bool(settings.get("session/beep_on_stall")))
+        for box, key in (
+            (self.pause_on_stall, "session/pause_on_stall"),
+            (self.beep_on_stall, "session/beep_on_stall"),
+        ):
+            box.setAccessibleName(box.text())
+            box.toggled.connect(lambda on, key=key: settings.set(key, bool(on)))
         self.record_button = QtWidgets.QPushButton("● Record")
         self.stop_button = QtWidgets.QPushButton("■ Stop")
         self.start_button = QtWidgets.QPushButton("▶ Start protocol")
@@ -105,6 +115,8 @@ class SessionPanel(QtWidgets.QGroupBox):
         form.addRow("Folder", _row(self.out_dir, self.browse))
         form.addRow("Protocol", _row(self.protocol, self.protocol_browse))
         form.addRow("Time scale", self.time_scale)
+        form.addRow(self.pause_on_stall)
+        form.addRow(self.beep_on_stall)
         form.addRow(_row(self.record_button, self.stop_button))
         form.addRow(_row(self.start_button, self.pause_button))
         form.addRow(_row(self.skip_button, self.abort_button))
