@@ -8,11 +8,9 @@ panels refresh from timers.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from app.protocol_runner import ProtocolRunner, free_key_valence
 from app.scope import ScopeWidget
 from app.scope_feed import DisplayFilter, ScopeFeed
 from app.session_controller import SessionController
+from app.session_names import earlier_sessions, next_session_file
 from app.settings import AppSettings
 from app.widgets.display_panel import DisplayPanel
 from app.widgets.event_log import EventLogView
@@ -41,11 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds of EEG recorded after a protocol's last marker before the file is closed.
 PROTOCOL_TAIL_S = 0.5
-
-
-def session_file_name(participant: str) -> str:
-    """``P001_20261121-160512.h5``: the pseudonym and the local start time, nothing else."""
-    return f"{participant}_{time.strftime('%Y%m%d-%H%M%S')}.h5"
 
 
 class ConsoleWindow(QtWidgets.QMainWindow):
@@ -271,7 +265,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             out_dir.mkdir(parents=True, exist_ok=True)
             input_attrs = self.input.open_device(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
-                out_dir / session_file_name(str(v["participant"])),
+                next_session_file(out_dir, str(v["participant"]), str(v["protocol"])),
                 participant=str(v["participant"]),
                 notes=str(v["notes"]),
                 protocol=protocol.label if protocol is not None else "",
@@ -294,10 +288,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _another_session_confirmed(self, out_dir: Path, participant: str) -> bool:
         """Ask before a pseudonym that already has session files in the folder is reused (a
         typo, or the previous participant's code left in place, would mix two people)."""
-        try:
-            earlier = sorted(out_dir.glob(f"{glob.escape(participant)}_*.h5"))
-        except OSError:
-            earlier = []
+        earlier = earlier_sessions(out_dir, participant)
         if not earlier:
             return True
         n = len(earlier)

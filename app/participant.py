@@ -206,7 +206,7 @@ class ParticipantWindow(QtWidgets.QWidget):
 
             target = QtCore.QRect(geometry)
             for ms in (200, 700, 1500):
-                later(self, ms, lambda: self._fit_frame(target))
+                later(self, ms, lambda w: w._fit_frame(target))
 
     def _fit_frame(self, target: QtCore.QRect) -> None:
         from app.widgets.participant_panel import fit_frame

@@ -117,7 +117,7 @@ def test_demo_protocol_end_to_end(qtbot, console, tmp_path):
     connect_synthetic(qtbot, console)
     path = console.start_recording()
     assert path is not None and path.parent == tmp_path / "sessions"
-    assert path.name.startswith("P042_")
+    assert path.name.startswith("sub-P042_ses-01_task-demo_run-01")
     console.start_protocol()
     p = console.participant
 

@@ -42,7 +42,7 @@ def test_each_session_starts_with_no_pseudonym_and_reusing_one_asks(real_app):
     app.click("Record")
     app.wait_until(lambda: app.state()["recording"], 15, what="recording")
     first = app.stop_recording_and_wait()
-    assert first.name.startswith("P042_")
+    assert first.name == "sub-P042_ses-01_task-rest_run-01_eeg.h5"
     assert app.text("Participant pseudonym") == "", "the next session starts blank"
 
     app.click("Participant pseudonym")
@@ -58,7 +58,7 @@ def test_each_session_starts_with_no_pseudonym_and_reusing_one_asks(real_app):
     app.answer("Yes")
     app.wait_until(lambda: app.state()["recording"], 15, what="recording after confirming")
     second = app.stop_recording_and_wait()
-    assert second != first and second.name.startswith("P042_")
+    assert second.name == "sub-P042_ses-01_task-rest_run-02_eeg.h5"  # same day: next run
 
 
 def test_nothing_of_an_old_source_or_session_stays_on_screen(real_app):

@@ -27,7 +27,7 @@ def test_valence_keys_pressed_on_the_participant_display_are_recorded(real_app):
     three = app.press("3", hold=0.2)
 
     path = app.stop_recording_and_wait()
-    assert path.parent == app.out_dir and path.name.startswith("P042_")
+    assert path.parent == app.out_dir and path.name.startswith("sub-P042_ses-01_task-demo_run-01")
     events = key_events(path)
     expected = [
         ("key_down", "1", "positive", one),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
-from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets, sip
 
 from app.settings import AppSettings
 
@@ -145,12 +146,23 @@ def participant_rect(
     return part, new_console
 
 
-def later(owner: QtCore.QObject, ms: int, fn: Callable[[], None]) -> None:
-    """Call ``fn`` in ``ms`` milliseconds unless ``owner`` is gone by then (the timer is its
-    child, so it dies with it)."""
-    timer = QtCore.QTimer(owner)
+def later(owner: QtCore.QObject, ms: int, fn: Callable[[QtCore.QObject], None]) -> None:
+    """Call ``fn(owner)`` in ``ms`` milliseconds unless ``owner`` is gone by then.
+
+    The timer is ``owner``'s child, so it dies with it, and it holds only a weak reference to
+    ``owner``: nothing keeps a closed window alive in a reference cycle that the garbage
+    collector could then break (destroying the window, and its timer) in mid-call.
+    """
+    ref = weakref.ref(owner)
+
+    def call() -> None:
+        obj = ref()
+        if obj is not None and not sip.isdeleted(obj):
+            fn(obj)
+
+    timer = QtCore.QTimer(owner)  # its child: destroyed with it, never fires after
     timer.setSingleShot(True)
-    timer.timeout.connect(fn)
+    timer.timeout.connect(call)
     timer.timeout.connect(timer.deleteLater)
     timer.start(ms)
 
@@ -206,6 +218,6 @@ def place_participant(
         # Before the window manager has framed the window its frame is unknown: fit again.
         target = QtCore.QRect(console_rect)
         for ms in (300, 800, 1500):
-            later(console, ms, lambda: fit_frame(console, target))
+            later(console, ms, lambda c: fit_frame(c, target))
     participant.place(rect, index, fullscreen)
     return index, fullscreen

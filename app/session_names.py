@@ -1,0 +1,89 @@
+"""BIDS-style names for session files: ``sub-P042_ses-02_task-demo_run-01_eeg.h5``.
+
+- ``sub``: the pseudonym, letters and digits only (BIDS labels allow nothing else; ``P-042``
+  becomes ``P042``);
+- ``ses``: the visit. Recordings on the same day are one session; the first recording on a
+  later day starts the next session number;
+- ``task``: the protocol's name (letters and digits), ``rest`` without a protocol;
+- ``run``: the recording's number within that session and task.
+
+The file's own attributes keep the exact pseudonym, protocol and start time; the name only
+has to sort and group the way a lab (and ``recall-lab export --bids``) expects. Qt-free.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+_NAME = re.compile(
+    r"^sub-(?P<sub>[A-Za-z0-9]+)_ses-(?P<ses>\d+)_task-(?P<task>[A-Za-z0-9]+)"
+    r"_run-(?P<run>\d+)_eeg\.h5$"
+)
+
+
+def bids_label(text: str, default: str = "") -> str:
+    """``text`` with everything but letters and digits removed (a BIDS label)."""
+    return re.sub(r"[^A-Za-z0-9]", "", text or "") or default
+
+
+def task_label(protocol: str) -> str:
+    """The task entity for a protocol name or file (``rym_recall.yaml`` -> ``rymrecall``)."""
+    name = Path(protocol).stem if protocol and protocol != "none" else ""
+    return bids_label(name, "rest")
+
+
+def earlier_sessions(out_dir: Path, participant: str) -> list[Path]:
+    """Session files of this participant in ``out_dir``, oldest first (also the names used
+    before BIDS-style naming, ``<pseudonym>_<date>-<time>.h5``)."""
+    sub = bids_label(participant)
+    try:
+        entries = list(Path(out_dir).iterdir())
+    except OSError:
+        return []
+    found = []
+    for p in entries:
+        m = _NAME.match(p.name)
+        if (m and m["sub"] == sub) or re.fullmatch(
+            rf"{re.escape(participant)}_\d{{8}}-\d{{6}}\.h5", p.name
+        ):
+            found.append(p)
+
+    def when(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    return sorted(found, key=lambda p: (when(p), p.name))
+
+
+def next_session_file(
+    out_dir: Path, participant: str, protocol: str, today: dt.date | None = None
+) -> Path:
+    """The name for a new recording of ``participant`` running ``protocol`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    today = today or dt.date.today()
+    sub, task = bids_label(participant), task_label(protocol)
+    sessions: dict[int, dt.date] = {}
+    runs: dict[tuple[int, str], int] = {}
+    for p in earlier_sessions(out_dir, participant):
+        m = _NAME.match(p.name)
+        if not m:
+            continue
+        ses, run = int(m["ses"]), int(m["run"])
+        try:
+            day = dt.date.fromtimestamp(p.stat().st_mtime)
+        except OSError:
+            day = today
+        sessions[ses] = min(sessions.get(ses, day), day)
+        runs[(ses, m["task"])] = max(runs.get((ses, m["task"]), 0), run)
+    if not sessions:
+        ses = 1
+    else:
+        last = max(sessions)
+        ses = last if sessions[last] == today else last + 1
+    run = runs.get((ses, task), 0) + 1
+    name = f"sub-{sub}_ses-{ses:02d}_task-{task}_run-{run:02d}_eeg.h5"
+    return out_dir / name
