@@ -306,7 +306,7 @@ class LslSource(Source):
     marker_rescan_interval = 1.0
     # Dense streams (256 ch at 2 kHz in 20-sample chunks) arrive 100 times a second; taking
     # them at most 50 times a second halves the per-pull cost, 20 ms extra on the scope. The
-    # recorder without a display (``recall-lab record``) pulls every 0.1 s.
+    # recorder without a display (``recall-lab record``) pulls every 0.5 s, once per flush.
     default_pull_interval = 0.02
     #: Seconds a pull waits inside liblsl when nothing is waiting (then the loop checks
     #: markers, stalls and stop).
