@@ -42,6 +42,24 @@ log = logging.getLogger(__name__)
 PROTOCOL_TAIL_S = 0.5
 
 
+#: Events drawn on the scope's traces (key presses would crowd it; they are in the log).
+SCOPE_EVENTS = frozenset(
+    {"marker", "note", "phase_start", "gap_start", "gap_end", "samples_lost", "paused", "resumed"}
+)
+
+
+def scope_label(e: Event) -> str:
+    """A few words for an event's line on the scope."""
+    if e.label == "phase_start":
+        try:
+            return str(json.loads(e.value).get("phase", "phase"))
+        except (ValueError, AttributeError):
+            return "phase"
+    if e.label == "marker":
+        return f"marker {e.value}"[:24]
+    return e.label
+
+
 class ConsoleWindow(QtWidgets.QMainWindow):
     """The experimenter's window. It owns the participant window.
 
@@ -84,6 +102,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._protocol = None
         self._markers = 0
         self._stall_seen = False
+        self._scope_evpos = 0
         self._protocol_dir: Path | None = None
         self._closing = False
 
@@ -507,6 +526,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         """Timer slot: rate, drops, quality, recording status, new events."""
         self.controller.poll_source_events()
         self.event_log.poll()
+        events, self._scope_evpos = self.controller.log.read_since(self._scope_evpos)
+        for e in events:
+            if e.label in SCOPE_EVENTS:
+                self.scope.add_event(e.timestamp, scope_label(e))
         st = self.controller.status()
         dropped = st.samples_lost + (self.feed.samples_dropped if self.feed else 0)
         self._show_stall(st)

@@ -10,6 +10,7 @@ view is narrower than the frame.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 import pyqtgraph as pg
@@ -54,6 +55,9 @@ class ScopeWidget(QtWidgets.QWidget):
         font.setBold(True)
         self._stall_text.setFont(font)
         self._stalled = False
+        # Events (markers, phases, notes) as vertical lines at their time on the traces.
+        self._events: deque[tuple[float, str]] = deque(maxlen=500)
+        self._event_lines: list[pg.InfiniteLine] = []
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot, 1)
@@ -145,8 +149,43 @@ class ScopeWidget(QtWidgets.QWidget):
                 if getattr(c, "_colour", None) != colour:
                     c.setPen(pg.mkPen(colour, width=1))
                     c._colour = colour
+            self._draw_events(frame.t_end)
             self.frames += 1
             self.frame_drawn.emit(time.perf_counter() - t0)
+
+    def add_event(self, t: float, label: str) -> None:
+        """Draw an event at LSL time ``t`` while it is inside the window."""
+        self._events.append((float(t), label))
+
+    def visible_events(self) -> list[tuple[float, str]]:
+        """``(x, label)`` of the event lines drawn now (x in seconds, <= 0)."""
+        return [
+            (line.value(), line.label.format if line.label else "")
+            for line in self._event_lines
+            if line.isVisible()
+        ]
+
+    def _draw_events(self, t_end: float) -> None:
+        shown = [(t - t_end, lab) for t, lab in self._events if -self.window <= t - t_end <= 0]
+        shown = shown[-50:]  # the newest, if a burst brings more than fit
+        while len(self._event_lines) < len(shown):
+            line = pg.InfiniteLine(
+                angle=90,
+                movable=False,
+                pen=pg.mkPen((25, 118, 210), width=1, style=QtCore.Qt.PenStyle.DashLine),
+                label="",
+                labelOpts={"position": 0.98, "color": (25, 118, 210), "anchors": [(0, 0), (0, 0)]},
+            )
+            self.plot.addItem(line)
+            self._event_lines.append(line)
+        for i, line in enumerate(self._event_lines):
+            if i < len(shown):
+                x, lab = shown[i]
+                line.setValue(x)
+                line.label.setFormat(lab)
+                line.show()
+            else:
+                line.hide()
 
     def set_stalled(self, stalled: bool) -> None:
         """Show "NO SIGNAL" over the (frozen) traces, or take it away."""

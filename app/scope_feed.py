@@ -81,6 +81,7 @@ class DisplayFrame:
     number: int
     x: np.ndarray  # [points], seconds, <= 0
     y: np.ndarray  # [points x channels]
+    t_end: float = 0.0  # LSL time of the newest sample (x = 0)
 
 
 def peak_decimate(
@@ -208,7 +209,8 @@ class ScopeFeed:
         centred = data - data.mean(axis=0, keepdims=True)
         x, y = peak_decimate(centred, ts - ts[-1], self.max_points)
         number = self.frame.number + 1 if self.frame is not None else 1
-        self.frame = DisplayFrame(number, x, np.ascontiguousarray(y.T))  # one row per channel
+        # One row per channel.
+        self.frame = DisplayFrame(number, x, np.ascontiguousarray(y.T), float(ts[-1]))
 
     def set_view(self, window: float, max_points: int | None = None) -> None:
         """The time window (s) the frames cover and the points per channel they may have."""

@@ -357,3 +357,24 @@ def test_the_status_refresh_never_waits_on_the_disk(qtbot, console, monkeypatch)
     assert on_gui == [], f"the GUI thread called {sorted(set(on_gui))}"
     assert " MB," in shown or " kB," in shown, shown  # the size is still shown
     assert "0 B free" not in shown, shown
+
+
+def test_markers_and_phases_are_drawn_on_the_traces_where_they_happened(qtbot, console):
+    console.session_panel.protocol.setCurrentText("none")
+    connect_synthetic(qtbot, console)
+    console.start_recording()
+    QTest.qWait(500)
+    QTest.mouseClick(console.session_panel.marker_button, Qt.MouseButton.LeftButton)
+    clicked = console.controller.source.buffer.latest(1)[1][-1]  # about when it was clicked
+
+    def marker_shown():
+        return [(x, lab) for x, lab in console.scope.visible_events() if lab == "marker 1"]
+
+    qtbot.waitUntil(lambda: bool(marker_shown()), timeout=5000)
+    QTest.qWait(1000)
+    ((x, _),) = marker_shown()
+    newest = console.feed.frame.t_end
+    # One second later the line sits about one second back on the time axis.
+    assert -console.scope.window <= x < 0
+    assert abs((newest + x) - clicked) < 0.3
+    console.stop_recording()
