@@ -279,12 +279,15 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             if not v["participant"]:
                 raise RecallLabError("enter the participant's pseudonym code (e.g. P001)")
             protocol = self._load_protocol(str(v["protocol"]), float(v["time_scale"]))
-            if not self._another_session_confirmed(out_dir, str(v["participant"])):
+            earlier = earlier_sessions(out_dir, str(v["participant"]))
+            if not self._another_session_confirmed(out_dir, str(v["participant"]), earlier):
                 return None
             out_dir.mkdir(parents=True, exist_ok=True)
             input_attrs = self.input.open_device(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
-                next_session_file(out_dir, str(v["participant"]), str(v["protocol"])),
+                next_session_file(
+                    out_dir, str(v["participant"]), str(v["protocol"]), earlier=earlier
+                ),
                 participant=str(v["participant"]),
                 notes=str(v["notes"]),
                 protocol=protocol.label if protocol is not None else "",
@@ -304,10 +307,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._update_buttons()
         return path
 
-    def _another_session_confirmed(self, out_dir: Path, participant: str) -> bool:
-        """Ask before a pseudonym that already has session files in the folder is reused (a
-        typo, or the previous participant's code left in place, would mix two people)."""
-        earlier = earlier_sessions(out_dir, participant)
+    def _another_session_confirmed(
+        self, out_dir: Path, participant: str, earlier: list[Path]
+    ) -> bool:
+        """Ask before a pseudonym that already has session files (``earlier``) in the folder
+        is reused (a typo, or the previous participant's code left in place, would mix two
+        people)."""
         if not earlier:
             return True
         n = len(earlier)

@@ -60,15 +60,23 @@ def earlier_sessions(out_dir: Path, participant: str) -> list[Path]:
 
 
 def next_session_file(
-    out_dir: Path, participant: str, protocol: str, today: dt.date | None = None
+    out_dir: Path,
+    participant: str,
+    protocol: str,
+    today: dt.date | None = None,
+    *,
+    earlier: list[Path] | None = None,
 ) -> Path:
-    """The name for a new recording of ``participant`` running ``protocol`` in ``out_dir``."""
+    """The name for a new recording of ``participant`` running ``protocol`` in ``out_dir``;
+    ``earlier``: :func:`earlier_sessions` if the caller listed the folder already."""
     out_dir = Path(out_dir)
     today = today or dt.date.today()
     sub, task = bids_label(participant), task_label(protocol)
     sessions: dict[int, dt.date] = {}
     runs: dict[tuple[int, str], int] = {}
-    for p in earlier_sessions(out_dir, participant):
+    if earlier is None:
+        earlier = earlier_sessions(out_dir, participant)
+    for p in earlier:
         m = _NAME.match(p.name)
         if not m:
             continue
