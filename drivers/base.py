@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,12 @@ class Source(ABC):
     #: consumer headset. The recorder drains it twice a second and holds what it has not
     #: written, so a small buffer loses nothing; it only bounds what the scope can catch up on.
     max_buffer_bytes = 4 * 2**20
+    #: Most memory the source may take, only while the recorder is behind (a slow disk), to
+    #: keep samples that neither the ring buffer nor the device's own buffer could hold. 0:
+    #: the source just waits and the device keeps them (a replay, which reads a file, can).
+    max_spill_bytes = 0
+    #: ... and at most this many seconds of the stream.
+    max_spill_seconds = 360.0
 
     def __init__(
         self,
@@ -100,6 +107,10 @@ class Source(ABC):
         self._first_wall: float | None = None
         self._last_data_wall = 0.0
         self._held_back = False
+        # Chunks taken from the device while the ring buffer had no room (oldest first).
+        self._spill: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self._spill_n = 0
+        self._spill_cap = 0
 
     # ---------------------------------------------------------------- subclass API
     @abstractmethod
@@ -159,6 +170,9 @@ class Source(ABC):
             per_sample = 4 * max(info.n_channels, 1) + 8
             cap = min(rate * self.buffer_seconds, self.max_buffer_bytes // per_sample)
             self.buffer = RingBuffer(info.n_channels, int(max(1024, cap)))
+            self._spill_cap = int(
+                min(rate * self.max_spill_seconds, self.max_spill_bytes // per_sample)
+            )
             self.info = info
         return self.info
 
@@ -209,8 +223,14 @@ class Source(ABC):
     @property
     def held_back(self) -> bool:
         """True while the buffer had no room for everything the device had (the recorder
-        is behind, e.g. a slow disk): samples are waiting in the device's own buffer."""
-        return self._held_back
+        is behind, e.g. a slow disk): samples are waiting in the device's own buffer or in the
+        memory the source took for them (:attr:`spilled`)."""
+        return self._held_back or self._spill_n > 0
+
+    @property
+    def spilled(self) -> int:
+        """Samples taken from the device that wait, outside the ring buffer, for room in it."""
+        return self._spill_n
 
     @property
     def stalled(self) -> bool:
@@ -251,7 +271,22 @@ class Source(ABC):
         last_ts: float | None = None
         try:
             while not self._stop.is_set():
+                if self._spill_n:
+                    self._unspill()
                 room = self.buffer.room()
+                if self._spill_n or (room <= 0 and self._spill_cap):
+                    # Behind a slow disk: keep taking the device's samples so its own buffer
+                    # never overflows, and hand them on, in order, as room comes back.
+                    got = self._pull_to_spill()
+                    if got is not None:
+                        if self._first_wall is None:
+                            self._first_wall = time.monotonic()
+                        last_ts = got[1]
+                        if self._stalled_since is not None:
+                            self._end_gap(got[0])
+                    self._last_data_wall = time.monotonic()
+                    self._stop.wait(max(self.pull_interval, self.poll_interval, 0.005))
+                    continue
                 if room <= 0:
                     # The recorder has not written what the buffer holds (a slow disk): wait,
                     # the device keeps the samples. Waiting is not a stall of the source.
@@ -296,6 +331,40 @@ class Source(ABC):
             log.exception("source thread failed")
         if self._error is not None:
             self.emit(Event(local_clock(), "recorder", "source_error", str(self._error)))
+
+    def _pull_to_spill(self) -> tuple[float, float] | None:
+        """Take what the device has into new memory, within the spill's cap; the first and
+        last timestamps, or ``None``."""
+        space = self._spill_cap - self._spill_n
+        if space <= 0:
+            return None  # full: now the device's own buffer has to hold the rest
+        chunk = self._pull(space)
+        if chunk is None or not len(chunk[1]):
+            return None
+        data = np.asarray(chunk[0], np.float32)[:space]
+        ts = np.asarray(chunk[1], np.float64)[:space]
+        if self._spill_n == 0:
+            log.warning("%s: the recorder is behind; keeping samples in memory", self.info.name)
+        self._spill.append((data, ts))
+        self._spill_n += len(ts)
+        return float(ts[0]), float(ts[-1])
+
+    def _unspill(self) -> None:
+        """Move spilled samples into the ring buffer, oldest first, as far as room allows."""
+        while self._spill:
+            room = self.buffer.room()
+            if room <= 0:
+                return
+            data, ts = self._spill[0]
+            n = self.buffer.write(data[:room], ts[:room])
+            if n <= 0:
+                return
+            self._spill_n -= n
+            if n < len(ts):
+                self._spill[0] = (data[n:], ts[n:])
+            else:
+                self._spill.popleft()
+        log.info("%s: the recorder caught up", self.info.name)
 
     def _start_gap(self, last_ts: float | None, period: float, now: float) -> None:
         """Mark a gap that began when the sample after the last one was due."""

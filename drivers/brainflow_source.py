@@ -269,6 +269,10 @@ class BrainFlowSource(Source):
         Stream name.
     """
 
+    #: Behind a slow disk, samples are taken off the board into memory (up to 1 GiB or
+    #: 360 s) rather than left to fill BrainFlow's ring, which overwrites its oldest rows.
+    max_spill_bytes = 2**30
+
     def __init__(
         self,
         board: str | int = "synthetic",

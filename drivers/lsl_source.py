@@ -292,8 +292,9 @@ class LslSource(Source):
         Stream name (``eeg`` by default, like the other sources, so gap events name the
         stream the file holds); the LSL name is kept in ``source`` and ``description``.
     max_buflen
-        Seconds liblsl buffers on our side while nobody pulls (also while the recorder waits
-        for a slow disk: the ring buffer is never overwritten under it).
+        Seconds liblsl buffers on our side while nobody pulls (liblsl sets memory aside for
+        them up front). Behind a slow disk the source keeps pulling into memory taken for the
+        purpose (:attr:`Source.max_spill_bytes`), so this only covers a thread that cannot run.
     dejitter
         Smooth the timestamps of a regular stream (:class:`drivers.clock.Dejitter`); turn off
         to keep the sender's own (clock-corrected) timestamps.
@@ -312,6 +313,9 @@ class LslSource(Source):
     #: markers, stalls and stop).
     quiet_wait = 0.02
     poll_interval = 0.0  # the pull itself waited
+    #: Behind a slow disk the source keeps pulling into memory of its own (up to 1 GiB or
+    #: 360 s), so liblsl's buffer (``max_buflen``) can stay small.
+    max_spill_bytes = 2**30
 
     def __init__(
         self,
@@ -321,7 +325,7 @@ class LslSource(Source):
         timeout: float | str = 5.0,
         markers: str | Sequence[str] | None = "auto",
         name: str = "eeg",
-        max_buflen: float | str = 360,
+        max_buflen: float | str = 30,
         dejitter: bool | str = True,
         **kwargs: float | str,
     ) -> None:

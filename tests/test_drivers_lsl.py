@@ -313,6 +313,39 @@ def test_a_disk_that_stalls_longer_than_the_ring_buffer_holds_loses_nothing(tmp_
     assert not [e for e in session.events if e.label in ("gap_start", "samples_lost")]
 
 
+@pytest.mark.timeout(60)
+def test_a_disk_stall_longer_than_liblsls_own_buffer_loses_nothing(tmp_path, unique_id):
+    """liblsl keeps only ``max_buflen`` seconds (1 s here) and drops the oldest samples
+    beyond it: a 5-s hung disk must not cost the samples that neither the 2-s ring buffer nor
+    liblsl can hold. The source keeps them in memory taken only while the disk is behind."""
+    rate = 500.0
+    sender = CountingOutlet(f"spill-{unique_id}", unique_id, rate=rate, n_channels=4)
+    source = LslSource(
+        "source_id", unique_id, timeout=5.0, markers=None, buffer_seconds=1, max_buflen=1
+    )
+    path = tmp_path / "spill.h5"
+    writer = SessionWriter(path, participant_id="P001")
+    recorder = Recorder(writer, {"eeg": source})
+    recorder.start()
+    pusher = threading.Thread(target=sender.push, args=(0, 4500, 9.0))
+    pusher.start()
+    time.sleep(1.0)
+    with writer._lock:  # every write of the recorder waits here, as on a disk that hangs
+        time.sleep(5.0)
+        assert source.held_back
+    pusher.join()
+    assert _wait_for(lambda: recorder.status().samples_written["eeg"] >= 4500, 10.0)
+    assert not source.held_back  # caught up: the memory taken for the stall is given back
+    recorder.stop()
+    sender.close()
+
+    session = read_session(path)
+    np.testing.assert_array_equal(session.streams["eeg"].data[:, 0], np.arange(4500))
+    assert np.all(np.diff(session.streams["eeg"].timestamps) > 0)
+    assert recorder.status().samples_lost == {"eeg": 0}
+    assert not [e for e in session.events if e.label in ("gap_start", "samples_lost")]
+
+
 @pytest.mark.timeout(30)
 def test_the_ring_buffer_of_a_dense_stream_stays_within_its_memory_cap(unique_id):
     sender = CountingOutlet(f"dense-{unique_id}", unique_id, rate=2000.0, n_channels=256)
