@@ -121,6 +121,39 @@ def test_notes_and_markers_during_a_recording_are_timestamped_events(real_app):
     assert first.timestamp < markers[0].timestamp < notes[1].timestamp
 
 
+def test_ctrl_m_sets_a_marker_from_anywhere_in_the_console(real_app):
+    """The marker hotkey works while the experimenter is typing a note (the note keeps its
+    text: no "m" goes into it) and never before a recording runs."""
+    app = real_app(participant="P043", protocol="none")
+    app.connected()
+    app.key_down("Control_L")  # before Record: nothing to mark, nothing recorded
+    app.press("m")
+    app.key_up("Control_L")
+    app.click("Record")
+    app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+
+    app.click("Note")
+    app.type_text("eyes closed")
+    t0 = app.key_down("Control_L")
+    app.press("m")
+    app.key_up("Control_L")
+    app.settle(0.3)
+    assert app.text("Note") == "eyes closed"
+    app.press("Return")
+    app.settle(0.3)
+    app.key_down("Control_L")
+    app.press("m")
+    app.key_up("Control_L")
+    path = app.stop_recording_and_wait()
+
+    s = closed_session(path)
+    markers = [e for e in s.events if e.source == "experimenter" and e.label == "marker"]
+    assert [m.value for m in markers] == ["1", "2"]
+    assert t0 <= markers[0].timestamp < t0 + 1.0
+    notes = [e for e in s.events if e.source == "experimenter" and e.label == "note"]
+    assert [json.loads(e.value)["text"] for e in notes] == ["eyes closed"]
+
+
 def test_a_stalled_source_raises_a_banner_and_can_pause_the_protocol(real_app, unique_id):
     from test_app_lsl import CountingOutlet
 

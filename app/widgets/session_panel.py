@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PyQt6 import QtCore, QtWidgets
+from PyQt6 import QtCore, QtGui, QtWidgets
 
 from app.settings import AppSettings
+
+#: The experimenter's marker hotkey (in the console window).
+MARKER_KEY = "Ctrl+M"
 
 
 def human_bytes(n: float) -> str:
@@ -136,7 +139,17 @@ class SessionPanel(QtWidgets.QGroupBox):
         self.note.returnPressed.connect(self.commit_note)
         self.note_button.clicked.connect(self.commit_note)
         self.marker_button.clicked.connect(lambda: self.marker_requested.emit(_now()))
+        # The hotkey works wherever the console's focus is (also while a note is typed), but
+        # only in the console window: keys pressed in the participant's window stay theirs.
+        self.marker_key = QtGui.QShortcut(QtGui.QKeySequence(MARKER_KEY), self)
+        self.marker_key.setContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        self.marker_key.activated.connect(self._marker_key)
+        self.marker_button.setToolTip(f"a numbered marker at this moment ({MARKER_KEY})")
         self.set_state(connected=False, recording=False, running=False)
+
+    def _marker_key(self) -> None:
+        if self.marker_button.isEnabled():
+            self.marker_requested.emit(_now())
 
     # ------------------------------------------------------------------ values
     def set_protocols(self, names: list[str]) -> None:
