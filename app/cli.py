@@ -48,7 +48,11 @@ EXIT_STATUSES = (
         "nothing is changed)",
     ),
     (3, "disk full: the disk filled while writing (what was written before is kept)"),
-    (130, "interrupted (Ctrl-C)"),
+    (
+        130,
+        "interrupted or cancelled (Ctrl-C; SIGTERM too for decode and generate, as the "
+        "console's Cancel sends): nothing half-made is kept",
+    ),
 )
 
 

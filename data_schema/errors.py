@@ -34,3 +34,10 @@ class SourceError(RecallLabError):
 
 class ConfigError(RecallLabError):
     """A configuration or protocol file is invalid."""
+
+
+class Cancelled(RecallLabError):
+    """The user cancelled a long job (SIGTERM from the console's Cancel, or Ctrl+C); nothing
+    half-made was kept."""
+
+    exit_code = 130

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from data_schema.errors import RecallLabError
+from data_schema.progress import Progress
 from decoding.config import DecodeConfig
 from decoding.labels import LabelRules, continuous_to_labels, reported_trajectory
 
@@ -46,24 +46,6 @@ class DecodeOutcome:
     results: dict[str, Any]  # decoder name -> DecoderResult
     summary: dict[str, Any]
     consistency: dict[str, Any] = field(default_factory=dict)
-
-
-def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[], None]]:
-    def make(desc: str, total: int) -> Callable[[], None]:
-        if not enabled:
-            return lambda: None
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=desc, unit="fit", file=sys.stderr, leave=True)
-
-        def tick() -> None:
-            bar.update(1)
-            if bar.n >= bar.total:
-                bar.close()
-
-        return tick
-
-    return make
 
 
 def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
@@ -183,7 +165,7 @@ def decode_sessions(
     cfg: DecodeConfig,
     *,
     report_dir: str | Path | None = None,
-    progress: bool = False,
+    progress: bool | str | Progress = False,
     write: bool = True,
     report: bool = True,
 ) -> DecodeOutcome:
@@ -199,7 +181,8 @@ def decode_sessions(
         Folder for plots and files; default ``<first session>.decoding``. A new ``run-NNN``
         folder is made inside; nothing is overwritten.
     progress
-        Show progress bars on stderr.
+        ``True``: progress bars on stderr; a :class:`data_schema.progress.Progress` (or its
+        mode) to report steps (reading, one per decoder with its fits, writing) and to cancel.
     write
         Store results under ``/derived/decoding/run-NNN`` in every session file.
     report
@@ -226,22 +209,28 @@ def decode_sessions(
     if write:
         for p in paths:
             check_session_writable(p)
+    prog = Progress.of(progress)
+    consistency_step = "cebra_behavior_knn" in cfg.decoders and cfg.cebra.consistency_runs >= 2
+    prog.plan(
+        ["read and preprocess", *cfg.decoders]
+        + (["consistency"] if consistency_step else [])
+        + (["write results"] if write or report else [])
+    )
     sessions = []
-    for p in paths:
-        log.info("preprocessing %s", p)
-        if progress:
-            print(f"preprocessing {p} ...", file=sys.stderr)
-        sessions.append(load_session_windows(p, cfg))
+    with prog.step("read and preprocess", len(paths), "session") as step:
+        for p in paths:
+            log.info("preprocessing %s", p)
+            sessions.append(load_session_windows(p, cfg))
+            step.update(1)
     ds = build_dataset(sessions, cfg)
-    make_bar = _progress_factory(progress)
     results = {}
     for name in cfg.decoders:
-        results[name] = evaluate_decoder(ds, name, cfg, make_bar)
+        results[name] = evaluate_decoder(ds, name, cfg, prog.ticker)
     consistency: dict[str, Any] = {}
     beh = results.get("cebra_behavior_knn")
-    if beh is not None and beh.leaky_embedding is not None and cfg.cebra.consistency_runs >= 2:
+    if beh is not None and beh.leaky_embedding is not None and consistency_step:
         consistency = _consistency(
-            ds, cfg, beh.leaky_embedding, make_bar("consistency", cfg.cebra.consistency_runs - 1)
+            ds, cfg, beh.leaky_embedding, prog.ticker("consistency", cfg.cebra.consistency_runs - 1)
         )
     primary = cfg.decoders[0]
     summary: dict[str, Any] = {
@@ -273,15 +262,22 @@ def decode_sessions(
         "notes": {str(s.path): s.notes for s in sessions},
     }
     outcome = DecodeOutcome(sessions, results, summary, consistency)
-    if write:
-        from decoding.results import write_results
+    if not (write or report):
+        return outcome
+    # From here on a cancel waits until the session files and the report are complete; the
+    # report folder appears whole (run-NNN) or not at all.
+    with prog.committing(), prog.step("write results", int(write) + int(report), "part") as st:
+        if write:
+            from decoding.results import write_results
 
-        summary["runs"] = write_results(outcome, cfg)
-    summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    if report:
-        from decoding.report import write_report
+            summary["runs"] = write_results(outcome, cfg)
+            st.update(1)
+        summary["seconds"] = round(time.perf_counter() - t_start, 2)
+        if report:
+            from decoding.report import write_report
 
-        summary["report"] = str(write_report(outcome, cfg, report_root))
+            summary["report"] = str(write_report(outcome, cfg, report_root, prog))
+            st.update(1)
     return outcome
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_schema.errors import RecallLabError
+from data_schema.progress import Progress, run_folder
 from data_schema.versions import software_versions
 from decoding.labels import CLASS_CODES, CLASS_NAMES
 
@@ -20,25 +20,21 @@ if TYPE_CHECKING:
 COLOURS = {-1: "tab:blue", 0: "0.7", 1: "tab:red"}
 
 
-def new_report_folder(root: Path) -> Path:
-    """``root/run-NNN``, the next free number; never reuses an existing folder."""
+def write_report(
+    outcome: DecodeOutcome, cfg: DecodeConfig, root: Path, progress: Progress | None = None
+) -> Path:
+    """Write plots and files for ``outcome`` into a new ``root/run-NNN``; returns the folder.
+
+    The folder appears only complete (:func:`data_schema.progress.run_folder`)."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        with run_folder(root, progress) as folder:
+            _write_report(outcome, cfg, folder.partial)
     except OSError as exc:
-        raise RecallLabError(f"cannot create report folder {root}: {exc}") from None
-    nums = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"run-(\d+)$", p.name))]
-    n = max(nums, default=0) + 1
-    while True:
-        out = root / f"run-{n:03d}"
-        try:
-            out.mkdir()
-            return out
-        except FileExistsError:
-            n += 1
+        raise RecallLabError(f"cannot write the report into {root}: {exc}") from None
+    return folder.final
 
 
-def write_report(outcome: DecodeOutcome, cfg: DecodeConfig, root: Path) -> Path:
-    """Write plots and files for ``outcome`` into a new ``root/run-NNN``; returns the folder."""
+def _write_report(outcome: DecodeOutcome, cfg: DecodeConfig, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +42,6 @@ def write_report(outcome: DecodeOutcome, cfg: DecodeConfig, root: Path) -> Path:
 
     from decoding.pipeline import strict_json
 
-    out = new_report_folder(root)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     metrics = {n: _metrics(r) for n, r in outcome.results.items()}
     (out / "metrics.json").write_text(strict_json(metrics))
@@ -72,7 +67,6 @@ def write_report(outcome: DecodeOutcome, cfg: DecodeConfig, root: Path) -> Path:
     _plot_loss(plt, outcome, out)
     _plot_consistency(plt, outcome, out)
     (out / "README.md").write_text(_summary_markdown(outcome))
-    return out
 
 
 def _metrics(r) -> dict:

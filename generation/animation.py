@@ -23,6 +23,7 @@ on one timeline.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,7 @@ class SegmentAnimator:
         self.device = device
         self.cancel = cancel or threading.Event()
         self.steps = settings.steps or default_steps
+        self._counter: Callable[[Any], None] | None = None
         common = {"local_files_only": True, "dtype": device.dtype}
         if key == "svd":
             from diffusers import StableVideoDiffusionPipeline
@@ -236,6 +238,8 @@ class SegmentAnimator:
         if self.cancel.is_set():
             # SVD has no interrupt flag; raising here stops either pipeline within one step.
             raise GenerationCancelled("animation cancelled")
+        if self._counter is not None:
+            self._counter(pipe)
         return callback_kwargs
 
     def animate(
@@ -247,10 +251,13 @@ class SegmentAnimator:
         guidance_scale: float,
         negative_prompt: str,
         show_progress: bool = True,
+        counter: Callable[[Any], None] | None = None,
     ) -> np.ndarray:
-        """A clip ``(frames, H, W, 3)`` float32 0..255 that starts from ``keyframe`` (PIL)."""
+        """A clip ``(frames, H, W, 3)`` float32 0..255 that starts from ``keyframe`` (PIL);
+        ``counter(pipe)`` after every denoising step."""
         import torch
 
+        self._counter = counter
         if self.cancel.is_set():
             raise GenerationCancelled("animation cancelled")
         self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,11 @@ class KeyframePainter:
         sketch_png: bytes | None,
         settings: ImageSettings,
         show_progress: bool = True,
+        counter: Callable[[Any], None] | None = None,
     ):
-        """One keyframe (PIL image) for ``prompt``; the same seed gives the same noise."""
+        """One keyframe (PIL image) for ``prompt``; the same seed gives the same noise.
+
+        ``counter(pipe)`` is called after every denoising step (see :func:`step_counter`)."""
         import torch
 
         self.pipe.set_progress_bar_config(disable=not show_progress, leave=False)
@@ -135,6 +139,8 @@ class KeyframePainter:
         def on_step(pipe, step, timestep, callback_kwargs):  # diffusers' interrupt hook
             if cancel.is_set():
                 pipe._interrupt = True
+            elif counter is not None:
+                counter(pipe)
             return callback_kwargs
 
         kwargs: dict[str, Any] = {
@@ -161,6 +167,26 @@ class KeyframePainter:
         if cancel.is_set():
             raise GenerationCancelled("image generation cancelled")
         return image
+
+
+def step_counter(step: Any, n_runs: int) -> Callable[[Any], None]:
+    """Count the denoising steps of ``n_runs`` pipeline calls on a progress ``step``.
+
+    A pipeline knows its own number of steps only once it runs (img2img runs ``strength`` x
+    the steps asked for), so the total is set from ``pipe.num_timesteps`` at the first call.
+    """
+    sized = False
+
+    def count(pipe: Any) -> None:
+        nonlocal sized
+        if not sized:
+            per_run = int(getattr(pipe, "num_timesteps", 0) or 0)
+            if per_run > 0:
+                step.resize(n_runs * per_run)
+            sized = True
+        step.update(1)
+
+    return count
 
 
 def frame_times(total: float, fps: float) -> np.ndarray:

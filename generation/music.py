@@ -16,14 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from data_schema.errors import RecallLabError
+from data_schema.errors import Cancelled, RecallLabError
 from generation.chroma import ChromaSettings, to_mono_rate, window_chroma
 
 
-class GenerationCancelled(RecallLabError):
+class GenerationCancelled(Cancelled):
     """The user cancelled a generation; nothing half-made is recorded."""
-
-    exit_code = 130
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from data_schema.errors import RecallLabError, SessionFileError
+from data_schema.errors import Cancelled, RecallLabError, SessionFileError
+from data_schema.progress import Progress, run_folder
 from generation.animation import AnimationSettings
-from generation.images import ImageSettings, render_frames
-from generation.music import MusicSettings, equal_power_join, normalize_loudness
+from generation.images import ImageSettings, render_frames, step_counter
+from generation.music import (
+    GenerationCancelled,
+    MusicSettings,
+    equal_power_join,
+    normalize_loudness,
+)
 from generation.prompts import Lexicon, build_prompts
 from generation.segments import (
     Segment,
@@ -89,16 +95,6 @@ def _free() -> None:
         pass
 
 
-def _new_folder(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while (root / f"run-{n:03d}").exists():
-        n += 1
-    folder = root / f"run-{n:03d}"
-    folder.mkdir()
-    return folder
-
-
 def choose_memories(session: Any, memory: str | None) -> list[str]:
     """The memory ids to generate: the one asked for, else all in recall order."""
     if not session.memories:
@@ -116,16 +112,31 @@ def choose_memories(session: Any, memory: str | None) -> list[str]:
     return sorted(session.memories, key=lambda m: (session.memories[m].attrs.get("index", 0), m))
 
 
+def memory_steps(cfg: GenerateConfig, prefix: str = "") -> list[str]:
+    """The progress steps of one memory, in order (``prefix`` names the memory)."""
+    from generation.animation import choose_animation
+
+    steps = ["keyframes"]
+    if choose_animation(cfg.animation.choice, cfg.models) is not None:
+        steps.append("animation")
+    steps += ["music", "video"]
+    if cfg.evaluate:
+        steps.append("scores")
+    return [prefix + s for s in steps]
+
+
 def generate_memory(
     session: Any,
     memory_id: str,
     cfg: GenerateConfig,
     folder: Path,
     cancel: threading.Event,
+    progress: Progress | None = None,
+    prefix: str = "",
 ) -> MemoryResult:
-    """Make the reconstruction of one memory in ``folder``."""
-    from tqdm.auto import tqdm
+    """Make the reconstruction of one memory in ``folder``.
 
+    ``progress`` gets the steps of :func:`memory_steps` (named with ``prefix``)."""
     from generation.affect import affect_trajectory
     from generation.animation import SegmentAnimator, SegmentVisual, choose_animation
     from generation.images import KeyframePainter
@@ -133,6 +144,8 @@ def generate_memory(
     from generation.music import MusicGenerator
     from generation.video import probe_durations, write_mp4, write_wav
 
+    prog = progress or Progress("none")
+    prog.cancel = cancel
     device = pick_device(cfg.device)
     sd = require_model("stable-diffusion", cfg.models)
     mg = require_model("musicgen-melody", cfg.models)
@@ -169,16 +182,19 @@ def generate_memory(
     painter = KeyframePainter(sd, cn, bool(sketch), device, cancel)
     prompts = build_prompts(description, segments, lexicon, count_tokens=painter.count_tokens)
     keyframes = []
-    for seg, pr in zip(segments, prompts):
-        img = painter.paint(
-            pr.image,
-            seed=cfg.seed,
-            sketch_png=sketch,
-            settings=cfg.images,
-            show_progress=cfg.show_progress,
-        )
-        img.save(folder / f"segment-{seg.index:02d}.png")
-        keyframes.append(img)
+    with prog.step(prefix + "keyframes", len(segments) * cfg.images.steps, "step") as step:
+        count = step_counter(step, len(segments))
+        for seg, pr in zip(segments, prompts):
+            img = painter.paint(
+                pr.image,
+                seed=cfg.seed,
+                sketch_png=sketch,
+                settings=cfg.images,
+                show_progress=False,
+                counter=count,
+            )
+            img.save(folder / f"segment-{seg.index:02d}.png")
+            keyframes.append(img)
     image_mode, size = painter.mode, painter.size
     del painter
     _free()
@@ -195,6 +211,8 @@ def generate_memory(
         )
         animation = {"model": key, "path": str(anim_folder), "tiny": is_tiny(anim_folder)}
         animation.update(animator.info())
+        step = prog.step(prefix + "animation", len(segments) * animator.steps, "step")
+        count = step_counter(step, len(segments))
         for n, (seg, pr, kf) in enumerate(zip(segments, prompts, keyframes)):
             clip = animator.animate(
                 kf.convert("RGB"),
@@ -202,7 +220,8 @@ def generate_memory(
                 seed=cfg.seed,
                 guidance_scale=cfg.images.guidance_scale,
                 negative_prompt=cfg.images.negative_prompt,
-                show_progress=cfg.show_progress,
+                show_progress=False,
+                counter=count,
             )
             visuals[n] = SegmentVisual(clip, animator.fps, cfg.animation.fit)
             h, w = clip.shape[1:3]
@@ -213,6 +232,7 @@ def generate_memory(
                 animator.fps,
                 None,
             )
+        step.close()
         del animator
         _free()
         timings["animation"] = time.perf_counter() - t0
@@ -225,9 +245,7 @@ def generate_memory(
     rate = music.sampling_rate
     clips, windows = [], []
     n_frames = int(sum((s.duration + cfg.music.crossfade) * music.frame_rate for s in segments))
-    with tqdm(
-        total=n_frames, unit="frame", desc="music", disable=not cfg.show_progress, leave=False
-    ) as bar:
+    with prog.step(prefix + "music", n_frames, "frame") as bar:
         for seg, pr in zip(segments, prompts):
             # Every segment gets a crossfade tail so any order (the control) can be joined.
             audio, plan = music.generate(
@@ -249,6 +267,13 @@ def generate_memory(
 
     # --- compose
     t0 = time.perf_counter()
+    n_videos = 2 if cfg.control else 1
+    video_step = prog.step(prefix + "video", n_videos * round(total * cfg.fps), "frame")
+
+    def counted(frames):
+        for f in frames:
+            video_step.update(1)
+            yield f
 
     def compose(order: list[int], name: str) -> tuple[Path, list[Segment], dict]:
         segs = reorder(segments, order)
@@ -262,7 +287,7 @@ def generate_memory(
         frames = render_frames(
             [visuals[i] for i in order], [s.start for s in segs], total, cfg.fps, cfg.transition
         )
-        write_mp4(mp4, frames, (size, size), cfg.fps, wav)
+        write_mp4(mp4, counted(frames), (size, size), cfg.fps, wav)
         probe = probe_durations(mp4)
         return mp4, segs, {"samples": len(joined), "probe": probe}
 
@@ -278,11 +303,17 @@ def generate_memory(
             "segments": [s.to_dict() for s in csegs],
             "audio_video": cav,
         }
+    video_step.close()
     timings["compose"] = time.perf_counter() - t0
 
     # --- evaluation
     t0 = time.perf_counter()
-    evaluation = evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, notes)
+    evaluation: dict[str, Any] = {}
+    if cfg.evaluate:
+        with prog.step(prefix + "scores", 2, "model") as step:
+            evaluation = evaluate_outputs(
+                cfg, keyframes, clips, rate, segments, prompts, device, notes, step
+            )
     timings["evaluate"] = time.perf_counter() - t0
 
     manifest = {
@@ -337,8 +368,11 @@ def generate_memory(
     return MemoryResult(memory_id, folder, video, control_video, manifest)
 
 
-def evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, notes) -> dict:
-    """CLIP/CLAP scores when those models are present (else a note says why not)."""
+def evaluate_outputs(
+    cfg, keyframes, clips, rate, segments, prompts, device, notes, step=None
+) -> dict:
+    """CLIP/CLAP scores when those models are present (else a note says why not); ``step``
+    counts the two scorers."""
     from generation.evaluate import affect_correlation, clap_scores, clip_scores
     from generation.models import model_path
 
@@ -354,6 +388,8 @@ def evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, not
         _free()
     else:
         notes.append("clip model not found: no text-image scores")
+    if step is not None:
+        step.update(1)
     clap = model_path("clap", cfg.models)
     if clap:
         sc = clap_scores(clap, clips, rate, [p.music for p in prompts], device)
@@ -362,19 +398,29 @@ def evaluate_outputs(cfg, keyframes, clips, rate, segments, prompts, device, not
         _free()
     else:
         notes.append("clap model not found: no text-audio scores")
+    if step is not None:
+        step.update(1)
     return out
 
 
 def run_generation(
-    session_path: str | Path, cfg: GenerateConfig, cancel: threading.Event | None = None
+    session_path: str | Path,
+    cfg: GenerateConfig,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
 ) -> list[MemoryResult]:
-    """Generate every requested memory of a session and record the run in the session file."""
-    from data_schema.derived import new_derived_run
+    """Generate every requested memory of a session and record the run in the session file.
+
+    The output folder (``run-NNN``) and the session's ``/derived/generation`` run appear
+    together and complete, or not at all (a cancel or an error removes what was begun).
+    """
     from data_schema.reader import read_session
     from generation.animation import choose_animation
     from generation.models import models_dir, require_model
 
-    cancel = cancel or threading.Event()
+    prog = progress or Progress("bars" if cfg.show_progress else "none")
+    if cancel is not None:
+        prog.cancel = cancel
     session_path = Path(session_path)
     session = read_session(session_path)
     memories = choose_memories(session, cfg.memory)
@@ -384,14 +430,44 @@ def run_generation(
     cfg.animation.check()
     choose_animation(cfg.animation.choice, cfg.models)
     cfg.models = models_dir(cfg.models)
-    root = cfg.out or session_path.with_name(session_path.stem + "-generation")
-    folder = _new_folder(Path(root))
-    results = []
-    for mid in memories:
-        sub = folder / mid
-        sub.mkdir()
-        log.info("generating memory %s into %s", mid, sub)
-        results.append(generate_memory(session, mid, cfg, sub, cancel))
+    root = Path(cfg.out or session_path.with_name(session_path.stem + "-generation"))
+    prefixes = {m: (f"{m}: " if len(memories) > 1 else "") for m in memories}
+    prog.plan([s for m in memories for s in memory_steps(cfg, prefixes[m])] + ["write results"])
+    try:
+        with run_folder(root, prog) as folder:
+            results = []
+            for mid in memories:
+                sub = folder.partial / mid
+                sub.mkdir()
+                log.info("generating memory %s into %s", mid, sub)
+                results.append(
+                    generate_memory(session, mid, cfg, sub, prog.cancel, prog, prefixes[mid])
+                )
+            with prog.committing(), prog.step("write results", 1, "part") as step:
+                final = folder.publish()
+                results = [_moved(r, folder.partial, final) for r in results]
+                _record_run(session_path, cfg, final, results)
+                step.update(1)
+    except Cancelled as exc:
+        if isinstance(exc, GenerationCancelled):
+            raise
+        raise GenerationCancelled(str(exc)) from None
+    return results
+
+
+def _moved(r: MemoryResult, old: Path, new: Path) -> MemoryResult:
+    """``r`` with its paths in the published folder."""
+
+    def move(p: Path | None) -> Path | None:
+        return None if p is None else new / p.relative_to(old)
+
+    return MemoryResult(r.memory, move(r.folder), move(r.video), move(r.control_video), r.manifest)
+
+
+def _record_run(session_path: Path, cfg: GenerateConfig, folder: Path, results) -> None:
+    """The run's record in the session file, ``/derived/generation/run-NNN``."""
+    from data_schema.derived import new_derived_run
+
     with new_derived_run(session_path, "generation", cfg.to_json()) as g:
         g.attrs["output_folder"] = str(folder.resolve())
         for r in results:
@@ -412,4 +488,3 @@ def run_generation(
                     dtype=np.int8,
                 ),
             )
-    return results

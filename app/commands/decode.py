@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from app.commands._progress import add_progress_option, progress_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-write", action="store_true", help="do not add results to the files")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=run)
 
 
@@ -42,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
             f"--config {args.config} is a folder: give a YAML or JSON settings file inside it"
         )
     cfg = load_config(args.config)
-    show = not args.quiet and sys.stderr.isatty()
-    outcome = decode_sessions(
-        args.sessions, cfg, report_dir=args.report, progress=show, write=not args.no_write
-    )
+    progress = progress_from_args(args)
+    with progress.cancellable():
+        outcome = decode_sessions(
+            args.sessions, cfg, report_dir=args.report, progress=progress, write=not args.no_write
+        )
     if args.json:
         print(summary_json(outcome))
         return 0

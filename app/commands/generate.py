@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from app.commands._progress import add_progress_option, progress_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -61,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-evaluate", action="store_true", help="skip CLIP/CLAP scores")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(p)
     p.set_defaults(func=run)
 
 
@@ -102,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         ),
         show_progress=not args.quiet,
     )
-    for r in run_generation(args.session, cfg):
+    progress = progress_from_args(args)
+    with progress.cancellable():
+        results = run_generation(args.session, cfg, progress=progress)
+    for r in results:
         segs = r.manifest["segments"]
         affects = " ".join(f"{s['affect'][:3]}:{s['duration']:.1f}s" for s in segs)
         print(f"memory {r.memory}: {r.video} ({r.manifest['total_seconds']:.1f} s; {affects})")
