@@ -115,7 +115,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         # Listing input devices talks to the X server and opens device files: off this thread.
         self._keyboards_listed.connect(self.participant_panel.set_keyboards)
         threading.Thread(target=self._list_keyboards, name="list-keyboards", daemon=True).start()
-        self.jobs_panel = JobsPanel()
+        self.jobs_panel = JobsPanel(s)
         self.scope = ScopeWidget()
         self.scope.set_window(s.get("scope/window"))
         self.scope.set_scale(s.get("scope/scale"))
@@ -605,7 +605,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             return
         if self.controller.recording:
             self.stop_recording()
-        self.jobs_panel.cancel_all()
+        self.jobs_panel.shutdown()
         self.status_timer.stop()
         self._close_feed()
         self.controller.close()

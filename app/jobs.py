@@ -2,19 +2,26 @@
 
 Each job is a separate ``recall-lab <stage> ...`` process (QProcess), so nothing it does (a
 crash, a memory spike, a hung model) can touch a recording in progress; the console stays
-responsive and can cancel it. Progress is read from the process's output: a percentage
-(``42%``) or a fraction (``3/10``) on the last line, as tqdm and our commands print them.
-Files the job mentions that exist afterwards (plots, videos) are its results.
+responsive and can cancel it. The console runs the stages with ``--progress json``: their
+``@progress`` lines (:mod:`data_schema.progress`) give the planned steps, each step's count of
+fitted folds, denoising steps or frames, the folder being written and the finished output
+folders. For other commands, a percentage (``42%``) or a fraction (``3/10``) on a line is read
+as progress. Cancel sends SIGTERM (the stages stop at once and remove what they began) and,
+should a job not end within :attr:`OfflineJob.grace_ms`, kills it and removes its unfinished
+folder itself.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
 
 from PyQt6 import QtCore
+
+from data_schema.progress import PREFIX, remove_partial
 
 _PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 _FRACTION = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
@@ -50,6 +57,22 @@ def result_paths(text: str, cwd: Path) -> list[Path]:
         if p.suffix.lower() in RESULT_SUFFIXES and p.is_file() and p not in found:
             found.append(p)
     return found
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Every file in an output folder, in name order (the job's complete results)."""
+    try:
+        return sorted(p for p in folder.rglob("*") if p.is_file())
+    except OSError:
+        return []
+
+
+def relative_name(path: Path, base: Path) -> str:
+    """``path`` as a person finds it from ``base`` (the recording's folder)."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def stage_outputs(recording: Path, since: float) -> list[Path]:
@@ -90,6 +113,11 @@ class OfflineJob(QtCore.QObject):
     progress = QtCore.pyqtSignal(float)
     output = QtCore.pyqtSignal(str)
     finished = QtCore.pyqtSignal(int, list)
+    #: A step's count: (index, number of steps, name, done, total, unit).
+    step = QtCore.pyqtSignal(int, int, str, int, int, str)
+
+    #: Milliseconds a cancelled job has to stop before it is killed.
+    grace_ms = 20000
 
     def __init__(
         self,
@@ -104,6 +132,9 @@ class OfflineJob(QtCore.QObject):
         self.text: list[str] = []
         self.cancelled = False
         self.started_at = 0.0
+        self.steps: list[str] = []
+        self.workdirs: list[Path] = []
+        self.folders: list[Path] = []
         self._partial = ""
         self.process = QtCore.QProcess(self)
         self.process.setProcessChannelMode(QtCore.QProcess.ProcessChannelMode.MergedChannels)
@@ -125,13 +156,15 @@ class OfflineJob(QtCore.QObject):
     def running(self) -> bool:
         return self.process.state() != QtCore.QProcess.ProcessState.NotRunning
 
-    def cancel(self, grace_ms: int = 3000) -> None:
+    def cancel(self, grace_ms: int | None = None) -> None:
         """Ask the job to stop (SIGTERM), and kill it if it has not after ``grace_ms``."""
         if not self.running:
             return
         self.cancelled = True
         self.process.terminate()
-        QtCore.QTimer.singleShot(grace_ms, self._kill_if_running)
+        QtCore.QTimer.singleShot(
+            self.grace_ms if grace_ms is None else grace_ms, self._kill_if_running
+        )
 
     def _kill_if_running(self) -> None:
         if self.running:
@@ -152,11 +185,35 @@ class OfflineJob(QtCore.QObject):
     def _line(self, line: str) -> None:
         if not line.strip():
             return
+        if line.startswith(PREFIX):
+            self._event(line[len(PREFIX) :])
+            return
         self.text.append(line)
         self.output.emit(line)
+        if self.steps:
+            return  # the job reports its steps: free text is no progress
         p = parse_progress(line)
         if p is not None:
             self.progress.emit(p)
+
+    def _event(self, text: str) -> None:
+        try:
+            ev = json.loads(text)
+            kind = ev["event"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if kind == "plan":
+            self.steps = [str(s) for s in ev.get("steps", [])]
+        elif kind == "step":
+            n = max(len(self.steps), 1)
+            i, done, total = int(ev["index"]), int(ev["done"]), int(ev["total"])
+            self.step.emit(i, n, str(ev["name"]), done, total, str(ev.get("unit", "")))
+            frac = done / total if total > 0 else 0.0
+            self.progress.emit(min(1.0, (i + frac) / n))
+        elif kind == "workdir":
+            self.workdirs.append(Path(ev["path"]))
+        elif kind == "folder":
+            self.folders.append(Path(ev["path"]))
 
     def _finished(self, code: int, status: QtCore.QProcess.ExitStatus) -> None:
         if self._partial:
@@ -164,7 +221,17 @@ class OfflineJob(QtCore.QObject):
             self._partial = ""
         crashed = status == QtCore.QProcess.ExitStatus.CrashExit
         rc = -1 if (crashed or self.cancelled) else int(code)
-        results = result_paths("\n".join(self.text), self.cwd) if rc == 0 else []
+        if rc != 0:
+            # A job that was killed could not clean up: the folder it began goes now (and
+            # its parent, if nothing else is in it). A folder it had finished is complete.
+            for d in self.workdirs:
+                if d.exists():
+                    remove_partial(d, d.parent)
+            results = []
+        elif self.folders:
+            results = [p for d in self.folders for p in folder_files(d)]
+        else:
+            results = result_paths("\n".join(self.text), self.cwd)
         self.finished.emit(rc, results)
 
     def _error(self, error: QtCore.QProcess.ProcessError) -> None:

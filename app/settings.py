@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "participant/fullscreen": False,
     "participant/keyboard": "qt",
     "participant/melody_dir": "",
+    "offline/models_dir": "",
+    "offline/decode_config": "",
     "window/geometry": QtCore.QByteArray(),
 }
 

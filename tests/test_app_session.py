@@ -41,7 +41,7 @@ def console(qtbot, tmp_path):
     yield win
     if win.controller.recording:
         win.stop_recording()  # so closing the window does not ask
-    win.jobs_panel.cancel_all()
+    win.jobs_panel.shutdown()
     win._close_feed()
     win.controller.close()
     win.participant.close()

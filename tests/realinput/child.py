@@ -46,6 +46,10 @@ def plain(text: str) -> str:
 def widget_text(w: QtWidgets.QWidget) -> str | None:
     if isinstance(w, QtWidgets.QStatusBar):
         return w.currentMessage()
+    if isinstance(w, QtWidgets.QListWidget):  # one line per item, as a person reads the list
+        return "\n".join(w.item(i).text() for i in range(w.count()))
+    if isinstance(w, QtWidgets.QProgressBar):
+        return w.text()
     if isinstance(w, QtWidgets.QPlainTextEdit | QtWidgets.QTextEdit):
         return w.toPlainText()
     if isinstance(w, QtWidgets.QComboBox):
@@ -121,7 +125,43 @@ def describe(w: QtWidgets.QWidget) -> dict:
         "passive": passive(w),
         "window": window_title(w),
         "window_xid": int(top_level(w).winId()),
+        "scroll": _scroll_direction(w),
+        "scrollbar": _scrollbar_rect(w),
     }
+
+
+def _scroll_area(w: QtWidgets.QWidget) -> QtWidgets.QAbstractScrollArea | None:
+    p = w.parentWidget()
+    while p is not None and not isinstance(p, QtWidgets.QAbstractScrollArea):
+        p = p.parentWidget()
+    return p
+
+
+def _scrollbar_rect(w: QtWidgets.QWidget) -> list[int] | None:
+    """The screen rectangle of the vertical scroll bar beside ``w``, if one is shown."""
+    area = _scroll_area(w)
+    bar = area.verticalScrollBar() if area is not None else None
+    if bar is None or not bar.isVisible():
+        return None
+    tl = bar.mapToGlobal(QtCore.QPoint(0, 0))
+    dpr = bar.devicePixelRatioF()
+    return [round(tl.x() * dpr), round(tl.y() * dpr), round(bar.width() * dpr),
+            round(bar.height() * dpr)]  # fmt: skip
+
+
+def _scroll_direction(w: QtWidgets.QWidget) -> int:
+    """Where a person scrolls to see all of ``w``: -1 up, +1 down, 0 it is in view (or not in a
+    scroll area)."""
+    p = _scroll_area(w)
+    if p is None:
+        return 0
+    vp = p.viewport()
+    top = w.mapTo(vp, QtCore.QPoint(0, 0)).y()
+    if top < 0:
+        return -1
+    if top + w.height() > vp.height():
+        return 1
+    return 0
 
 
 class Inspector(QtCore.QObject):
@@ -205,6 +245,27 @@ class Inspector(QtCore.QObject):
     def cmd_text(self, name: str, window: str | None = None) -> str | None:
         w = self.widget(name, window)
         return None if w is None else widget_text(w)
+
+    def cmd_item(self, name: str, text: str, window: str | None = None) -> list[int] | None:
+        """Where the item ``text`` of the list called ``name`` is on the screen (scrolled into
+        view first, as a person scrolls to it), or None."""
+        w = self.widget(name, window)
+        if not isinstance(w, QtWidgets.QListWidget):
+            return None
+        items = w.findItems(text, QtCore.Qt.MatchFlag.MatchExactly)
+        if not items:
+            return None
+        w.scrollToItem(items[0])
+        r = w.visualItemRect(items[0])
+        vp = w.viewport()
+        top_left = vp.mapToGlobal(r.topLeft())
+        dpr = w.devicePixelRatioF()
+        return [
+            round(top_left.x() * dpr),
+            round(top_left.y() * dpr),
+            round(r.width() * dpr),
+            round(r.height() * dpr),
+        ]
 
     def cmd_widget_at(self, x: int, y: int) -> dict | None:
         w = QtWidgets.QApplication.widgetAt(QtCore.QPoint(x, y))

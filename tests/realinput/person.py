@@ -382,6 +382,9 @@ class RealApp:
             if w is None or not (w["visible"] and w["enabled"]):
                 time.sleep(0.05)
                 continue
+            if w.get("scroll"):
+                self._scroll_towards(w)
+                continue
             time.sleep(0.1)
             if self.find(name, window) != w:
                 continue  # still moving
@@ -397,6 +400,37 @@ class RealApp:
             f"{name!r} was not shown, enabled and still within {timeout:g} s; last: {last}\n"
             f"app state: {self._state_or_error()}"
         )
+
+    def _scroll_towards(self, w: dict) -> None:
+        """Page the scroll area that holds ``w`` towards it, clicking its scroll bar's trough
+        below (or above) the handle, as a person brings a control below the fold into view."""
+        bar = w.get("scrollbar")
+        if bar is None:
+            raise RigError(f"{w['text']!r} is out of view and there is no scroll bar: {w}")
+        x, y, width, height = bar
+        arrow = width + 4  # the arrow buttons are about as tall as the bar is wide
+        ty = y + height - arrow - 2 if w["scroll"] > 0 else y + arrow + 2
+        self.click_at(x + width // 2, ty)
+        self.note(f"paged {'down' if w['scroll'] > 0 else 'up'} towards {w['text']!r}")
+        time.sleep(0.05)
+
+    def double_click_item(self, name: str, text: str, timeout: float = 10.0) -> None:
+        """Double-click the item ``text`` in the list called ``name`` (once it is listed)."""
+        end = time.monotonic() + timeout
+        rect = None
+        while time.monotonic() < end:
+            rect = self.request("item", name=name, text=text)
+            if rect is not None:
+                break
+            time.sleep(0.1)
+        if rect is None:
+            raise RigError(f"{text!r} is not in the list {name!r}: {self.text(name)!r}")
+        time.sleep(0.1)  # the scroll settles
+        rect = self.request("item", name=name, text=text)
+        x, y = rect[0] + min(rect[2] // 2, 40), rect[1] + rect[3] // 2
+        self.move_to(x, y)
+        self._xrun("xdotool", "click", "--repeat", "2", "--delay", "80", "1")
+        self.note(f"double-clicked {text!r} in {name!r} at ({x}, {y})")
 
     def click_window(self, title: str) -> None:
         """Click an empty spot inside the window titled ``title`` (focuses it, as a person does).
