@@ -166,6 +166,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.source_connected.connect(self._on_connected)
         self.display_panel.changed.connect(self._display_changed)
         self.display_panel.auto_button.clicked.connect(self.auto_scale)
+        self.display_panel.spectrum.toggled.connect(self.scope.show_spectrum)
+        self.scope.show_spectrum(self.display_panel.spectrum.isChecked())
         sp = self.session_panel
         sp.record_requested.connect(self.start_recording)
         sp.stop_requested.connect(self._stop_clicked)

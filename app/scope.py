@@ -1,10 +1,13 @@
-"""The live multichannel scope: one pyqtgraph curve per channel, redrawn on a timer.
+"""The live multichannel scope: traces, each channel's RMS beside them, and a spectrum view.
 
 The widget never filters, decimates or reads hardware: about 30 times a second it hands the
-newest :class:`~app.scope_feed.DisplayFrame` (display-filtered, centred and peak-decimated to
-about twice the plot's pixel width on the feed's thread) to its curves, and skips the redraw
-when no new frame arrived. pyqtgraph's own peak downsampling and clipping still apply when the
-view is narrower than the frame.
+newest :class:`~app.scope_feed.DisplayFrame` (display-filtered, centred, peak-decimated to
+about twice the plot's pixel width, and already laid out in rows on the feed's thread) to its
+curves, and skips the redraw when no new frame arrived. All channels of one quality colour are
+one NaN-separated curve, so a redraw is four ``setData`` calls whatever the channel count. The
+right axis shows each channel's RMS over the last second (twice a second). The spectrum view
+(as OpenBCI GUI's FFT widget) shows every channel's power spectral density, estimated by the
+feed (Welch, raw signal, so line noise shows) when the view is open.
 """
 
 from __future__ import annotations
@@ -28,25 +31,50 @@ class ScopeWidget(QtWidgets.QWidget):
     Parameters
     ----------
     fps
-        Redraw rate; the timer interval is ``1000 / fps`` ms.
+        Redraw rate; the timer interval is ``1000 / fps`` ms (32: a little above the 30 a
+        moving trace needs, so a late tick does not bring it below).
     """
 
     frame_drawn = QtCore.pyqtSignal(float)  # seconds the redraw took
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None, *, fps: float = 30.0) -> None:
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, fps: float = 32.0) -> None:
         super().__init__(parent)
         self.feed: ScopeFeed | None = None
         self.window = 5.0
         self.scale = 100.0  # stream units (uV) between neighbouring channel baselines
         self.frames = 0  # redraws that drew a new frame
         self.plot = pg.PlotWidget(background="w")
+        self.plot.setAccessibleName("Scope traces")
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "time", units="s")
         self.plot.getPlotItem().setMenuEnabled(False)
-        self.curves: list[pg.PlotDataItem] = []
+        self.curves: dict[str, pg.PlotDataItem] = {}
         self._names: list[str] = []
         self._frame_number = 0
+        self._rms_shown_at = 0.0
+        self.rms: np.ndarray = np.zeros(0)
+        self.plot.showAxis("right")
+        self.plot.getAxis("right").setLabel("RMS, last second")
+        # The spectrum view: every channel's PSD, log scale, shown on request.
+        self.spectrum = pg.PlotWidget(background="w")
+        self.spectrum.setAccessibleName("Spectrum")
+        self.spectrum.setLabel("bottom", "frequency", units="Hz")
+        self.spectrum.setLabel("left", "log10 power / Hz")
+        self.spectrum.setMouseEnabled(x=False, y=False)
+        self.spectrum.hideButtons()
+        self.spectrum.getPlotItem().setMenuEnabled(False)
+        self.spectrum_curve = self.spectrum.plot(pen=pg.mkPen((25, 118, 210), width=1))
+        self.spectrum_summary = QtWidgets.QLabel("")
+        self.spectrum_summary.setAccessibleName("Spectrum summary")
+        self.spectrum_box = QtWidgets.QWidget()
+        sbl = QtWidgets.QVBoxLayout(self.spectrum_box)
+        sbl.setContentsMargins(0, 0, 0, 0)
+        sbl.addWidget(self.spectrum, 1)
+        sbl.addWidget(self.spectrum_summary)
+        self.spectrum_box.hide()
+        self.spectrum_max_hz = 70.0  # past 50 and 60 Hz, where line noise sits
+        self._spectrum_number = 0
         # Over the traces while the source delivers nothing: they are the last ones received.
         self._stall_text = pg.TextItem("NO SIGNAL", color=(198, 40, 40), anchor=(0.5, 0.5))
         self._stall_text.setZValue(10)
@@ -58,10 +86,17 @@ class ScopeWidget(QtWidgets.QWidget):
         # Events (markers, phases, notes) as vertical lines at their time on the traces.
         self._events: deque[tuple[float, str]] = deque(maxlen=500)
         self._event_lines: list[pg.InfiniteLine] = []
+        split = QtWidgets.QSplitter()
+        split.addWidget(self.plot)
+        split.addWidget(self.spectrum_box)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.plot, 1)
+        lay.addWidget(split, 1)
         self.timer = QtCore.QTimer(self)
+        # Precise: a coarse timer may fire 5 % late, and frames it misses are frames lost.
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.setInterval(int(1000 / fps))
         self.timer.timeout.connect(self.redraw)
 
@@ -70,27 +105,65 @@ class ScopeWidget(QtWidgets.QWidget):
         """Show ``feed``; one curve per channel, top to bottom in channel order."""
         self.detach()
         self.feed = feed
-        n = len(channel_names)
-        for i in range(n):
-            c = self.plot.plot(pen=pg.mkPen(FLAG_COLOURS[""], width=1), skipFiniteCheck=True)
-            c.setDownsampling(auto=True, method="peak")
-            c.setClipToView(True)
-            c.setPos(0, -i * self.scale)
-            self.curves.append(c)
-        ax = self.plot.getAxis("left")
-        ax.setTicks([[(-i * self.scale, name) for i, name in enumerate(channel_names)]])
+        for label, colour in FLAG_COLOURS.items():
+            c = self.plot.plot(pen=pg.mkPen(colour, width=1), connect="finite")
+            self.curves[label] = c
         self._names = list(channel_names)
+        self._set_ticks()
         self._frame_number = 0
-        feed.set_view(self.window, 2 * max(200, self.plot.width()))
+        self._spectrum_number = 0
+        feed.spectrum_on = self.spectrum_box.isVisible()
+        feed.set_view(self.window, 2 * max(200, self.plot.width()), self.scale)
         self._apply_ranges()
         self.timer.start()
 
     def detach(self) -> None:
         self.timer.stop()
-        for c in self.curves:
+        for c in self.curves.values():
             self.plot.removeItem(c)
-        self.curves = []
+        self.curves = {}
+        self._names = []
+        self.rms = np.zeros(0)
+        self.plot.getAxis("right").setTicks([[]])
+        self.spectrum_curve.setData([], [])
+        self.spectrum_summary.setText("")
         self.feed = None
+
+    @property
+    def n_channels(self) -> int:
+        return len(self._names)
+
+    def trace(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Channel ``i`` as drawn now: times (s, <= 0) and values (centred, before its row
+        offset)."""
+        frame = self.feed.frame if self.feed is not None else None
+        if frame is None or self._frame_number == 0:
+            return np.zeros(0), np.zeros(0)
+        return frame.x, frame.y[i]
+
+    def show_spectrum(self, on: bool) -> None:
+        """Show or hide the spectrum view (the feed estimates spectra only while shown)."""
+        self.spectrum_box.setVisible(on)
+        if self.feed is not None:
+            self.feed.spectrum_on = on
+
+    def _set_ticks(self) -> None:
+        rows = [(-i * self.scale, name) for i, name in enumerate(self._names)]
+        self.plot.getAxis("left").setTicks([rows])
+        self._show_rms(force=True)
+
+    def _show_rms(self, *, force: bool = False) -> None:
+        """The right axis: each channel's RMS at its row, at most twice a second."""
+        now = time.monotonic()
+        if not force and now - self._rms_shown_at < 0.5:
+            return
+        self._rms_shown_at = now
+        rms = self.rms
+        ticks = [
+            (-i * self.scale, f"{rms[i]:.3g}" if i < len(rms) else "")
+            for i in range(len(self._names))
+        ]
+        self.plot.getAxis("right").setTicks([ticks])
 
     def set_window(self, seconds: float) -> None:
         self.window = max(0.5, float(seconds))
@@ -98,12 +171,10 @@ class ScopeWidget(QtWidgets.QWidget):
 
     def set_scale(self, units_per_channel: float) -> None:
         self.scale = max(1e-3, float(units_per_channel))
-        for i, c in enumerate(self.curves):
-            c.setPos(0, -i * self.scale)
-        if self.curves:
-            self.plot.getAxis("left").setTicks(
-                [[(-i * self.scale, name) for i, name in enumerate(self._names)]]
-            )
+        if self.feed is not None:
+            self.feed.set_view(self.window, None, self.scale)
+        if self._names:
+            self._set_ticks()
         self._apply_ranges()
 
     def auto_scale(self) -> float:
@@ -127,7 +198,7 @@ class ScopeWidget(QtWidgets.QWidget):
         return self.scale
 
     def _apply_ranges(self) -> None:
-        n = max(1, len(self.curves))
+        n = max(1, len(self._names))
         self.plot.setXRange(-self.window, 0, padding=0)
         self.plot.setYRange(-(n - 0.5) * self.scale, 0.5 * self.scale, padding=0)
 
@@ -138,20 +209,38 @@ class ScopeWidget(QtWidgets.QWidget):
         if feed is None:
             return
         t0 = time.perf_counter()
-        feed.set_view(self.window, 2 * max(200, self.plot.width()))
+        feed.set_view(self.window, 2 * max(200, self.plot.width()), self.scale)
         frame = feed.frame
         if frame is not None and frame.number != self._frame_number:
             self._frame_number = frame.number
-            flags = feed.flags
-            for i, c in enumerate(self.curves):
-                c.setData(frame.x, frame.y[i])
-                colour = FLAG_COLOURS[flags.label(i)]
-                if getattr(c, "_colour", None) != colour:
-                    c.setPen(pg.mkPen(colour, width=1))
-                    c._colour = colour
+            for label, c in self.curves.items():
+                x, y = frame.traces.get(label, ((), ()))
+                c.setData(x, y, connect="finite")
+            self.rms = frame.rms
+            self._show_rms()
             self._draw_events(frame.t_end)
             self.frames += 1
             self.frame_drawn.emit(time.perf_counter() - t0)
+        spectrum = feed.spectrum
+        if (
+            spectrum is not None
+            and spectrum.number != self._spectrum_number
+            and self.spectrum_box.isVisible()
+        ):
+            self._spectrum_number = spectrum.number
+            self._draw_spectrum(spectrum)
+
+    def _draw_spectrum(self, spectrum) -> None:
+        fx, fy = spectrum.trace
+        self.spectrum_curve.setData(fx, fy, connect="finite")
+        top = min(self.spectrum_max_hz, float(spectrum.freqs[-1]))
+        self.spectrum.setXRange(0, top, padding=0)
+        freq, ch = spectrum.peak()
+        name = self._names[ch] if 0 <= ch < len(self._names) else "?"
+        self.spectrum_summary.setText(
+            f"Welch, {spectrum.seconds:.0f} s of raw signal, 1-Hz bins; strongest line "
+            f"{freq:.1f} Hz (channel {name})"
+        )
 
     def add_event(self, t: float, label: str) -> None:
         """Draw an event at LSL time ``t`` while it is inside the window."""
@@ -193,7 +282,7 @@ class ScopeWidget(QtWidgets.QWidget):
             return
         self._stalled = stalled
         if stalled:
-            n = max(1, len(self.curves))
+            n = max(1, len(self._names))
             self._stall_text.setPos(-self.window / 2, -(n - 1) * self.scale / 2)
             self.plot.addItem(self._stall_text)
         else:

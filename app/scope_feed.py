@@ -11,6 +11,7 @@ Nothing here touches the recording: the recorder reads the source's raw buffer w
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,18 +71,62 @@ class FlagThresholds:
     rail: float = 180_000.0
 
 
+#: Quality labels in drawing order (each is one curve of its own colour).
+FLAG_LABELS = ("", "flat", "noisy", "railing")
+
+
 @dataclass(frozen=True)
 class DisplayFrame:
-    """What the scope draws: times relative to the newest sample, one row per point.
+    """What the scope draws: times relative to the newest sample, one row per channel.
 
     ``y`` is centred per channel (its mean over the window removed) and peak-decimated: each
-    bin of samples contributes its minimum and maximum, so spikes stay visible.
+    bin of samples contributes its minimum and maximum, so spikes stay visible. ``traces``
+    holds, per quality label, every channel with that label as one NaN-separated line, shifted
+    down by its row (``row x scale``): the scope draws all channels with a handful of curves.
+    ``rms`` is each channel's RMS over the last second of the display-filtered signal.
     """
 
     number: int
     x: np.ndarray  # [points], seconds, <= 0
-    y: np.ndarray  # [points x channels]
+    y: np.ndarray  # [channels x points]
     t_end: float = 0.0  # LSL time of the newest sample (x = 0)
+    traces: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    rms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass(frozen=True)
+class SpectrumFrame:
+    """Power spectral density of every channel (Welch, on the raw signal so line noise shows).
+
+    ``psd`` is in units² per Hz ``[channels x freqs]``; ``trace`` is all channels as one
+    NaN-separated line of ``(freqs, log10 psd)`` for drawing.
+    """
+
+    number: int
+    freqs: np.ndarray
+    psd: np.ndarray
+    seconds: float  # signal length the estimate used
+    trace: tuple[np.ndarray, np.ndarray]
+
+    def peak(self, fmin: float = 1.0) -> tuple[float, int]:
+        """The frequency (above ``fmin``) and channel of the strongest spectral line."""
+        sel = self.freqs >= fmin
+        if not sel.any() or self.psd.size == 0:
+            return float("nan"), -1
+        ch, k = np.unravel_index(np.argmax(self.psd[:, sel]), self.psd[:, sel].shape)
+        return float(self.freqs[sel][k]), int(ch)
+
+
+def stacked_trace(x: np.ndarray, rows: np.ndarray, offsets: np.ndarray) -> tuple:
+    """Channels ``rows`` [k x points] shifted by ``offsets`` [k], as one NaN-separated line."""
+    k = len(rows)
+    if k == 0:
+        return np.zeros(0), np.zeros(0)
+    xs = np.tile(np.append(x, np.nan), k)
+    ys = np.empty((k, len(x) + 1), dtype=np.float64)
+    ys[:, :-1] = rows + offsets[:, None]
+    ys[:, -1] = np.nan
+    return xs, ys.ravel()
 
 
 def peak_decimate(
@@ -131,12 +176,17 @@ class ScopeFeed:
         Seconds between reads of the source buffer.
     """
 
+    #: Seconds of raw signal each spectrum is estimated from (Welch, 1-s segments).
+    spectrum_seconds = 4.0
+    #: Seconds between two spectra.
+    spectrum_interval = 0.5
+
     def __init__(
         self,
         source: Source,
         *,
         seconds: float = 30.0,
-        interval: float = 0.03,
+        interval: float = 0.025,
         display_filter: DisplayFilter | None = None,
         thresholds: FlagThresholds | None = None,
     ) -> None:
@@ -147,11 +197,15 @@ class ScopeFeed:
         self.interval = interval
         self.thresholds = thresholds or FlagThresholds()
         self.buffer = RingBuffer(self.n_channels, int(self.rate * seconds) + 1)
-        self._raw_tail = RingBuffer(self.n_channels, int(self.rate) + 1)
+        self._raw_tail = RingBuffer(self.n_channels, int(self.rate * self.spectrum_seconds) + 1)
         self.flags = ChannelFlags()
         self.frame: DisplayFrame | None = None
+        self.spectrum: SpectrumFrame | None = None
+        self.spectrum_on = False
+        self._next_spectrum = 0.0
         self.window = 5.0
         self.max_points = 2000
+        self.scale = 100.0
         self.samples_dropped = 0
         self._pos = source.buffer.count if source.buffer is not None else 0
         self._lock = threading.Lock()
@@ -199,24 +253,56 @@ class ScopeFeed:
         raw, _ = self._raw_tail.latest(int(self.rate))
         shown, _ = self.buffer.latest(int(self.rate))
         self.flags = compute_flags(raw, shown, self.thresholds)
-        self._make_frame()
+        rms = shown.std(axis=0) if len(shown) > 1 else np.zeros(self.n_channels)
+        self._make_frame(rms)
+        if self.spectrum_on and time.monotonic() >= self._next_spectrum:
+            self._next_spectrum = time.monotonic() + self.spectrum_interval
+            self._make_spectrum()
         return len(ts)
 
-    def _make_frame(self) -> None:
+    def _make_frame(self, rms: np.ndarray) -> None:
         data, ts = self.latest(self.window)
         if len(ts) == 0:
             return
         centred = data - data.mean(axis=0, keepdims=True)
         x, y = peak_decimate(centred, ts - ts[-1], self.max_points)
+        rows = np.ascontiguousarray(y.T)  # one row per channel
+        offsets = -np.arange(self.n_channels, dtype=np.float64) * self.scale
+        flags = self.flags
+        labels = np.array([flags.label(i) for i in range(self.n_channels)])
+        traces = {}
+        for lab in FLAG_LABELS:
+            idx = np.flatnonzero(labels == lab)
+            traces[lab] = stacked_trace(x, rows[idx], offsets[idx])
         number = self.frame.number + 1 if self.frame is not None else 1
-        # One row per channel.
-        self.frame = DisplayFrame(number, x, np.ascontiguousarray(y.T), float(ts[-1]))
+        self.frame = DisplayFrame(number, x, rows, float(ts[-1]), traces, rms)
 
-    def set_view(self, window: float, max_points: int | None = None) -> None:
-        """The time window (s) the frames cover and the points per channel they may have."""
+    def _make_spectrum(self) -> None:
+        from scipy import signal
+
+        raw, _ = self._raw_tail.latest(int(self.rate * self.spectrum_seconds))
+        if len(raw) < int(self.rate):
+            return  # less than one Welch segment yet
+        nper = int(self.rate)  # 1-s segments: 1-Hz resolution, as OpenBCI's FFT widget
+        freqs, psd = signal.welch(
+            raw.astype(np.float64), fs=self.rate, nperseg=nper, detrend="linear", axis=0
+        )
+        psd = np.ascontiguousarray(psd.T)  # [channels x freqs]
+        logp = np.log10(np.maximum(psd, 1e-12))
+        trace = stacked_trace(freqs, logp, np.zeros(len(logp)))
+        number = self.spectrum.number + 1 if self.spectrum is not None else 1
+        self.spectrum = SpectrumFrame(number, freqs, psd, len(raw) / self.rate, trace)
+
+    def set_view(
+        self, window: float, max_points: int | None = None, scale: float | None = None
+    ) -> None:
+        """The time window (s) the frames cover, the points per channel they may have, and
+        the distance between neighbouring channels' rows (stream units)."""
         self.window = float(window)
         if max_points:
             self.max_points = max(16, int(max_points))
+        if scale:
+            self.scale = float(scale)
 
     def latest(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """The last ``seconds`` of display-filtered samples and their LSL timestamps."""

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "scope/scale": 100.0,
     "scope/highpass": 1.0,
     "scope/notch": 50.0,
+    "scope/spectrum": False,
     "session/out_dir": str(Path.home() / "recall-lab-sessions"),
     "session/protocol": "demo",
     "session/time_scale": 1.0,

@@ -123,6 +123,7 @@ def measure(args: argparse.Namespace) -> dict:
     settings.set("session/out_dir", str(tmp))
     settings.set("session/protocol", "none")
     settings.set("scope/window", args.window)
+    settings.set("scope/spectrum", bool(args.spectrum))
     win = ConsoleWindow(settings)
     win.session_panel.participant.setText("BENCH01")
     win.resize(1500, 950)
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=10.0, help="scope time window (s)")
     ap.add_argument("--keys", type=int, default=40, help="key presses to inject")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds before measuring")
+    ap.add_argument(
+        "--spectrum", action="store_true", help="with the spectrum (PSD) view open beside it"
+    )
     ap.add_argument("--results-dir", type=Path, default=None)
     ap.add_argument("--note", default="")
     ap.add_argument("--pusher", metavar="SOURCE_ID", help=argparse.SUPPRESS)
@@ -303,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
          "recorded to HDF5 while the scope shows it"),
         ("scope frame rate", f"{fmt(fig['scope_fps'], 1)} fps",
          f"redraws per second (timer asks {fig['scope_timer_fps']:.0f}), "
-         f"{fig['scope_window_s']:g} s window, all channels"),
+         f"{fig['scope_window_s']:g} s window, all channels, RMS beside them"
+         + (", spectrum view open (4-s Welch twice a second)" if args.spectrum else "")),
         ("scope redraw p50 / p99", f"{fmt(rd['p50_ms'])} / {fmt(rd['p99_ms'])} ms",
          "time in the timer slot: the feed's prepared frame handed to every curve (setData)"),
         ("event-loop latency p50 / p99", f"{fmt(lat['p50_ms'])} / {fmt(lat['p99_ms'])} ms",
@@ -329,10 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {"results_dir": args.results_dir} if args.results_dir else {}
     out = update_results(
         AREA,
-        "gui",
+        "gui_spectrum" if args.spectrum else "gui",
         fig,
         table,
-        title="Console: scope, event loop and key timestamps while recording",
+        title="Console: scope, event loop and key timestamps while recording"
+        + (", spectrum view open" if args.spectrum else ""),
         summary=(
             "The real console under Xvfb records a 64-channel 1-kHz LSL stream while its scope "
             "redraws; keys are injected through XTEST by another process, and the file's key "

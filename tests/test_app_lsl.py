@@ -114,3 +114,75 @@ def test_source_disappears_and_returns(qtbot, tmp_path, unique_id, monkeypatch):
     ts = s.eeg.timestamps
     i = len(before)
     assert ts[i] - ts[i - 1] > 0.5  # the time axis shows the gap
+
+
+class SineOutlet:
+    """An LSL outlet of 4 channels: 10-Hz sines of amplitude 20, and channel 3 at 23 Hz
+    with amplitude 60 (RMS 14.1 and 42.4)."""
+
+    def __init__(self, source_id: str) -> None:
+        import pylsl
+
+        info = pylsl.StreamInfo(source_id, "EEG", 4, RATE, "float32", source_id)
+        info.set_channel_labels(["A", "B", "C", "D"])
+        self.outlet = pylsl.StreamOutlet(info)
+        self.n = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t_next = time.monotonic()
+        while not self._stop.is_set():
+            t = (self.n + np.arange(10)) / RATE
+            chunk = np.repeat((20 * np.sin(2 * np.pi * 10 * t))[:, None], 4, axis=1)
+            chunk[:, 3] = 60 * np.sin(2 * np.pi * 23 * t)
+            self.outlet.push_chunk(chunk.astype(np.float32))
+            self.n += 10
+            t_next += 10 / RATE
+            self._stop.wait(max(0.0, t_next - time.monotonic()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.outlet = None
+
+
+def test_scope_shows_each_channels_rms_and_the_spectrum(qtbot, tmp_path, unique_id):
+    from app.console import ConsoleWindow
+    from app.settings import AppSettings
+
+    settings = AppSettings(tmp_path / "settings.ini")
+    win = ConsoleWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    sender = SineOutlet(unique_id)
+    try:
+        win.connect_source(f"lsl:source_id={unique_id}?markers=none")
+        qtbot.waitUntil(lambda: win.feed is not None, timeout=20000)
+        # RMS beside each trace, over the last second of the display-filtered signal.
+        qtbot.waitUntil(lambda: len(win.scope.rms) == 4 and win.scope.rms[0] > 10, timeout=10000)
+        qtbot.wait(1500)
+        np.testing.assert_allclose(win.scope.rms, [14.1, 14.1, 14.1, 42.4], rtol=0.05)
+        axis = win.scope.plot.getAxis("right")
+        labels = [text for _, text in axis._tickLevels[0]]
+        assert [float(t) for t in labels] == pytest.approx([14.1] * 3 + [42.4], rel=0.05)
+
+        assert not win.scope.spectrum.isVisible()  # off by default: no estimates made
+        assert win.feed.spectrum is None
+        win.display_panel.spectrum.setChecked(True)
+        assert win.scope.spectrum.isVisible() and settings.get("scope/spectrum")
+        qtbot.waitUntil(
+            lambda: "strongest line" in win.scope.spectrum_summary.text(), timeout=10000
+        )
+        qtbot.wait(4500)  # a full 4-s estimate
+        assert "strongest line 23.0 Hz (channel D)" in win.scope.spectrum_summary.text()
+        spec = win.feed.spectrum
+        k10 = int(np.argmin(np.abs(spec.freqs - 10)))
+        # Channels A-C peak at 10 Hz, with the sine's power (A^2/2 per Hz over 1-Hz bins).
+        assert np.argmax(spec.psd[0]) == k10
+        assert spec.psd[0, k10 - 1 : k10 + 2].sum() == pytest.approx(200, rel=0.2)
+    finally:
+        sender.close()
+        win.controller.close()
+        win.close()

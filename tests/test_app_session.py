@@ -68,21 +68,25 @@ def connect_synthetic(qtbot, console) -> None:
 def test_console_connects_and_scope_shows_signal(qtbot, console):
     connect_synthetic(qtbot, console)
     n_ch = console.controller.source.info.n_channels
-    assert len(console.scope.curves) == n_ch
+    assert console.scope.n_channels == n_ch
     qtbot.waitUntil(lambda: console.scope.frames > 5, timeout=10000)
-    # The curves hold the last `window` seconds of the (filtered) signal, and it moves.
-    curve = console.scope.curves[0]
-    qtbot.waitUntil(lambda: curve.xData is not None and len(curve.xData) > 200, timeout=10000)
-    x, y = curve.xData, curve.yData
+    # The traces hold the last `window` seconds of the (filtered) signal, and it moves.
+    qtbot.waitUntil(lambda: len(console.scope.trace(0)[0]) > 200, timeout=10000)
+    x, y = console.scope.trace(0)
     assert x[-1] == pytest.approx(0.0) and x[0] < -0.5
     assert np.std(y) > 0
+    # Every channel is drawn in its row: the curves together hold each channel once.
+    drawn = sum(
+        np.isnan(c.yData).sum() for c in console.scope.curves.values() if c.yData is not None
+    )
+    assert drawn == n_ch
     console.refresh_status()
     assert "Hz received" in console.display_panel.rate.text()
     # Changing the window keeps the curves and the x range follows.
     console.display_panel.window.setValue(2.0)
     assert console.scope.window == pytest.approx(2.0)
     console.disconnect_source()
-    assert console.scope.curves == [] and not console.controller.connected
+    assert console.scope.n_channels == 0 and not console.controller.connected
 
 
 def _phase(console):

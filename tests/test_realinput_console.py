@@ -192,3 +192,23 @@ def test_a_stalled_source_raises_a_banner_and_can_pause_the_protocol(real_app, u
         assert [e for e in events if e.label == "gap_end"]
     finally:
         sender.close()
+
+
+def test_the_spectrum_view_opens_beside_the_traces_and_is_remembered(real_app):
+    app = real_app(participant=None, protocol="none")
+    app.connected()
+    assert not app.find("Spectrum")["visible"]
+    app.click("Show spectrum")
+    summary = app.wait_until(
+        lambda: (t := app.text("Spectrum summary")) and "strongest line" in t and t,
+        10,
+        what="a spectrum",
+    )
+    assert summary.startswith("Welch,")
+    traces, spectrum = app.find("Scope traces"), app.find("Spectrum")
+    assert spectrum["visible"] and spectrum["rect"][0] > traces["rect"][0]  # beside them
+    app.close()  # the console quits, as a person closes it
+    settings = str(app.workdir / "settings.ini")
+    again = real_app(participant=None, protocol="none", extra_args=("--settings", settings))
+    again.connected()
+    assert again.find("Spectrum")["visible"]

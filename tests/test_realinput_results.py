@@ -199,3 +199,24 @@ def _seconds(position: str | None) -> float:
     now = (position or "0:0").split(" / ")[0]
     minutes, seconds = now.split(":")
     return float(minutes) * 60 + float(seconds)
+
+
+def test_cancelling_generate_leaves_no_run_folder_and_resets_the_bars(
+    real_app, tiny_models, tmp_path
+):
+    session = write_session(tmp_path / "mem.h5", recall=6.0)
+    before = session.read_bytes()
+    app = start(real_app, tmp_path, models_dir=str(tiny_models))
+    open_session(app, session)
+    app.click("Generate media")
+    app.wait_until(
+        lambda: (app.text("Offline step") or "").startswith("music"), 120, what="the music step"
+    )
+    assert (session.parent / "mem-generation").is_dir()  # the run is being written
+    app.click("Cancel")
+    app.wait_until(lambda: not app.state()["job_running"], 30, what="the job stopped")
+    assert app.text("Offline status") == "recall-lab generate cancelled: nothing of it was kept"
+    assert app.text("Offline progress") == "0%" and app.text("Offline step") == ""
+    assert not (session.parent / "mem-generation").exists()
+    assert session.read_bytes() == before
+    assert app.text("Results") == ""

@@ -1,4 +1,5 @@
-"""Scope display settings (time window, scale, display filters) and signal quality."""
+"""Scope display settings (time window, scale, display filters, spectrum view) and signal
+quality."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class DisplayPanel(QtWidgets.QGroupBox):
         for label, hz in (("off", 0.0), ("50 Hz", 50.0), ("60 Hz", 60.0)):
             self.notch.addItem(label, hz)
         self.notch.setCurrentIndex(max(0, self.notch.findData(settings.get("scope/notch"))))
+        self.spectrum = QtWidgets.QCheckBox("Spectrum (PSD) beside the traces")
+        self.spectrum.setAccessibleName("Show spectrum")
+        self.spectrum.setChecked(settings.get("scope/spectrum"))
         self.quality = QtWidgets.QLabel("–")
         self.quality.setWordWrap(True)
         self.quality.setAccessibleName("Channel quality")
@@ -41,11 +45,13 @@ class DisplayPanel(QtWidgets.QGroupBox):
         form.addRow("Scale", scale_row)
         form.addRow("High-pass", self.highpass)
         form.addRow("Notch", self.notch)
+        form.addRow("", self.spectrum)
         form.addRow("Rate", self.rate)
         form.addRow("Channels", self.quality)
         for w in (self.window, self.scale, self.highpass):
             w.valueChanged.connect(self._changed)
         self.notch.currentIndexChanged.connect(self._changed)
+        self.spectrum.toggled.connect(lambda on: settings.set("scope/spectrum", bool(on)))
 
     def _changed(self) -> None:
         s = self.settings
