@@ -86,14 +86,14 @@ class ScopeWidget(QtWidgets.QWidget):
         # Events (markers, phases, notes) as vertical lines at their time on the traces.
         self._events: deque[tuple[float, str]] = deque(maxlen=500)
         self._event_lines: list[pg.InfiniteLine] = []
-        split = QtWidgets.QSplitter()
-        split.addWidget(self.plot)
-        split.addWidget(self.spectrum_box)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        self.split = QtWidgets.QSplitter()
+        self.split.addWidget(self.plot)
+        self.split.addWidget(self.spectrum_box)
+        self.split.setStretchFactor(0, 2)
+        self.split.setStretchFactor(1, 1)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(split, 1)
+        lay.addWidget(self.split, 1)
         self.timer = QtCore.QTimer(self)
         # Precise: a coarse timer may fire 5 % late, and frames it misses are frames lost.
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
@@ -112,7 +112,8 @@ class ScopeWidget(QtWidgets.QWidget):
         self._set_ticks()
         self._frame_number = 0
         self._spectrum_number = 0
-        feed.spectrum_on = self.spectrum_box.isVisible()
+        feed.spectrum_on = self.spectrum_box.isVisibleTo(self)
+        feed.spectrum_max_hz = self.spectrum_max_hz
         feed.set_view(self.window, 2 * max(200, self.plot.width()), self.scale)
         self._apply_ranges()
         self.timer.start()
@@ -143,9 +144,18 @@ class ScopeWidget(QtWidgets.QWidget):
 
     def show_spectrum(self, on: bool) -> None:
         """Show or hide the spectrum view (the feed estimates spectra only while shown)."""
+        was = self.spectrum_box.isVisibleTo(self)
         self.spectrum_box.setVisible(on)
+        if on and not was:
+            # The traces keep two thirds of the width (once the layout has placed the view).
+            QtCore.QTimer.singleShot(0, self._share_width)
         if self.feed is not None:
             self.feed.spectrum_on = on
+
+    def _share_width(self) -> None:
+        total = self.split.width()
+        if total > 3:
+            self.split.setSizes([2 * total // 3, total - 2 * total // 3])
 
     def _set_ticks(self) -> None:
         rows = [(-i * self.scale, name) for i, name in enumerate(self._names)]
@@ -225,7 +235,7 @@ class ScopeWidget(QtWidgets.QWidget):
         if (
             spectrum is not None
             and spectrum.number != self._spectrum_number
-            and self.spectrum_box.isVisible()
+            and self.spectrum_box.isVisibleTo(self)
         ):
             self._spectrum_number = spectrum.number
             self._draw_spectrum(spectrum)
@@ -235,7 +245,7 @@ class ScopeWidget(QtWidgets.QWidget):
         self.spectrum_curve.setData(fx, fy, connect="finite")
         top = min(self.spectrum_max_hz, float(spectrum.freqs[-1]))
         self.spectrum.setXRange(0, top, padding=0)
-        freq, ch = spectrum.peak()
+        freq, ch = spectrum.peak(1.0, top)
         name = self._names[ch] if 0 <= ch < len(self._names) else "?"
         self.spectrum_summary.setText(
             f"Welch, {spectrum.seconds:.0f} s of raw signal, 1-Hz bins; strongest line "

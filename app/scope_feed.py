@@ -108,9 +108,9 @@ class SpectrumFrame:
     seconds: float  # signal length the estimate used
     trace: tuple[np.ndarray, np.ndarray]
 
-    def peak(self, fmin: float = 1.0) -> tuple[float, int]:
-        """The frequency (above ``fmin``) and channel of the strongest spectral line."""
-        sel = self.freqs >= fmin
+    def peak(self, fmin: float = 1.0, fmax: float = np.inf) -> tuple[float, int]:
+        """The frequency (``fmin``..``fmax``) and channel of the strongest spectral line."""
+        sel = (self.freqs >= fmin) & (self.freqs <= fmax)
         if not sel.any() or self.psd.size == 0:
             return float("nan"), -1
         ch, k = np.unravel_index(np.argmax(self.psd[:, sel]), self.psd[:, sel].shape)
@@ -202,6 +202,7 @@ class ScopeFeed:
         self.frame: DisplayFrame | None = None
         self.spectrum: SpectrumFrame | None = None
         self.spectrum_on = False
+        self.spectrum_max_hz = 70.0
         self._next_spectrum = 0.0
         self.window = 5.0
         self.max_points = 2000
@@ -288,8 +289,9 @@ class ScopeFeed:
             raw.astype(np.float64), fs=self.rate, nperseg=nper, detrend="linear", axis=0
         )
         psd = np.ascontiguousarray(psd.T)  # [channels x freqs]
-        logp = np.log10(np.maximum(psd, 1e-12))
-        trace = stacked_trace(freqs, logp, np.zeros(len(logp)))
+        shown = freqs <= self.spectrum_max_hz  # only what the view shows is drawn
+        logp = np.log10(np.maximum(psd[:, shown], 1e-12))
+        trace = stacked_trace(freqs[shown], logp, np.zeros(len(logp)))
         number = self.spectrum.number + 1 if self.spectrum is not None else 1
         self.spectrum = SpectrumFrame(number, freqs, psd, len(raw) / self.rate, trace)
 

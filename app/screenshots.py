@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = AppSettings(tmp / "settings.ini")
     settings.set("session/out_dir", str(tmp))
     settings.set("session/protocol", "demo")
+    settings.set("scope/spectrum", True)
     win = ConsoleWindow(settings)
     win.session_panel.participant.setText("P001")
     win.resize(1500, 950)
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.grab().save(str(out / "participant.png"))
     QTest.keyRelease(p, QtCore.Qt.Key.Key_1)
     win.display_panel.window.setValue(5.0)
-    _wait(app, 0.5)
+    win.resize(1500, 950)  # again: fitting the participant window to its screen moved it
+    _wait(app, 1.0)
     win.grab().save(str(out / "console.png"))
     win.session_panel.skip_button.click()
     _wait(app, 5, lambda: kind() == "description")
