@@ -212,3 +212,41 @@ def test_the_spectrum_view_opens_beside_the_traces_and_is_remembered(real_app):
     again = real_app(participant=None, protocol="none", extra_args=("--settings", settings))
     again.connected()
     assert again.find("Spectrum")["visible"]
+
+
+def test_the_lsl_list_tells_streams_apart_and_connects_to_the_chosen_one(real_app, unique_id):
+    from test_app_lsl import SineOutlet
+
+    sender = SineOutlet(unique_id)
+    try:
+        app = real_app(participant=None, protocol="none")
+        app.connected()
+        app.click("Disconnect")
+        app.click("Source kind")  # the list opens; a person types to pick an entry
+        app.type_text("LSL")
+        app.press("Return")
+        app.wait_until(lambda: app.text("Source kind") == "LSL stream", 5, what="LSL chosen")
+        app.click("Refresh")
+        ours = f"{unique_id} (EEG, 4 ch, 250 Hz, float32, on "
+        entries = app.wait_until(
+            lambda: [
+                e for e in app.request("items", name="LSL stream") or [] if e.startswith(ours)
+            ],
+            15,
+            what="our stream listed",
+        )
+        assert entries[0].endswith(")") and len(entries) == 1
+        app.click("LSL stream")
+        n = len(app.request("items", name="LSL stream"))
+        for _ in range(n):
+            app.press("Up")  # to the first listed stream
+        for _ in range(n):
+            if app.text("LSL stream") == entries[0]:
+                break
+            app.press("Down")  # the next one
+        assert app.text("LSL stream") == entries[0]
+        app.click("Connect")
+        app.connected()
+        app.wait_until(lambda: "Hz received (nominal 250)" in (app.text("Signal rate") or ""), 10)
+    finally:
+        sender.close()

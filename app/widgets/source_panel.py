@@ -76,6 +76,7 @@ class SourcePanel(QtWidgets.QGroupBox):
         super().__init__("Source", parent)
         self.settings = settings
         self.kind = QtWidgets.QComboBox()
+        self.kind.setAccessibleName("Source kind")
         for key, label in KINDS:
             self.kind.addItem(label, key)
         self.board = QtWidgets.QLineEdit(settings.get("source/board"))
@@ -83,6 +84,7 @@ class SourcePanel(QtWidgets.QGroupBox):
         self.params = QtWidgets.QLineEdit(settings.get("source/board_params"))
         self.params.setPlaceholderText("serial_port=/dev/ttyUSB0&ip_port=…")
         self.lsl = QtWidgets.QComboBox()
+        self.lsl.setAccessibleName("LSL stream")
         self.lsl.setEditable(True)
         self.lsl.setCurrentText(settings.get("source/lsl_name"))
         self.refresh = QtWidgets.QPushButton("Refresh")

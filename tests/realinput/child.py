@@ -267,6 +267,13 @@ class Inspector(QtCore.QObject):
             round(r.height() * dpr),
         ]
 
+    def cmd_items(self, name: str, window: str | None = None) -> list[str] | None:
+        """The entries of the combo box called ``name`` (what its list shows when opened)."""
+        w = self.widget(name, window)
+        if not isinstance(w, QtWidgets.QComboBox):
+            return None
+        return [w.itemText(i) for i in range(w.count())]
+
     def cmd_widget_at(self, x: int, y: int) -> dict | None:
         w = QtWidgets.QApplication.widgetAt(QtCore.QPoint(x, y))
         return None if w is None else describe(w)
