@@ -31,6 +31,7 @@ COMMANDS = (
     "decode",
     "generate",
     "models",
+    "study",
 )
 
 

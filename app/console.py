@@ -284,12 +284,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             earlier = earlier_sessions(out_dir, str(v["participant"]))
             if not self._another_session_confirmed(out_dir, str(v["participant"]), earlier):
                 return None
-            out_dir.mkdir(parents=True, exist_ok=True)
+            target = next_session_file(
+                out_dir, str(v["participant"]), str(v["protocol"]), earlier=earlier
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)  # a study's sub-*/ses-*/ too
             input_attrs = self.input.open_device(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
-                next_session_file(
-                    out_dir, str(v["participant"]), str(v["protocol"]), earlier=earlier
-                ),
+                target,
                 participant=str(v["participant"]),
                 notes=str(v["notes"]),
                 protocol=protocol.label if protocol is not None else "",

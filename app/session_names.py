@@ -8,7 +8,9 @@
 - ``run``: the recording's number within that session and task.
 
 The file's own attributes keep the exact pseudonym, protocol and start time; the name only
-has to sort and group the way a lab (and ``recall-lab export --bids``) expects. Qt-free.
+has to sort and group the way a lab (and ``recall-lab export --bids``) expects. When the folder
+is a study (``recall-lab study init``), recordings go into its ``sub-*/ses-*/`` folders.
+Qt-free.
 """
 
 from __future__ import annotations
@@ -17,27 +19,33 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from data_schema.names import bids_label, task_label
+
+__all__ = ["bids_label", "earlier_sessions", "next_session_file", "study_at", "task_label"]
+
 _NAME = re.compile(
     r"^sub-(?P<sub>[A-Za-z0-9]+)_ses-(?P<ses>\d+)_task-(?P<task>[A-Za-z0-9]+)"
     r"_run-(?P<run>\d+)_eeg\.h5$"
 )
 
 
-def bids_label(text: str, default: str = "") -> str:
-    """``text`` with everything but letters and digits removed (a BIDS label)."""
-    return re.sub(r"[^A-Za-z0-9]", "", text or "") or default
+def study_at(out_dir: Path):
+    """The study whose folder ``out_dir`` is (:mod:`data_schema.study`), or ``None``."""
+    from data_schema.study import STUDY_FILE, Study
 
-
-def task_label(protocol: str) -> str:
-    """The task entity for a protocol name or file (``rym_recall.yaml`` -> ``rymrecall``)."""
-    name = Path(protocol).stem if protocol and protocol != "none" else ""
-    return bids_label(name, "rest")
+    if (Path(out_dir) / STUDY_FILE).is_file():
+        return Study.open(out_dir)
+    return None
 
 
 def earlier_sessions(out_dir: Path, participant: str) -> list[Path]:
     """Session files of this participant in ``out_dir``, oldest first (also the names used
-    before BIDS-style naming, ``<pseudonym>_<date>-<time>.h5``)."""
+    before BIDS-style naming, ``<pseudonym>_<date>-<time>.h5``). In a study folder: the
+    participant's files under ``sub-<label>/``."""
     sub = bids_label(participant)
+    study = study_at(out_dir)
+    if study is not None:
+        return [s.path for s in study.sessions() if s.subject == sub]
     try:
         entries = list(Path(out_dir).iterdir())
     except OSError:
@@ -68,9 +76,14 @@ def next_session_file(
     earlier: list[Path] | None = None,
 ) -> Path:
     """The name for a new recording of ``participant`` running ``protocol`` in ``out_dir``;
-    ``earlier``: :func:`earlier_sessions` if the caller listed the folder already."""
+    ``earlier``: :func:`earlier_sessions` if the caller listed the folder already. In a study
+    folder the file goes to ``sub-<label>/ses-<visit>/`` (:meth:`Study.place`; the caller
+    makes the folders)."""
     out_dir = Path(out_dir)
     today = today or dt.date.today()
+    study = study_at(out_dir)
+    if study is not None:
+        return study.place(participant, today, task=task_label(protocol))
     sub, task = bids_label(participant), task_label(protocol)
     sessions: dict[int, dt.date] = {}
     runs: dict[tuple[int, str], int] = {}

@@ -76,6 +76,8 @@ def export_session(
     line_freq: float | None = None,
     master_board: str | int = "synthetic",
     progress: Progress | None = None,
+    bids_session: str | None = None,
+    bids_run: int | None = None,
 ) -> list[Path]:
     """Export ``stream`` of the session (or any recording recall-lab reads) to ``out``.
 
@@ -94,6 +96,8 @@ def export_session(
         Power-line frequency for BIDS (``PowerLineFrequency``); ``None`` writes ``n/a``.
     master_board
         For ``brainflow``: the board whose row layout the file follows (default synthetic).
+    bids_session, bids_run
+        For ``bids``: the session and run entities (a study's visit and run), if any.
 
     Returns
     -------
@@ -149,7 +153,16 @@ def export_session(
             mne.export.export_raw(out, raw, fmt=fmt, overwrite=False, verbose="error")
         _mark_new_segments(out.with_suffix(".vmrk"))
         return [out, out.with_suffix(".vmrk"), out.with_suffix(".eeg")]
-    return export_bids(session, raw, out, task=task, line_freq=line_freq, stream=stream)
+    return export_bids(
+        session,
+        raw,
+        out,
+        task=task,
+        line_freq=line_freq,
+        stream=stream,
+        session_label=bids_session,
+        run=bids_run,
+    )
 
 
 def _mark_new_segments(vmrk: Path) -> None:
@@ -286,8 +299,11 @@ def export_bids(
     task: str = "recall",
     line_freq: float | None = None,
     stream: str = "eeg",
+    session_label: str | None = None,
+    run: int | None = None,
 ) -> list[Path]:
-    """Write ``raw`` into the BIDS dataset at ``root`` (created if missing)."""
+    """Write ``raw`` into the BIDS dataset at ``root`` (created if missing), as
+    ``sub-<pseudonym>[_ses-<session_label>]_task-<task>[_run-<run>]``."""
     from mne_bids import BIDSPath, write_raw_bids
 
     if root.exists() and not root.is_dir():
@@ -306,8 +322,18 @@ def export_bids(
     subject = bids_subject(session.participant_id or "P000")
     raw = raw.copy()
     raw.info["line_freq"] = line_freq
-    bids_path = BIDSPath(subject=subject, task=task, root=root, datatype="eeg", suffix="eeg")
-    existing = list(root.glob(f"sub-{subject}/eeg/sub-{subject}_task-{task}_eeg.*"))
+    if session_label is not None and not re.fullmatch(r"[A-Za-z0-9]+", session_label):
+        raise SessionFileError(f"BIDS session {session_label!r}: letters and digits only")
+    bids_path = BIDSPath(
+        subject=subject,
+        session=session_label,
+        task=task,
+        run=None if run is None else f"{int(run):02d}",
+        root=root,
+        datatype="eeg",
+        suffix="eeg",
+    )
+    existing = list(bids_path.directory.glob(f"{bids_path.basename}.*"))
     if existing:
         raise SessionExistsError(
             f"{existing[0]} already exists; recall-lab never overwrites: choose another --out "

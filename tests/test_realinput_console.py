@@ -250,3 +250,25 @@ def test_the_lsl_list_tells_streams_apart_and_connects_to_the_chosen_one(real_ap
         app.wait_until(lambda: "Hz received (nominal 250)" in (app.text("Signal rate") or ""), 10)
     finally:
         sender.close()
+
+
+def test_recording_into_a_study_folder_files_it_by_participant_and_visit(real_app, tmp_path):
+    from app.cli import main
+
+    study = tmp_path / "study"
+    assert main(["study", "init", str(study)]) == 0
+    app = real_app(participant=None, protocol="none", out_dir=study)
+    app.connected()
+    for n in range(2):
+        app.click("Participant pseudonym")
+        app.type_text("P-07")
+        app.click("Record")
+        if n:  # P-07 already has a session in the study
+            modal = app.wait_until(lambda: app.state()["modal"], 5, what="the warning")
+            assert "sub-P07_ses-01_task-rest_run-01_eeg.h5" in modal["text"]
+            app.answer("Yes")
+        app.wait_until(lambda: app.state()["recording"], 15, what="recording")
+        path = app.stop_recording_and_wait()
+    assert path == study / "sub-P07/ses-01/sub-P07_ses-01_task-rest_run-02_eeg.h5"
+    assert (study / "sub-P07/ses-01/sub-P07_ses-01_task-rest_run-01_eeg.h5").is_file()
+    assert closed_session(path).participant_id == "P-07"

@@ -1,0 +1,147 @@
+"""``recall-lab study init|add|status|export``: many participants' sessions in one folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="a study folder: participants' sessions with BIDS-style names",
+        description="Make a study folder, add session files to it (copied under "
+        "sub-<pseudonym>/ses-<visit>/ with BIDS-style names, never moved or changed), see what "
+        "it holds and what was decoded or generated, and export it as one BIDS dataset.",
+    )
+    actions = p.add_subparsers(dest="study_action", metavar="ACTION", required=True)
+
+    a = actions.add_parser("init", help="make a new, empty study folder")
+    a.add_argument("study", type=Path, help="a new or empty folder")
+    a.add_argument("--name", default=None, help="the study's name (default: the folder's)")
+    a.add_argument("--task", default="recall", help="default BIDS task label (recall)")
+    a.set_defaults(func=run_init)
+
+    a = actions.add_parser("add", help="copy session files into the study")
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument("sessions", nargs="+", type=Path, help="session files (.h5)")
+    a.add_argument(
+        "--session",
+        default=None,
+        help="visit label for all of them (default: one per recording day, numbered)",
+    )
+    a.add_argument("--task", default=None, help="task label (default: from the protocol)")
+    a.set_defaults(func=run_add)
+
+    a = actions.add_parser("status", help="participants, sessions and their results")
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument("--json", action="store_true", help="print JSON for scripts")
+    a.set_defaults(func=run_status)
+
+    a = actions.add_parser("export", help="the whole study as one dataset")
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument("--format", choices=("bids",), default="bids", help="bids (the default)")
+    a.add_argument("--out", type=Path, required=True, help="the new BIDS dataset's folder")
+    a.add_argument("--line-freq", type=float, default=None, help="power-line frequency, Hz")
+    a.set_defaults(func=run_export)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from data_schema.study import Study
+
+    study = Study.init(args.study, name=args.name, task=args.task)
+    print(f"study {study.name!r} made in {study.root} (task {study.task})")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Add each file; a file that cannot be added is one line and the others still go in."""
+    from data_schema.errors import RecallLabError
+    from data_schema.study import Study
+
+    study = Study.open(args.study)
+    failed = 0
+    for path in args.sessions:
+        try:
+            s = study.add(path, session=args.session, task=args.task)
+        except RecallLabError as exc:
+            failed += 1
+            print(f"not added: {exc}", file=sys.stderr)
+            continue
+        print(f"added {path} as {s.relative(study.root)}")
+    if failed:
+        print(f"{failed} of {len(args.sessions)} file(s) not added", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from data_schema.study import Study
+
+    study = Study.open(args.study)
+    rows = study.status()
+    if args.json:
+        print(json.dumps({"study": study.name, "sessions": [asdict(r) for r in rows]}, indent=2))
+        return 0
+    subjects = sorted({r.subject for r in rows})
+    print(f"study {study.name!r}: {len(subjects)} participant(s), {len(rows)} session file(s)")
+    for sub in subjects:
+        mine = [r for r in rows if r.subject == sub]
+        print(f"  sub-{sub}")
+        for r in mine:
+            if not r.ok:
+                print(f"    {r.file}: UNREADABLE: {r.problem}")
+                continue
+            done = []
+            if r.decoding_runs:
+                done.append(f"decoded ({len(r.decoding_runs)} run(s))")
+            if r.generation_runs:
+                done.append(f"generated ({len(r.generation_runs)} run(s))")
+            reports = (
+                f"{r.valence_reports} valence report(s)"
+                if r.valence_reports
+                else "NO valence reports (cannot be decoded)"
+            )
+            print(
+                f"    {Path(r.file).name}: {r.seconds:.0f} s, {r.channels} ch at {r.rate:g} Hz, "
+                f"{reports}; {', '.join(done) or 'not decoded yet'}"
+            )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Every session into one BIDS dataset; a session that fails is one line, the others go
+    on, and the exit status is 1 if any failed."""
+    from data_schema.errors import RecallLabError, SessionFileError
+    from data_schema.exporters import export_session
+    from data_schema.study import Study
+
+    study = Study.open(args.study)
+    sessions = study.sessions()
+    if not sessions:
+        raise SessionFileError(f"{study.root} holds no sessions yet: add some with 'study add'")
+    out = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SessionFileError(f"{out} exists and is not empty: give a new folder for the export")
+    failed = 0
+    for s in sessions:
+        try:
+            export_session(
+                s.path,
+                "bids",
+                out,
+                task=s.task,
+                line_freq=args.line_freq,
+                bids_session=s.session,
+                bids_run=s.run,
+            )
+        except RecallLabError as exc:
+            failed += 1
+            print(f"not exported: {s.relative(study.root)}: {exc}", file=sys.stderr)
+            continue
+        print(f"exported {s.relative(study.root)}")
+    print(f"BIDS dataset in {out}: {len(sessions) - failed} of {len(sessions)} session(s)")
+    return 1 if failed else 0
