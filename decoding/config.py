@@ -129,6 +129,13 @@ class DecodeConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecodeConfig:
+        """The configuration :meth:`to_dict` gave (checked as a file's would be)."""
+        cfg = _build(cls, dict(data), "")
+        cfg.check()
+        return cfg
+
     def check(self) -> None:
         """Raise :class:`ConfigError` for values out of range."""
         from decoding.decoders import DECODERS

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands._progress import add_progress_option, progress_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,6 +41,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("study", type=Path, help="the study folder")
     a.add_argument("--json", action="store_true", help="print JSON for scripts")
     a.set_defaults(func=run_status)
+
+    a = actions.add_parser(
+        "decode",
+        help="decode every participant (one Dask task each; local, or a cluster)",
+        description="Decode each participant's sessions together (as recall-lab decode does), "
+        "one task per participant on Dask: a local cluster of one worker per CPU core by "
+        "default, --jobs 1 for no Dask, or an existing cluster (--scheduler, "
+        "--scheduler-file, DASK_SCHEDULER_ADDRESS) whose workers share the study's file "
+        "system. Results go into the session files, reports into "
+        "STUDY/derivatives/decoding/sub-*/, and the study run's summary into "
+        "STUDY/derivatives/decoding/runs/run-NNN/.",
+    )
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument("--config", type=Path, default=None, help="YAML or JSON file of settings")
+    a.add_argument("--jobs", type=int, default=None, help="local worker processes (1: no Dask)")
+    a.add_argument("--scheduler", default=None, help="a Dask scheduler, e.g. tcp://host:8786")
+    a.add_argument("--scheduler-file", default=None, help="a Dask scheduler file")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_option(a)
+    a.set_defaults(func=run_decode)
 
     a = actions.add_parser("export", help="the whole study as one dataset")
     a.add_argument("study", type=Path, help="the study folder")
@@ -110,6 +132,50 @@ def run_status(args: argparse.Namespace) -> int:
                 f"{reports}; {', '.join(done) or 'not decoded yet'}"
             )
     return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    """Decode the study; exit 1 if any participant failed (the others are kept)."""
+    from data_schema.study import Study
+    from decoding.config import load_config
+    from decoding.study import plan_study_decode, run_study_decode
+
+    study = Study.open(args.study)
+    cfg = load_config(args.config)
+    plans, skipped = plan_study_decode(study)
+    print(
+        f"study {study.name!r}: {len(plans)} participant(s) to decode with "
+        f"{', '.join(cfg.decoders)}; {len(skipped)} file(s) left out"
+    )
+    for file, why in skipped.items():
+        print(f"  left out {file}: {why}")
+    progress = progress_from_args(args)
+    with progress.cancellable():
+        result = run_study_decode(
+            study,
+            cfg,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            scheduler_file=args.scheduler_file,
+            progress=progress,
+        )
+    print(f"ran on {result.where}")
+    for sub, r in sorted(result.participants.items()):
+        if r["status"] != "ok":
+            print(f"  sub-{sub}: FAILED: {r['reason']}")
+            continue
+        parts = []
+        for name, m in r["decoders"].items():
+            chance = (
+                ""
+                if m["p_value"] is None
+                else f" (chance {m['chance_f1_weighted']:.3f}, p={m['p_value']:.3f})"
+            )
+            f1 = "n/a" if m["f1_weighted"] is None else f"{m['f1_weighted']:.3f}"
+            parts.append(f"{name} F1 {f1}{chance}")
+        print(f"  sub-{sub}: {'; '.join(parts)}")
+    print(f"summary: {result.folder / 'summary.json'}")
+    return 1 if result.failed else 0
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -1,0 +1,270 @@
+"""Decode a whole study: one task per participant, on Dask (local by default, or a cluster).
+
+Each participant's sessions are decoded together exactly as ``recall-lab decode`` does it
+(honest splits within the participant, permutation chance, the leaky protocol beside it). The
+work of a participant is a Dask task that only *computes*: it reads the session files and
+returns the outcome. Everything is written by the one process that submitted the tasks, after a
+task's result arrived: the run in each session file (``/derived/decoding/run-NNN``), the
+participant's report (``STUDY/derivatives/decoding/sub-<label>/run-NNN``) and the study run's
+summary (``STUDY/derivatives/decoding/runs/run-NNN/summary.json``). So a worker that dies
+mid-task costs only its computation: Dask runs the task again elsewhere, and nothing is written
+twice or half. Results do not depend on the number of workers: every task is seeded by the
+configuration alone and runs single-threaded.
+
+Where the tasks run:
+
+- ``jobs=1``: here, one after the other, without Dask;
+- default: a ``LocalCluster`` of one single-threaded worker process per CPU core (or ``jobs``);
+- ``scheduler`` (``tcp://host:8786``), ``scheduler_file``, or the ``DASK_SCHEDULER_ADDRESS``
+  environment variable: an existing Dask cluster whose workers can read the study folder (a
+  shared file system) and have recall-lab installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_schema.errors import Cancelled, RecallLabError
+from data_schema.progress import Progress, run_folder
+from decoding.config import DecodeConfig
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a scheduler to answer.
+CONNECT_TIMEOUT = 10.0
+
+
+class SchedulerError(RecallLabError):
+    """A Dask scheduler that cannot be reached or used."""
+
+
+@dataclass
+class ParticipantPlan:
+    """One participant's task: the sessions decoded together."""
+
+    subject: str
+    paths: list[Path]
+
+
+@dataclass
+class StudyDecodeResult:
+    """What a study decode did, participant by participant."""
+
+    folder: Path | None  # the study run's folder (summary.json)
+    where: str  # "serial", "local cluster (N workers)", or the scheduler's address
+    participants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # file -> why
+
+    @property
+    def failed(self) -> list[str]:
+        return [s for s, r in self.participants.items() if r["status"] != "ok"]
+
+
+def plan_study_decode(study: Any) -> tuple[list[ParticipantPlan], dict[str, str]]:
+    """The participants to decode, with their readable sessions that hold valence reports;
+    and the files left out, with why (a damaged file, no valence reports)."""
+    by_subject: dict[str, list[Path]] = {}
+    skipped: dict[str, str] = {}
+    for st in study.status():
+        if not st.ok:
+            skipped[st.file] = st.problem
+        elif st.valence_reports == 0:
+            skipped[st.file] = "no valence reports: nothing to learn or test labels from"
+        else:
+            by_subject.setdefault(st.subject, []).append(study.root / st.file)
+    plans = [ParticipantPlan(sub, paths) for sub, paths in sorted(by_subject.items())]
+    return plans, skipped
+
+
+def decode_participant(paths: list[str], cfg_dict: dict[str, Any]) -> Any:
+    """The Dask task: decode one participant's sessions and return the outcome (writes
+    nothing). Runs in a worker process."""
+    from decoding.pipeline import decode_sessions
+
+    cfg = DecodeConfig.from_dict(cfg_dict)
+    cfg.evaluation.n_jobs = 1  # the study's parallelism is across tasks
+    return decode_sessions(paths, cfg, progress="none", write=False, report=False)
+
+
+def _connect(jobs: int | None, scheduler: str | None, scheduler_file: str | None):
+    """(client, cluster or None, description) for where the tasks run."""
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    try:
+        if scheduler_file:
+            if not Path(scheduler_file).is_file():
+                raise SchedulerError(f"--scheduler-file {scheduler_file}: no such file")
+            client = Client(scheduler_file=scheduler_file, timeout=CONNECT_TIMEOUT)
+            return client, None, f"the scheduler in {scheduler_file} ({client.scheduler.address})"
+        if address:
+            client = Client(address, timeout=CONNECT_TIMEOUT)
+            return client, None, f"the scheduler at {address}"
+    except (OSError, TimeoutError) as exc:
+        where = scheduler_file or address
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler {where} within {CONNECT_TIMEOUT:g} s ({exc}); "
+            "check the address and that the scheduler runs, or leave it out to run locally"
+        ) from None
+    n = jobs or os.cpu_count() or 1
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines are noise here
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    return Client(cluster), cluster, f"a local cluster of {n} worker process(es)"
+
+
+def run_study_decode(
+    study: Any,
+    cfg: DecodeConfig,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    scheduler_file: str | None = None,
+    progress: Progress | None = None,
+) -> StudyDecodeResult:
+    """Decode every participant of ``study`` (see the module docstring)."""
+    from decoding.report import write_report
+    from decoding.results import write_results
+
+    prog = progress or Progress("none")
+    if jobs is not None and jobs < 1:
+        raise RecallLabError("--jobs must be at least 1")
+    plans, skipped = plan_study_decode(study)
+    if not plans:
+        raise RecallLabError(
+            f"{study.root}: no session with valence reports to decode"
+            + (f" ({len(skipped)} file(s) left out)" if skipped else "")
+        )
+    reports = study.root / "derivatives" / "decoding"
+    cfg_dict = cfg.to_dict()
+    result = StudyDecodeResult(None, "serial")
+    prog.plan(["participants"])
+    step = prog.step("participants", len(plans), "participant")
+
+    def record(plan: ParticipantPlan, outcome: Any) -> None:
+        # Only here is anything written, once per participant, after its task succeeded.
+        with prog.committing():
+            runs = write_results(outcome, cfg)
+            report = write_report(outcome, cfg, reports / f"sub-{plan.subject}")
+        decoders = outcome.summary["decoders"]
+        result.participants[plan.subject] = {
+            "status": "ok",
+            "sessions": [str(p.relative_to(study.root)) for p in plan.paths],
+            "runs": {str(Path(k).relative_to(study.root)): v for k, v in runs.items()},
+            "report": str(report.relative_to(study.root)),
+            "n_windows": outcome.summary["n_windows"],
+            "channels": _channels(outcome),
+            "decoders": decoders,
+        }
+        step.update(1)
+
+    def failed(plan: ParticipantPlan, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, RecallLabError) else f"{type(exc).__name__}: {exc}"
+        result.participants[plan.subject] = {"status": "failed", "reason": reason}
+        log.warning("sub-%s: %s", plan.subject, reason)
+        step.update(1)
+
+    started = time.time()
+    if jobs == 1 and not (scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")):
+        for plan in plans:
+            try:
+                outcome = decode_participant([str(p) for p in plan.paths], cfg_dict)
+            except Cancelled:
+                raise
+            except Exception as exc:
+                failed(plan, exc)
+                continue
+            record(plan, outcome)
+    else:
+        result.where = _run_on_dask(
+            plans, cfg_dict, jobs, scheduler, scheduler_file, prog, record, failed
+        )
+    step.close()
+    result.skipped = skipped
+    summary = {
+        "study": study.name,
+        "where": result.where,
+        "seconds": round(time.time() - started, 2),
+        "config": cfg_dict,
+        "participants": result.participants,
+        "skipped": skipped,
+    }
+    with prog.committing(), run_folder(reports / "runs", prog) as folder:
+        (folder.partial / "summary.json").write_text(json.dumps(summary, indent=2, default=_json))
+    result.folder = folder.final
+    return result
+
+
+def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, record, failed) -> str:
+    from distributed import as_completed
+
+    client, cluster, where = _connect(jobs, scheduler, scheduler_file)
+    futures = {}
+    try:
+        for plan in plans:
+            fut = client.submit(
+                decode_participant,
+                [str(p) for p in plan.paths],
+                cfg_dict,
+                key=f"recall-lab-decode-sub-{plan.subject}-{os.getpid()}-{time.time_ns()}",
+                retries=2,
+            )
+            futures[fut] = plan
+        for fut in as_completed(futures):
+            prog.check()
+            plan = futures[fut]
+            try:
+                outcome = fut.result()
+            except Cancelled:
+                raise
+            except Exception as exc:
+                failed(plan, exc)
+                continue
+            record(plan, outcome)
+    except BaseException:
+        client.cancel(list(futures))  # a cancel or an error: nothing left running
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return where
+
+
+def _channels(outcome: Any) -> dict[str, Any]:
+    """The channels the pooled sessions were decoded on, and per session those left out
+    (pooling uses only the features every session has: never a silent mix)."""
+    sessions = outcome.sessions
+    common = [f for f in sessions[0].feature_names if all(f in s.feature_names for s in sessions)]
+    used = list(dict.fromkeys(f.rsplit(":", 1)[0] for f in common))
+    dropped = {}
+    for s in sessions:
+        mine = dict.fromkeys(f.rsplit(":", 1)[0] for f in s.feature_names)
+        left_out = [ch for ch in mine if ch not in used]
+        if left_out:
+            dropped[s.session_id] = left_out
+    return {"used": used, "left_out": dropped}
+
+
+def _json(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:
+        pass
+    return str(value)
