@@ -157,7 +157,16 @@ def run_study_decode(
         with prog.committing():
             runs = write_results(outcome, cfg)
             report = write_report(outcome, cfg, reports / f"sub-{plan.subject}")
-        decoders = outcome.summary["decoders"]
+        decoders = {
+            name: {
+                **m,
+                # For the group statistics: the participant's own permutation null, and the
+                # confusion matrix of the honest predictions (classes -1, 0, 1).
+                "null_f1_weighted": [float(v) for v in outcome.results[name].null_f1],
+                "confusion": outcome.results[name].confusion,
+            }
+            for name, m in outcome.summary["decoders"].items()
+        }
         result.participants[plan.subject] = {
             "status": "ok",
             "sessions": [str(p.relative_to(study.root)) for p in plan.paths],

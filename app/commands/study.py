@@ -62,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_progress_option(a)
     a.set_defaults(func=run_decode)
 
+    a = actions.add_parser(
+        "report",
+        help="an HTML report of a study decode run (group statistics, figures)",
+    )
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument("--run", default=None, help="the decode run (default: the newest)")
+    a.set_defaults(func=run_report)
+
     a = actions.add_parser("export", help="the whole study as one dataset")
     a.add_argument("study", type=Path, help="the study folder")
     a.add_argument("--format", choices=("bids",), default="bids", help="bids (the default)")
@@ -110,6 +118,17 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     subjects = sorted({r.subject for r in rows})
     print(f"study {study.name!r}: {len(subjects)} participant(s), {len(rows)} session file(s)")
+    last = _last_decode(study.root)
+    if last is not None:
+        run, summary = last
+        bad = {s: r["reason"] for s, r in summary["participants"].items() if r["status"] != "ok"}
+        print(
+            f"  last study decode: {run} on {summary.get('where', '?')}, "
+            f"{len(summary['participants']) - len(bad)} participant(s) decoded"
+            + (f", {len(bad)} FAILED" if bad else "")
+        )
+        for sub, why in sorted(bad.items()):
+            print(f"    sub-{sub} failed: {why}")
     for sub in subjects:
         mine = [r for r in rows if r.subject == sub]
         print(f"  sub-{sub}")
@@ -178,6 +197,16 @@ def run_decode(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from data_schema.study import Study
+    from decoding.study_report import write_study_report
+
+    study = Study.open(args.study)
+    index = write_study_report(study, args.run)
+    print(f"report: {index} (open it in a browser)")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     """Every session into one BIDS dataset; a session that fails is one line, the others go
     on, and the exit status is 1 if any failed."""
@@ -211,3 +240,14 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"exported {s.relative(study.root)}")
     print(f"BIDS dataset in {out}: {len(sessions) - failed} of {len(sessions)} session(s)")
     return 1 if failed else 0
+
+
+def _last_decode(root: Path) -> tuple[str, dict] | None:
+    """The newest study decode run's name and summary, if there is one."""
+    runs = sorted((root / "derivatives" / "decoding" / "runs").glob("run-*/summary.json"))
+    if not runs:
+        return None
+    try:
+        return runs[-1].parent.name, json.loads(runs[-1].read_text())
+    except (OSError, ValueError):
+        return None
