@@ -206,13 +206,50 @@ def _check_type(value: Any, hint: Any, name: str) -> Any:
     return value
 
 
-def load_config(path: str | Path | None = None) -> DecodeConfig:
-    """Defaults, updated by the YAML or JSON file at ``path`` if given."""
-    if path is None:
-        cfg = DecodeConfig()
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    """The presets shipped in ``decoding/presets`` (file names without ``.yaml``)."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_config(path: str | Path | None = None, *, preset: str | None = None) -> DecodeConfig:
+    """Defaults, updated by the preset ``preset`` (``decoding/presets/<name>.yaml``) and then
+    by the YAML or JSON file at ``path``: each only lists what it changes."""
+    data: dict[str, Any] = {}
+    if preset is not None:
+        file = PRESETS_DIR / f"{preset}.yaml"
+        if not file.is_file():
+            raise ConfigError(
+                f"--preset {preset!r}: no such preset; presets: {', '.join(preset_names())}"
+            )
+        data = _read(file)
+    if path is not None:
+        data = _merge(data, _read(Path(path)))
+    if isinstance(data, dict) and int(data.get("version", CONFIG_VERSION)) > CONFIG_VERSION:
+        raise ConfigError(f"config version {data['version']} is newer than this recall-lab")
+    where = Path(path).name if path is not None else (f"preset {preset}" if preset else "")
+    try:
+        cfg = _build(DecodeConfig, data, "")
         cfg.check()
-        return cfg
-    p = Path(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+    return cfg
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """``over`` on top of ``base``: mappings merge field by field, anything else replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def _read(p: Path) -> Any:
+    """The mapping in a YAML or JSON settings file (a one-line error if it is not one)."""
     if not p.is_file():
         raise ConfigError(f"{p}: no such configuration file")
     text = p.read_text(encoding="utf-8")
@@ -227,8 +264,6 @@ def load_config(path: str | Path | None = None) -> DecodeConfig:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{p} cannot be parsed: {first}") from None
     data = data or {}
-    if isinstance(data, dict) and int(data.get("version", CONFIG_VERSION)) > CONFIG_VERSION:
-        raise ConfigError(f"{p}: config version {data['version']} is newer than this recall-lab")
-    cfg = _build(DecodeConfig, data, "")
-    cfg.check()
-    return cfg
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings, got {type(data).__name__}")
+    return data

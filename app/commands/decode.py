@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from app.commands._progress import add_progress_option, progress_from_args
+from decoding.config import preset_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sessions", nargs="+", type=Path, help="session files (.h5)")
     p.add_argument("--config", type=Path, default=None, help="YAML or JSON file of settings")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="settings from decoding/presets/NAME.yaml (--config changes them further): "
+        + ", ".join(preset_names()),
+    )
     p.add_argument(
         "--report",
         type=Path,
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--config {args.config} is a folder: give a YAML or JSON settings file inside it"
         )
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, preset=args.preset)
     progress = progress_from_args(args)
     with progress.cancellable():
         outcome = decode_sessions(

@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("study", type=Path, help="the study folder")
     a.add_argument("--config", type=Path, default=None, help="YAML or JSON file of settings")
+    a.add_argument("--preset", default=None, help="settings from decoding/presets/NAME.yaml")
     a.add_argument("--jobs", type=int, default=None, help="local worker processes (1: no Dask)")
     a.add_argument("--scheduler", default=None, help="a Dask scheduler, e.g. tcp://host:8786")
     a.add_argument("--scheduler-file", default=None, help="a Dask scheduler file")
@@ -160,7 +161,7 @@ def run_decode(args: argparse.Namespace) -> int:
     from decoding.study import plan_study_decode, run_study_decode
 
     study = Study.open(args.study)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, preset=args.preset)
     plans, skipped = plan_study_decode(study)
     print(
         f"study {study.name!r}: {len(plans)} participant(s) to decode with "
