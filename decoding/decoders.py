@@ -15,7 +15,8 @@ always returns these three columns, in that order, even if a class was absent in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,35 @@ class _KNNReadout:
         return _full_proba(self.model.classes_, self.model.predict_proba(Z))
 
 
+@contextlib.contextmanager
+def seeded_cebra_samplers(seed: int) -> Iterator[None]:
+    """Make CEBRA's samplers reproducible for the duration of the block.
+
+    CEBRA 0.6 seeds each sampler's ``torch.Generator`` from the operating system (its own
+    ``HasGenerator`` says seeding "is not fully functional yet"), so CEBRA-Time, whose time
+    sampler draws from that generator, gave other embeddings on every run, and a study's
+    figures depended on which worker ran a task after which. Here every sampler made in the
+    block gets its seed from a generator seeded with ``seed``, in the order they are made.
+    """
+    import torch
+    from cebra.distributions import base
+
+    original = base.HasGenerator.__init__
+    seeds = np.random.default_rng(seed)
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._seed = int(seeds.integers(2**62))
+        self._generator = torch.Generator(device=self.device)
+        self._generator.manual_seed(self._seed)
+
+    base.HasGenerator.__init__ = init
+    try:
+        yield
+    finally:
+        base.HasGenerator.__init__ = original
+
+
 class CebraKNN(Decoder):
     """CEBRA embedding of standardised band power, read out by kNN (the RYM decoder).
 
@@ -149,11 +179,12 @@ class CebraKNN(Decoder):
             device=s["device"],
             verbose=False,
         )
-        if self.behavior:
-            # CEBRA's discrete sampler wants non-negative integers: codes -1/0/1 -> 0/1/2.
-            self.model.fit(Xs, (np.asarray(y) + 1).astype(np.int64))
-        else:
-            self.model.fit(Xs)
+        with seeded_cebra_samplers(self.seed):
+            if self.behavior:
+                # CEBRA's discrete sampler wants non-negative integers: codes -1/0/1 -> 0/1/2.
+                self.model.fit(Xs, (np.asarray(y) + 1).astype(np.int64))
+            else:
+                self.model.fit(Xs)
         self.loss_history = [float(v) for v in self.model.state_dict_["loss"]]
         return self
 

@@ -82,14 +82,46 @@ def plan_study_decode(study: Any) -> tuple[list[ParticipantPlan], dict[str, str]
     return plans, skipped
 
 
+#: Decoders whose representation learns from the labels: every permutation refits them.
+LABEL_USING = {"cebra_behavior_knn"}
+
+
+def estimated_fits(plans: list[ParticipantPlan], cfg: DecodeConfig) -> int:
+    """How many models a study decode will fit (shown before it starts): per participant and
+    decoder, one per fold, again per permutation for decoders that learn from the labels,
+    and one for the leaky protocol. Folds: one per session when a participant has several
+    (split auto), else ``n_folds`` blocks."""
+    ev = cfg.evaluation
+    total = 0
+    for plan in plans:
+        n_sessions = len(plan.paths)
+        if ev.split == "sessions" or (ev.split == "auto" and n_sessions > 1):
+            folds = n_sessions
+        else:
+            folds = ev.n_folds
+        for name in cfg.decoders:
+            refits = ev.n_permutations_refit if name in LABEL_USING else 0
+            total += folds * (1 + refits) + int(ev.leaky)
+    return total
+
+
 def decode_participant(paths: list[str], cfg_dict: dict[str, Any]) -> Any:
     """The Dask task: decode one participant's sessions and return the outcome (writes
-    nothing). Runs in a worker process."""
+    nothing). Runs in a worker process; the outcome's summary says how long it computed."""
+    from threadpoolctl import threadpool_limits
+
     from decoding.pipeline import decode_sessions
 
+    t0 = time.perf_counter()
     cfg = DecodeConfig.from_dict(cfg_dict)
     cfg.evaluation.n_jobs = 1  # the study's parallelism is across tasks
-    return decode_sessions(paths, cfg, progress="none", write=False, report=False)
+    cfg.cebra.cpu_threads = 1
+    # One BLAS thread too, wherever the task runs (Dask workers start with one, a plain
+    # process with one per core): sums in another order change kNN ties and so the figures.
+    with threadpool_limits(limits=1):
+        outcome = decode_sessions(paths, cfg, progress="none", write=False, report=False)
+    outcome.summary["compute_seconds"] = round(time.perf_counter() - t0, 3)
+    return outcome
 
 
 def _connect(jobs: int | None, scheduler: str | None, scheduler_file: str | None):
@@ -173,6 +205,7 @@ def run_study_decode(
             "runs": {str(Path(k).relative_to(study.root)): v for k, v in runs.items()},
             "report": str(report.relative_to(study.root)),
             "n_windows": outcome.summary["n_windows"],
+            "compute_seconds": outcome.summary.get("compute_seconds"),
             "channels": _channels(outcome),
             "decoders": decoders,
         }

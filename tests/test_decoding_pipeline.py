@@ -280,3 +280,19 @@ def test_a_training_block_with_one_class_predicts_that_class() -> None:
     proba = dec.predict_proba_from(rng.normal(size=(5, 6)))
     assert proba.shape == (5, len(CLASS_CODES))
     assert np.all(np.asarray(CLASS_CODES)[proba.argmax(1)] == 0)
+
+
+def test_cebra_time_is_reproducible_whatever_ran_before() -> None:
+    """CEBRA seeds its time sampler from the operating system; the decoder must not: the same
+    seed gives the same embedding, also after other fits in the same process."""
+    from decoding.decoders import make_decoder
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6)).astype(np.float32)
+    y = rng.integers(-1, 2, 400)
+    cfg = tiny(["cebra_time_knn"])
+    cfg.cebra.max_iterations = 20
+    first = make_decoder("cebra_time_knn", cfg, 3).fit_representation(X, y).transform(X)
+    make_decoder("cebra_behavior_knn", cfg, 5).fit_representation(X, y)  # other work between
+    again = make_decoder("cebra_time_knn", cfg, 3).fit_representation(X, y).transform(X)
+    np.testing.assert_array_equal(first, again)

@@ -30,7 +30,7 @@ def test_every_preset_loads_and_a_config_file_changes_it_further(tmp_path):
 
 
 def test_unknown_preset_or_bad_field_is_one_line(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="no such preset; presets: .*quick"):
+    with pytest.raises(ConfigError, match=r"no such preset; presets: .*quick"):
         load_config(preset="nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("cebra:\n  max_iteration: 3\n")

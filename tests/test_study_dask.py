@@ -29,7 +29,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).parent / "dask"
 CONFIG = """\
-decoders: [bandpower_logreg, cebra_behavior_knn]
+decoders: [bandpower_logreg, cebra_behavior_knn, cebra_time_knn]
 cebra:
   max_iterations: 60
   consistency_runs: 0
@@ -100,6 +100,9 @@ def test_a_study_decodes_the_same_serially_and_on_a_cluster_that_loses_a_worker(
     out = capsys.readouterr().out
     assert "3 participant(s) to decode" in out and "left out sub-P09" in out
     assert "no valence reports" in out
+    # Per participant: 5 blocks; bandpower 5 + 1 leaky, CEBRA-Behavior 5 x (1 + 2 refits) + 1,
+    # CEBRA-Time 5 + 1.
+    assert "about 84 model fits in all" in out
     expected = _metrics(serial)
     assert sorted(expected) == ["P00", "P01", "P02"]
 

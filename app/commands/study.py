@@ -158,7 +158,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """Decode the study; exit 1 if any participant failed (the others are kept)."""
     from data_schema.study import Study
     from decoding.config import load_config
-    from decoding.study import plan_study_decode, run_study_decode
+    from decoding.study import estimated_fits, plan_study_decode, run_study_decode
 
     study = Study.open(args.study)
     cfg = load_config(args.config, preset=args.preset)
@@ -169,6 +169,10 @@ def run_decode(args: argparse.Namespace) -> int:
     )
     for file, why in skipped.items():
         print(f"  left out {file}: {why}")
+    print(
+        f"  about {estimated_fits(plans, cfg)} model fits in all "
+        f"(CEBRA: {cfg.cebra.max_iterations} iterations each); see docs/study.md for timings"
+    )
     progress = progress_from_args(args)
     with progress.cancellable():
         result = run_study_decode(
