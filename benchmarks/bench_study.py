@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                     recall=min(60.0, args.seconds / 3),
                     baseline=10.0,
                 ),
-            )  # fmt: skip
+            )
             for i in range(args.participants)
         ]
         cli(["study", "add", str(study), *map(str, files)])
