@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             procs += [subprocess.Popen(
                 [str(dask), "worker", "--scheduler-file", str(sched), "--nworkers", "1",
                  "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]  # fmt: skip
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(2)]  # fmt: skip
             time.sleep(3.0)  # the workers join before the clock starts
             runs["loopback2"] = _decode(work / "loopback2", config, "--scheduler-file", str(sched))
         finally:
