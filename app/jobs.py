@@ -75,28 +75,6 @@ def relative_name(path: Path, base: Path) -> str:
         return str(path)
 
 
-def stage_outputs(recording: Path, since: float) -> list[Path]:
-    """Result files the stages wrote beside ``recording`` after ``since`` (a ``time.time()``).
-
-    The stages write their reports into folders named after the session
-    (``<session>.decoding/run-NNN/``, ``<session>.generation/...``) when they do not print the
-    paths; this finds the new plots and videos there.
-    """
-    found: list[Path] = []
-    stem = recording.name
-    for folder in recording.parent.glob(f"{stem}*"):
-        if not folder.is_dir():
-            continue
-        for p in sorted(folder.rglob("*")):
-            try:
-                fresh = p.is_file() and p.stat().st_mtime >= since
-            except OSError:
-                continue
-            if fresh and p.suffix.lower() in RESULT_SUFFIXES:
-                found.append(p)
-    return found
-
-
 class OfflineJob(QtCore.QObject):
     """``recall-lab <args>`` in its own process.
 

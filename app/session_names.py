@@ -83,7 +83,7 @@ def next_session_file(
     today = today or dt.date.today()
     study = study_at(out_dir)
     if study is not None:
-        return study.place(participant, today, task=task_label(protocol))
+        return study.place(participant, today, task=task_label(protocol), existing=earlier)
     sub, task = bids_label(participant), task_label(protocol)
     sessions: dict[int, dt.date] = {}
     runs: dict[tuple[int, str], int] = {}

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,26 +57,6 @@ class StudySession:
 
     def relative(self, root: Path) -> str:
         return str(self.path.relative_to(root))
-
-
-@dataclass
-class SessionStatus:
-    """What ``study status`` says about one session file."""
-
-    file: str
-    subject: str
-    session: str
-    task: str
-    run: int
-    participant_id: str = ""
-    ok: bool = True
-    problem: str = ""
-    seconds: float = 0.0
-    channels: int = 0
-    rate: float = 0.0
-    valence_reports: int = 0
-    decoding_runs: list[str] = field(default_factory=list)
-    generation_runs: list[str] = field(default_factory=list)
 
 
 class Study:
@@ -156,14 +136,7 @@ class Study:
     # ------------------------------------------------------------------ contents
     def sessions(self) -> list[StudySession]:
         """Every session file in the study, by subject, session, task and run."""
-        found = []
-        for p in self.root.glob("sub-*/ses-*/*.h5"):
-            m = SESSION_NAME.match(p.name)
-            if m is None or p.parent.name != f"ses-{m['ses']}":
-                continue
-            if p.parent.parent.name != f"sub-{m['sub']}":
-                continue
-            found.append(StudySession(p, m["sub"], m["ses"], m["task"], int(m["run"])))
+        found = [s for s in map(_parse, self.root.glob("sub-*/ses-*/*.h5")) if s is not None]
         return sorted(found, key=lambda s: (s.subject, s.session, s.task, s.run))
 
     def subjects(self) -> list[str]:
@@ -177,11 +150,13 @@ class Study:
         *,
         task: str | None = None,
         session: str | None = None,
+        existing: list[Path] | None = None,
     ) -> Path:
         """Where a new recording of ``participant_id`` made on ``started`` goes.
 
         The session is the one recorded on the same day, else the next number; ``session``
         chooses it instead. The run is the next free one for that session and task.
+        ``existing``: the participant's files, if the caller listed them already.
         """
         sub = bids_label(participant_id)
         if not sub:
@@ -189,7 +164,10 @@ class Study:
                 "the session has no participant pseudonym; import it again with --participant"
             )
         task = bids_label(task or "", self.task)
-        existing = [s for s in self.sessions() if s.subject == sub]
+        if existing is None:
+            existing = [s for s in self.sessions() if s.subject == sub]
+        else:
+            existing = [s for s in map(_parse, existing) if s is not None and s.subject == sub]
         self._check_same_participant(sub, participant_id, existing)
         if session is not None:
             ses = bids_label(session)
@@ -253,55 +231,20 @@ class Study:
             _atomic_copy(path, dest)
         except OSError as exc:
             raise StudyError(f"cannot copy {path} into the study: {exc.strerror or exc}") from None
-        m = SESSION_NAME.match(dest.name)
-        return StudySession(dest, m["sub"], m["ses"], m["task"], int(m["run"]))
-
-    # ------------------------------------------------------------------ status
-    def status(self) -> list[SessionStatus]:
-        """Each session file: readable or why not, its size, valence reports, results."""
-        return [session_status(s, self.root) for s in self.sessions()]
-
-
-def session_status(s: StudySession, root: Path) -> SessionStatus:
-    """One line of ``study status``; a damaged file is reported, never raised."""
-    from data_schema.derived import list_derived_runs
-    from data_schema.reader import read_session
-
-    st = SessionStatus(s.relative(root), s.subject, s.session, s.task, s.run)
-    try:
-        session = read_session(s.path)
-        st.participant_id = session.participant_id
-        eeg = session.streams.get("eeg") or next(iter(session.streams.values()), None)
-        if eeg is not None and eeg.n_samples:
-            st.channels = eeg.info.n_channels
-            st.rate = float(eeg.info.nominal_rate)
-            st.seconds = float(eeg.timestamps[-1] - eeg.timestamps[0])
-        st.valence_reports = count_valence_reports(session)
-        st.decoding_runs = list_derived_runs(s.path, "decoding")
-        st.generation_runs = list_derived_runs(s.path, "generation")
-    except (RecallLabError, OSError) as exc:
-        st.ok, st.problem = False, str(exc)
-    return st
-
-
-def count_valence_reports(session: Any) -> int:
-    """Valence key presses (``keyboard/key_down`` carrying a valence) and ratings."""
-    import json
-
-    n = 0
-    for e in session.events:
-        if e.source == "keyboard" and e.label == "key_down":
-            try:
-                value = json.loads(e.value)
-            except (TypeError, ValueError):
-                continue
-            n += isinstance(value, dict) and "valence" in value
-        elif e.source == "participant" and e.label == "valence_rating":
-            n += 1
-    return n
+        return _parse(dest)
 
 
 # ---------------------------------------------------------------------------- helpers
+def _parse(p: Path) -> StudySession | None:
+    """``p`` as a study session, if its name and folders are a study's."""
+    m = SESSION_NAME.match(p.name)
+    if m is None or p.parent.name != f"ses-{m['ses']}":
+        return None
+    if p.parent.parent.name != f"sub-{m['sub']}":
+        return None
+    return StudySession(p, m["sub"], m["ses"], m["task"], int(m["run"]))
+
+
 def _attrs(path: Path) -> dict[str, Any]:
     from data_schema.reader import open_session_file
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,62 @@ class StudyDecodeResult:
         return [s for s, r in self.participants.items() if r["status"] != "ok"]
 
 
+@dataclass
+class SessionStatus:
+    """What ``study status`` says about one session file of a study."""
+
+    file: str
+    subject: str
+    session: str
+    task: str
+    run: int
+    participant_id: str = ""
+    ok: bool = True
+    problem: str = ""
+    seconds: float = 0.0
+    channels: int = 0
+    rate: float = 0.0
+    valence_reports: int = 0
+    decoding_runs: list[str] = field(default_factory=list)
+    generation_runs: list[str] = field(default_factory=list)
+
+
+def study_status(study: Any) -> list[SessionStatus]:
+    """Each session file of ``study``: readable or why not, its size, valence reports (as the
+    decoder counts them), and its decoding and generation runs. Never raises for a file."""
+    return [session_status(s, study.root) for s in study.sessions()]
+
+
+def session_status(s: Any, root: Path) -> SessionStatus:
+    """One line of ``study status``; a damaged file is reported, never raised."""
+    from data_schema.derived import list_derived_runs
+    from data_schema.reader import read_session
+    from decoding.labels import rating_samples, valence_presses
+
+    st = SessionStatus(s.relative(root), s.subject, s.session, s.task, s.run)
+    try:
+        session = read_session(s.path)
+        st.participant_id = session.participant_id
+        eeg = session.streams.get("eeg") or next(iter(session.streams.values()), None)
+        if eeg is not None and eeg.n_samples:
+            st.channels = eeg.info.n_channels
+            st.rate = float(eeg.info.nominal_rate)
+            st.seconds = float(eeg.timestamps[-1] - eeg.timestamps[0])
+        # Key presses and ratings (events or the continuous ``valence`` stream) alike.
+        st.valence_reports = len(valence_presses(session.events)) + len(rating_samples(session)[0])
+        st.decoding_runs = list_derived_runs(s.path, "decoding")
+        st.generation_runs = list_derived_runs(s.path, "generation")
+    except (RecallLabError, OSError) as exc:
+        st.ok, st.problem = False, str(exc)
+    return st
+
+
 def plan_study_decode(study: Any) -> tuple[list[ParticipantPlan], dict[str, str]]:
     """The participants to decode, with their readable sessions that hold valence reports;
     and the files left out, with why (a damaged file, no valence reports)."""
     by_subject: dict[str, list[Path]] = {}
     skipped: dict[str, str] = {}
-    for st in study.status():
+    for st in study_status(study):
         if not st.ok:
             skipped[st.file] = st.problem
         elif st.valence_reports == 0:
@@ -217,21 +268,25 @@ def run_study_decode(
         log.warning("sub-%s: %s", plan.subject, reason)
         step.update(1)
 
+    def settle(plan: ParticipantPlan, get: Callable[[], Any]) -> None:
+        """Record the participant's outcome, or its failure; a cancel goes on up."""
+        try:
+            outcome = get()
+        except Cancelled:
+            raise
+        except Exception as exc:
+            failed(plan, exc)
+            return
+        record(plan, outcome)
+
     started = time.time()
     if jobs == 1 and not (scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")):
         for plan in plans:
-            try:
-                outcome = decode_participant([str(p) for p in plan.paths], cfg_dict)
-            except Cancelled:
-                raise
-            except Exception as exc:
-                failed(plan, exc)
-                continue
-            record(plan, outcome)
+            settle(
+                plan, lambda plan=plan: decode_participant([str(p) for p in plan.paths], cfg_dict)
+            )
     else:
-        result.where = _run_on_dask(
-            plans, cfg_dict, jobs, scheduler, scheduler_file, prog, record, failed
-        )
+        result.where = _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle)
     step.close()
     result.skipped = skipped
     summary = {
@@ -248,7 +303,7 @@ def run_study_decode(
     return result
 
 
-def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, record, failed) -> str:
+def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle) -> str:
     from distributed import as_completed
 
     client, cluster, where = _connect(jobs, scheduler, scheduler_file)
@@ -265,15 +320,7 @@ def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, record,
             futures[fut] = plan
         for fut in as_completed(futures):
             prog.check()
-            plan = futures[fut]
-            try:
-                outcome = fut.result()
-            except Cancelled:
-                raise
-            except Exception as exc:
-                failed(plan, exc)
-                continue
-            record(plan, outcome)
+            settle(futures[fut], fut.result)
     except BaseException:
         client.cancel(list(futures))  # a cancel or an error: nothing left running
         raise

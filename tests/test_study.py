@@ -145,3 +145,32 @@ def test_export_writes_one_valid_bids_dataset(recordings, tmp_path, capsys):
     assert _snapshot(p for p in study.rglob("*.h5")) == before
     # Into a folder that is not empty: refused, nothing written.
     assert main(["study", "export", str(study), "--out", str(out)]) == 2
+
+
+def test_continuous_ratings_count_as_valence_reports(tmp_path, capsys):
+    """A session rated with the continuous cursor holds its reports in a ``valence`` stream,
+    not in key events: status must count them, or study decode would leave it out."""
+    import numpy as np
+
+    from data_schema.types import StreamInfo
+    from data_schema.writer import SessionWriter
+
+    path = tmp_path / "rated.h5"
+    w = SessionWriter(path, participant_id="P05", protocol="rym_recall")
+    for name, n_ch, rate in (("eeg", 4, 100.0), ("valence", 1, 10.0)):
+        w.add_stream(
+            name,
+            StreamInfo(name=name, channel_names=[f"c{i}" for i in range(n_ch)],
+                       channel_types=["eeg" if name == "eeg" else "misc"] * n_ch,
+                       units=["uV" if name == "eeg" else "a.u."] * n_ch, nominal_rate=rate),
+        )  # fmt: skip
+        t = np.arange(int(20 * rate)) / rate
+        w.append(name, np.zeros((len(t), n_ch), np.float32) + 0.5, t)
+    w.close()
+    study = tmp_path / "study"
+    main(["study", "init", str(study)])
+    assert main(["study", "add", str(study), str(path)]) == 0
+    capsys.readouterr()
+    assert main(["study", "status", str(study), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["sessions"]
+    assert row["ok"] and row["valence_reports"] == 200

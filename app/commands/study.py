@@ -111,9 +111,10 @@ def run_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from data_schema.study import Study
+    from decoding.study import study_status
 
     study = Study.open(args.study)
-    rows = study.status()
+    rows = study_status(study)
     if args.json:
         print(json.dumps({"study": study.name, "sessions": [asdict(r) for r in rows]}, indent=2))
         return 0
