@@ -21,9 +21,14 @@ _LSL_CONFIG_FILES = (
 )
 
 
+#: liblsl's inlet sample pool, in milliseconds of the stream (see :func:`configure_liblsl`).
+INLET_RESERVE_MS = 1000
+
+
 @functools.cache
 def configure_liblsl() -> None:
-    """Keep liblsl's own log lines off the terminal unless ``-v`` was given.
+    """Keep liblsl's own log lines off the terminal unless ``-v`` was given, and size its
+    inlet sample pool to what recall-lab holds there.
 
     liblsl prints INFO lines ("Loaded default config") and, when a stream breaks off, ERR
     lines from its threads straight to stderr, which would garble the CLI's one-line errors
@@ -31,6 +36,12 @@ def configure_liblsl() -> None:
     :class:`SourceError`). A lab that set up ``lsl_api.cfg`` or ``LSLAPICFG`` keeps its own
     configuration. liblsl reads its configuration once, so this must run before the first
     resolve, inlet or outlet; later calls do nothing.
+
+    Each inlet builds a pool of ``InletBufferReserveMs`` worth of samples up front (liblsl's
+    default 5 s: 10 MB resident for 256 channels at 2 kHz) and grows it when more samples wait
+    at once. recall-lab's sources take what waits at least every 0.5 s and keep anything beyond
+    that in their own memory, so a 1 s reserve is enough and the pool grows by itself when a
+    pull comes late.
     """
     if os.environ.get("LSLAPICFG") or any(p.is_file() for p in _LSL_CONFIG_FILES):
         return
@@ -38,7 +49,9 @@ def configure_liblsl() -> None:
 
     level = 0 if logging.getLogger("drivers").isEnabledFor(logging.INFO) else -3
     try:
-        pylsl.set_config_content(f"[log]\nlevel = {level}\n")
+        pylsl.set_config_content(
+            f"[log]\nlevel = {level}\n[tuning]\nInletBufferReserveMs = {INLET_RESERVE_MS}\n"
+        )
     except Exception as exc:  # an old liblsl without lsl_set_config_content
         log.debug("could not configure liblsl logging: %s", exc)
 
@@ -137,14 +150,14 @@ class Dejitter:
     def _chunk_terms(self, n: int) -> tuple:
         """What depends only on the chunk length: i = 0..n-1, i*i, the weights w (the last
         sample weighs 1) and w*i, with sum w, sum w*i, sum w*i*i. Chunks come in a few sizes,
-        so these are kept: a chunk then costs a handful of array operations."""
+        so a few are kept: a chunk then costs a handful of array operations."""
         terms = self._terms.get(n)
         if terms is None:
             i = np.arange(n, dtype=np.float64)
             w = self.forget ** (n - 1 - i)
             wi = w * i
             terms = (i, i * i, w, wi, float(w.sum()), float(wi.sum()), float(wi @ i))
-            if len(self._terms) > 64:
+            if len(self._terms) >= 8:  # pulls of whatever waits: lengths vary, keep few
                 self._terms.clear()
             self._terms[n] = terms
         return terms
