@@ -71,6 +71,10 @@ class WindowConfig:
         }
     )
     use_recall_only: bool = False  # restrict to recall phases when the session has them
+    # What the decoders see: "bandpower" (log band power of each window, the default) or
+    # "samples" (every preprocessed, baseline-subtracted EEG sample at the session's rate, as
+    # RYM gave CEBRA; ``length``, ``step`` and ``bands`` are then unused).
+    input: str = "bandpower"
 
 
 @dataclass
@@ -89,7 +93,18 @@ class CebraConfig:
     # CPU threads for torch; None: 1 on machines with fewer than 4 cores, where torch's
     # thread pool slows training several-fold when other processes compete for the cores.
     cpu_threads: int | None = None
-    k_neighbors: int = 15
+    # Learnable temperature ("auto", RYM) or the fixed ``temperature`` ("constant").
+    temperature_mode: str = "constant"
+    # Neighbours of the kNN read-out, or "sqrt": the odd number nearest sqrt(training rows)
+    # (RYM's rule).
+    k_neighbors: int | str = 15
+    knn_metric: str = "cosine"  # any sklearn metric; RYM used "euclidean"
+    # At most this many training rows, evenly spaced, for the kNN read-out (None: all). A kNN
+    # over every EEG sample of a study costs hours per fold; the embedding still sees all.
+    knn_max_train: int | None = None
+    # The leaky (RYM) fit of a study decoded across participants: one CEBRA multi-session
+    # model with an input layer per participant (RYM), instead of one model on pooled data.
+    multi_session: bool = False
     consistency_runs: int = 3  # refits on all data to plot consistency across runs
 
 
@@ -163,6 +178,28 @@ class DecodeConfig:
             raise ConfigError("preprocess.line_freq: use 50, 60, auto or null")
         if self.labels.kind not in ("auto", "discrete", "continuous"):
             raise ConfigError("labels.kind: use discrete, continuous or auto")
+        if w.input not in ("bandpower", "samples"):
+            raise ConfigError(f"windows.input: {w.input!r}; use bandpower or samples")
+        if w.input == "samples" and "bandpower_logreg" in self.decoders:
+            raise ConfigError(
+                "decoders: bandpower_logreg needs windows.input: bandpower (it reads band power)"
+            )
+        c = self.cebra
+        if c.temperature_mode not in ("constant", "auto"):
+            raise ConfigError("cebra.temperature_mode: use constant or auto")
+        if isinstance(c.k_neighbors, str) and c.k_neighbors != "sqrt":
+            raise ConfigError("cebra.k_neighbors: give a number of neighbours or sqrt")
+        if isinstance(c.k_neighbors, int) and c.k_neighbors < 1:
+            raise ConfigError("cebra.k_neighbors must be at least 1")
+        from sklearn.neighbors import VALID_METRICS
+
+        if c.knn_metric not in VALID_METRICS["brute"]:
+            raise ConfigError(
+                f"cebra.knn_metric: {c.knn_metric!r} is not a metric sklearn knows (e.g. cosine, "
+                "euclidean)"
+            )
+        if c.knn_max_train is not None and c.knn_max_train < 10:
+            raise ConfigError("cebra.knn_max_train must be at least 10 (or null for all rows)")
         for band, edges in w.bands.items():
             if len(edges) != 2 or not 0 <= edges[0] < edges[1]:
                 raise ConfigError(f"windows.bands.{band}: give [low, high] in Hz with low < high")

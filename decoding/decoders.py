@@ -88,16 +88,35 @@ class Decoder:
         return []
 
 
-class _KNNReadout:
-    """k-nearest-neighbour read-out with cosine distance (CEBRA embeddings live on a sphere)."""
+def sqrt_k(n: int) -> int:
+    """RYM's number of neighbours for ``n`` training rows: sqrt(n) rounded, and if that is
+    even, the odd neighbour on the side of sqrt(n) (so no vote between two classes ties)."""
+    root = float(np.sqrt(max(n, 1)))
+    k = round(root)
+    if k % 2 == 0:
+        k += 1 if k < root else -1
+    return max(1, k)
 
-    def __init__(self, k: int, metric: str = "cosine") -> None:
-        self.k, self.metric = k, metric
+
+class _KNNReadout:
+    """k-nearest-neighbour read-out, cosine distance by default (CEBRA embeddings live on a
+    sphere). ``k`` may be ``"sqrt"`` (:func:`sqrt_k` of the training rows); ``max_train``
+    keeps at most that many training rows, evenly spaced."""
+
+    def __init__(self, k: int | str, metric: str = "cosine", max_train: int | None = None):
+        self.k, self.metric, self.max_train = k, metric, max_train
 
     def fit(self, Z: np.ndarray, y: np.ndarray) -> _KNNReadout:
         from sklearn.neighbors import KNeighborsClassifier
 
-        self.model = KNeighborsClassifier(n_neighbors=min(self.k, len(y)), metric=self.metric)
+        if self.max_train is not None and len(y) > self.max_train:
+            keep = np.linspace(0, len(y) - 1, self.max_train).round().astype(int)
+            Z, y = Z[keep], y[keep]
+        k = sqrt_k(len(y)) if self.k == "sqrt" else int(self.k)
+        self.n_neighbors = min(k, len(y))
+        self.model = KNeighborsClassifier(
+            n_neighbors=self.n_neighbors, metric=self.metric, algorithm="brute"
+        )
         self.model.fit(Z, y)
         return self
 
@@ -135,7 +154,8 @@ def seeded_cebra_samplers(seed: int) -> Iterator[None]:
 
 
 class CebraKNN(Decoder):
-    """CEBRA embedding of standardised band power, read out by kNN (the RYM decoder).
+    """CEBRA embedding of standardised features (band power, or EEG samples as in RYM), read
+    out by kNN (the RYM decoder).
 
     Parameters
     ----------
@@ -157,28 +177,11 @@ class CebraKNN(Decoder):
         self.label_free_representation = not behavior
 
     def fit_representation(self, X: np.ndarray, y: np.ndarray) -> CebraKNN:
-        import cebra
-        import torch
         from sklearn.preprocessing import StandardScaler
 
-        s = self.settings
-        torch.manual_seed(self.seed)
-        np.random.seed(self.seed)  # noqa: NPY002 (CEBRA samples from the global generator)
         self.scaler = StandardScaler().fit(X)
         Xs = self.scaler.transform(X).astype(np.float32)
-        self.model = cebra.CEBRA(
-            model_architecture=s["model_architecture"],
-            output_dimension=s["output_dimension"],
-            num_hidden_units=s["num_hidden_units"],
-            batch_size=min(s["batch_size"], len(Xs)),
-            learning_rate=s["learning_rate"],
-            temperature=s["temperature"],
-            max_iterations=s["max_iterations"],
-            time_offsets=s["time_offsets"],
-            conditional="time_delta" if self.behavior else "time",
-            device=s["device"],
-            verbose=False,
-        )
+        self.model = self._new_model(len(Xs))
         with seeded_cebra_samplers(self.seed):
             if self.behavior:
                 # CEBRA's discrete sampler wants non-negative integers: codes -1/0/1 -> 0/1/2.
@@ -188,11 +191,55 @@ class CebraKNN(Decoder):
         self.loss_history = [float(v) for v in self.model.state_dict_["loss"]]
         return self
 
+    def fit_multi_session(self, Xs: list[np.ndarray], ys: list[np.ndarray]) -> list[np.ndarray]:
+        """RYM's model: one CEBRA-Behavior fit over several sessions (in a study: one per
+        participant), each with its own input layer, aligned through the labels; returns each
+        session's embedding. Every session is standardised on its own (no labels used).
+        Only for a fit on everything (the leaky protocol): a participant left out has no
+        input layer, so the honest figure uses one model on the training participants' pooled
+        rows."""
+        from sklearn.preprocessing import StandardScaler
+
+        if not self.behavior:
+            raise ValueError("CEBRA's multi-session training aligns sessions by their labels")
+        self.session_scalers = [StandardScaler().fit(X) for X in Xs]
+        inputs = [sc.transform(X).astype(np.float32) for sc, X in zip(self.session_scalers, Xs)]
+        self.model = self._new_model(min(len(x) for x in inputs))
+        with seeded_cebra_samplers(self.seed):
+            self.model.fit(inputs, [(np.asarray(y) + 1).astype(np.int64) for y in ys])
+        self.loss_history = [float(v) for v in self.model.state_dict_["loss"]]
+        return [self.model.transform(x, session_id=i) for i, x in enumerate(inputs)]
+
+    def _new_model(self, n_rows: int) -> Any:
+        import cebra
+        import torch
+
+        s = self.settings
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed)  # noqa: NPY002 (CEBRA samples from the global generator)
+        return cebra.CEBRA(
+            model_architecture=s["model_architecture"],
+            output_dimension=s["output_dimension"],
+            num_hidden_units=s["num_hidden_units"],
+            batch_size=min(s["batch_size"], n_rows),
+            learning_rate=s["learning_rate"],
+            temperature=s["temperature"],
+            temperature_mode=s["temperature_mode"],
+            max_iterations=s["max_iterations"],
+            time_offsets=s["time_offsets"],
+            conditional="time_delta" if self.behavior else "time",
+            device=s["device"],
+            verbose=False,
+        )
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         return self.model.transform(self.scaler.transform(X).astype(np.float32))
 
     def fit_readout(self, Z: np.ndarray, y: np.ndarray) -> CebraKNN:
-        self.readout = _KNNReadout(self.settings["k_neighbors"]).fit(Z, y)
+        s = self.settings
+        self.readout = _KNNReadout(
+            s["k_neighbors"], s.get("knn_metric", "cosine"), s.get("knn_max_train")
+        ).fit(Z, y)
         return self
 
     def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:

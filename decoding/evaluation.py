@@ -52,6 +52,7 @@ class Dataset:
     memory: np.ndarray
     session_ids: list[str]
     window_length: float = 1.0
+    feature_names: list[str] = field(default_factory=list)
 
 
 @dataclass

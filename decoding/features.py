@@ -93,3 +93,22 @@ def band_power_windows(
         if sel.sum() >= 4:
             out -= out[sel].mean(axis=0, keepdims=True)
     return WindowSet(out, times, names, memory.astype(str), kind.astype(str))
+
+
+def sample_rows(prepared: PreparedEEG) -> WindowSet:
+    """Every preprocessed EEG sample as one row (``windows.input: samples``), as RYM gave its
+    EEG to CEBRA: channels in volts at the session's rate, the baseline phase's channel means
+    already subtracted by :func:`decoding.preprocess.preprocess`. Row times are sample times."""
+    raw = prepared.raw
+    X = np.ascontiguousarray(raw.get_data().T, dtype=np.float32)
+    times = np.asarray(prepared.times, np.float64)
+    if X.shape[0] < 100:
+        raise RecallLabError(f"the recording holds {X.shape[0]} samples: too short to decode")
+    memory = np.full(times.size, "", dtype=object)
+    kind = np.full(times.size, "", dtype=object)
+    for p in prepared.phases:
+        lo, hi = np.searchsorted(times, [p.start, p.end])
+        kind[lo:hi] = p.kind
+        if p.kind == "recall" and p.memory:
+            memory[lo:hi] = p.memory
+    return WindowSet(X, times, list(raw.ch_names), memory.astype(str), kind.astype(str))

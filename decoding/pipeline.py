@@ -36,6 +36,7 @@ class SessionWindows:
     memory: np.ndarray
     feature_names: list[str]
     notes: list[str]
+    window_length: float = 1.0  # seconds a row spans (one sample period for samples input)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class DecodeOutcome:
 def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
     """Read, preprocess and window one session; labels from its valence reports."""
     from data_schema.reader import UnclosedSessionWarning, read_session
-    from decoding.features import band_power_windows
+    from decoding.features import band_power_windows, sample_rows
     from decoding.preprocess import preprocess
 
     with warnings.catch_warnings(record=True) as caught:
@@ -66,7 +67,12 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
     reported_trajectory(session, session.eeg.timestamps[:1], kind=lc.kind, rules=rules)
     prepared = preprocess(session, cfg.preprocess)
     notes += prepared.notes
-    win = band_power_windows(prepared, cfg.windows, baseline=cfg.preprocess.baseline)
+    if cfg.windows.input == "samples":
+        win = sample_rows(prepared)
+        row_length = 1.0 / float(prepared.raw.info["sfreq"])
+    else:
+        win = band_power_windows(prepared, cfg.windows, baseline=cfg.preprocess.baseline)
+        row_length = cfg.windows.length
     rep = reported_trajectory(session, win.times, kind=lc.kind, rules=rules)
     y = rep.label if rep.kind == "discrete" else continuous_to_labels(rep.valence, lc.threshold)
     X, times, memory = win.X, win.times, win.memory
@@ -87,6 +93,7 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
         memory,
         win.feature_names,
         notes,
+        row_length,
     )
 
 
@@ -114,7 +121,8 @@ def build_dataset(sessions: Sequence[SessionWindows], cfg: DecodeConfig):
         participant=np.concatenate([np.full(len(s.y), s.participant_id) for s in sessions]),
         memory=np.concatenate([s.memory for s in sessions]),
         session_ids=[s.session_id for s in sessions],
-        window_length=cfg.windows.length,
+        window_length=sessions[0].window_length,
+        feature_names=common,
     )
 
 

@@ -143,6 +143,10 @@ def estimated_fits(plans: list[ParticipantPlan], cfg: DecodeConfig) -> int:
     and one for the leaky protocol. Folds: one per session when a participant has several
     (split auto), else ``n_folds`` blocks."""
     ev = cfg.evaluation
+    if ev.split == "participants":
+        from decoding.study_pooled import pooled_fits
+
+        return pooled_fits(len(plans), cfg)
     total = 0
     for plan in plans:
         n_sessions = len(plan.paths)
@@ -232,8 +236,9 @@ def run_study_decode(
     reports = study.root / "derivatives" / "decoding"
     cfg_dict = cfg.to_dict()
     result = StudyDecodeResult(None, "serial")
-    prog.plan(["participants"])
-    step = prog.step("participants", len(plans), "participant")
+    if cfg.evaluation.split != "participants":
+        prog.plan(["participants"])
+        step = prog.step("participants", len(plans), "participant")
 
     def record(plan: ParticipantPlan, outcome: Any) -> None:
         # Only here is anything written, once per participant, after its task succeeded.
@@ -280,14 +285,34 @@ def run_study_decode(
         record(plan, outcome)
 
     started = time.time()
-    if jobs == 1 and not (scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")):
+    serial = jobs == 1 and not (
+        scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    )
+    pooled = None
+    if cfg.evaluation.split == "participants":
+        from decoding.study_pooled import run_pooled
+
+        def connect():
+            return _connect(jobs, scheduler, scheduler_file)
+
+        entries, pooled, result.where = run_pooled(
+            plans, cfg, connect=None if serial else connect, prog=prog
+        )
+        for subject, entry in entries.items():
+            if entry.get("sessions"):
+                entry["sessions"] = [
+                    str(Path(p).relative_to(study.root)) for p in entry["sessions"]
+                ]
+            result.participants[subject] = entry
+    elif serial:
         for plan in plans:
             settle(
                 plan, lambda plan=plan: decode_participant([str(p) for p in plan.paths], cfg_dict)
             )
     else:
         result.where = _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle)
-    step.close()
+    if cfg.evaluation.split != "participants":
+        step.close()
     result.skipped = skipped
     summary = {
         "study": study.name,
@@ -297,6 +322,8 @@ def run_study_decode(
         "participants": result.participants,
         "skipped": skipped,
     }
+    if pooled is not None:
+        summary["across_participants"] = pooled
     with prog.committing(), run_folder(reports / "runs", prog) as folder:
         (folder.partial / "summary.json").write_text(json.dumps(summary, indent=2, default=_json))
     result.folder = folder.final

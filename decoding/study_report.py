@@ -65,8 +65,8 @@ def write_study_report(study: Any, run: str | None = None) -> Path:
             _plot_f1(plt, d, ok, out / f"f1_{d}.png")
             _plot_confusion(plt, d, ok, out / f"confusion_{d}.png")
         for sub, r in ok.items():
-            src = root / r["report"] / "trajectory.png"
-            if src.is_file():
+            src = root / r["report"] / "trajectory.png" if r.get("report") else None
+            if src is not None and src.is_file():
                 shutil.copyfile(src, out / f"trajectory_sub-{sub}.png")
         (out / "group.json").write_text(
             json.dumps({d: (g.to_dict() if g else None) for d, g in groups.items()}, indent=2)
@@ -148,9 +148,34 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
         f"<h1>{e(study.name)}</h1>",
         f"<p>Decode run <code>{e(str(run_dir.relative_to(study.root)))}</code> on "
         f"{e(summary.get('where', ''))}, {len(ok)} participant(s) decoded, "
-        f"{summary.get('seconds', 0):.0f} s. Each participant's sessions were decoded "
-        "together; every figure below is out of fold (honest) unless marked LEAKY.</p>",
+        f"{summary.get('seconds', 0):.0f} s. "
+        + (
+            "Decoded across participants: each participant was predicted by models fitted on "
+            "the other participants only (leave one participant out); "
+            if "across_participants" in summary
+            else "Each participant's sessions were decoded together; "
+        )
+        + "every figure below is out of fold (honest) unless marked LEAKY.</p>",
     ]
+    across = summary.get("across_participants")
+    if across:
+        parts.append(
+            "<h2>All participants pooled</h2><table><tr><th class='l'>decoder</th>"
+            "<th>honest F1</th><th>chance</th><th>p</th><th>balanced acc.</th>"
+            "<th class='leaky'>LEAKY F1 (RYM protocol)</th><th class='l'>leaky fit</th></tr>"
+        )
+        for d, m in across.items():
+            if d == "channels":
+                continue
+            how = "multi-session" if m.get("leaky_multi_session") else "one pooled model"
+            parts.append(
+                f"<tr><td class='l'>{e(d)}</td><td>{_fmt(m.get('f1_weighted'))}</td>"
+                f"<td>{_fmt(m.get('chance_f1_weighted'))}</td><td>{_fmt(m.get('p_value'))}</td>"
+                f"<td>{_fmt(m.get('balanced_accuracy'))}</td>"
+                f"<td class='leaky'>{_fmt(m.get('leaky_f1_weighted'))}</td>"
+                f"<td class='l'>{e(how)}</td></tr>"
+            )
+        parts.append("</table>")
     for d, g in groups.items():
         parts.append(f"<h2>{e(d)}</h2>")
         if g is None:
