@@ -61,6 +61,7 @@ class StudyDecodeResult:
     where: str  # "serial", "local cluster (N workers)", or the scheduler's address
     participants: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # file -> why
+    across: dict[str, Any] | None = None  # figures over all participants (split participants)
 
     @property
     def failed(self) -> list[str]:
@@ -323,7 +324,7 @@ def run_study_decode(
         "skipped": skipped,
     }
     if pooled is not None:
-        summary["across_participants"] = pooled
+        summary["across_participants"] = result.across = pooled
     with prog.committing(), run_folder(reports / "runs", prog) as folder:
         (folder.partial / "summary.json").write_text(json.dumps(summary, indent=2, default=_json))
     result.folder = folder.final

@@ -230,8 +230,12 @@ def run_pooled(
         if entries.get(plan.subject, {}).get("status") == "ok":
             entries[plan.subject]["sessions"] = [str(p) for p in plan.paths]
             entries[plan.subject]["channels"] = index["channels"]
-    pooled = _pooled_figures(jobs, [v for _, v in results], index, cfg)
-    pooled["channels"] = index["channels"]
+    pooled = {
+        "decoders": _pooled_figures(jobs, [v for _, v in results], index, cfg),
+        "channels": index["channels"],
+    }
+    if runner.seconds:
+        pooled["task_seconds"] = {k: [round(v, 3) for v in t] for k, t in runner.seconds.items()}
     return entries, pooled, where
 
 
@@ -321,6 +325,7 @@ class _Runner:
         if connect is not None:
             self.client, self.cluster, self.where = connect()
         self.futures: list[Any] = []
+        self.seconds: dict[str, list[float]] = {}  # per task kind, when run here
         self.gpu = False
         if self.client is not None:
             workers = self.client.scheduler_info().get("workers", {}).values()
@@ -341,7 +346,9 @@ class _Runner:
         if self.client is None:
             for f, a in zip(funcs, args_list):
                 self.prog.check()
+                t0 = time.perf_counter()
                 out.append(_attempt(lambda f=f, a=a: f(*a)))
+                self.seconds.setdefault(f.__name__, []).append(time.perf_counter() - t0)
                 step.update(1)
             return out
         from distributed import as_completed

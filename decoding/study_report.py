@@ -164,9 +164,7 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
             "<th>honest F1</th><th>chance</th><th>p</th><th>balanced acc.</th>"
             "<th class='leaky'>LEAKY F1 (RYM protocol)</th><th class='l'>leaky fit</th></tr>"
         )
-        for d, m in across.items():
-            if d == "channels":
-                continue
+        for d, m in across["decoders"].items():
             how = "multi-session" if m.get("leaky_multi_session") else "one pooled model"
             parts.append(
                 f"<tr><td class='l'>{e(d)}</td><td>{_fmt(m.get('f1_weighted'))}</td>"

@@ -109,7 +109,7 @@ def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsy
     s = _decode(study, "--jobs", "1")
     out = capsys.readouterr().out
     assert "about 14 model fits" in out  # 3 x (1 + 2) + 1 leaky, 3 + 1 for CEBRA-Time
-    across = s["across_participants"]
+    across = s["across_participants"]["decoders"]
     assert across["cebra_behavior_knn"]["leaky_multi_session"] is True
     assert across["cebra_time_knn"]["leaky_multi_session"] is False  # needs labels to align
     for entry in s["participants"].values():

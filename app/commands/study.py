@@ -197,8 +197,24 @@ def run_decode(args: argparse.Namespace) -> int:
                 else f" (chance {m['chance_f1_weighted']:.3f}, p={m['p_value']:.3f})"
             )
             f1 = "n/a" if m["f1_weighted"] is None else f"{m['f1_weighted']:.3f}"
-            parts.append(f"{name} F1 {f1}{chance}")
+            leaky = m.get("leaky_f1_weighted")
+            parts.append(
+                f"{name} F1 {f1}{chance}" + ("" if leaky is None else f", LEAKY {leaky:.3f}")
+            )
         print(f"  sub-{sub}: {'; '.join(parts)}")
+    if result.across:
+        print("  all participants pooled, each predicted by models fitted without them:")
+        for name, m in result.across["decoders"].items():
+            chance = (
+                ""
+                if m["p_value"] is None
+                else f" (chance {m['chance_f1_weighted']:.3f}, p={m['p_value']:.3f})"
+            )
+            leaky = m.get("leaky_f1_weighted")
+            print(
+                f"    {name}: F1 {m['f1_weighted']:.3f}{chance}"
+                + ("" if leaky is None else f"; LEAKY (RYM protocol, not evidence) {leaky:.3f}")
+            )
     print(f"summary: {result.folder / 'summary.json'}")
     return 1 if result.failed else 0
 
