@@ -8,8 +8,13 @@ projection for N workers schedules the measured per-participant compute times (l
 onto the least-loaded worker) and adds the measured start-up overhead of a local cluster; it
 assumes N free cores.
 
+With ``--preset rym`` the study is decoded across participants (leave one participant out,
+every EEG sample a CEBRA row, a multi-session leaky fit): one task per fit, ``--shifts``
+permutation shifts; the table adds the projection to the published settings (2000 iterations,
+19 shifts) from the measured fit times.
+
 Run ``python benchmarks/bench_study.py`` (about 6 minutes on 2 cores) or with fewer
-``--participants`` for a quick check.
+``--participants`` for a quick check; ``--preset rym`` takes about 20 minutes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _util import fmt, machine_info, print_table, update_results
 
 AREA = "decoding"
-SECTION = "study"
+
+
+def _fits(participants: int, shifts: int) -> int:
+    """Fits of a rym-preset study: CEBRA-Behavior per held-out participant and shift, plus
+    the leaky fit; CEBRA-Time once per participant plus the leaky fit."""
+    return participants * (1 + shifts) + 1 + participants + 1
 
 
 def _summary(root: Path) -> dict:
@@ -41,15 +51,18 @@ def _summary(root: Path) -> dict:
 
 def _figures(summary: dict) -> dict:
     return {
-        s: {d: (m["f1_weighted"], m["p_value"]) for d, m in r["decoders"].items()}
+        s: {
+            d: (m["f1_weighted"], m["p_value"], m.get("leaky_f1_weighted"))
+            for d, m in r["decoders"].items()
+        }
         for s, r in summary["participants"].items()
     }
 
 
-def _decode(root: Path, config: Path, *extra: str) -> float:
+def _decode(root: Path, config: Path, preset: str, *extra: str) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "app.cli", "study", "decode", str(root), "--preset", "quick",
+        [sys.executable, "-m", "app.cli", "study", "decode", str(root), "--preset", preset,
          "--config", str(config), "--quiet", *extra],
         check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )  # fmt: skip
@@ -72,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--rate", type=float, default=125.0)
     ap.add_argument("--iterations", type=int, default=50, help="CEBRA iterations per fit")
+    ap.add_argument(
+        "--preset", default="quick", help="quick (one task per participant) or rym (LOSO)"
+    )
+    ap.add_argument(
+        "--shifts",
+        type=int,
+        default=4,
+        help="permutation shifts with --preset rym (19 as published)",
+    )
     ap.add_argument("--results-dir", type=Path, default=None)
     ap.add_argument("--note", default=os.environ.get("RECALL_LAB_BENCH_NOTE", ""))
     args = ap.parse_args(argv)
@@ -102,12 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         ]
         cli(["study", "add", str(study), *map(str, files)])
         config = work / "bench.yaml"
-        config.write_text(f"cebra:\n  max_iterations: {args.iterations}\n")
+        text = f"cebra:\n  max_iterations: {args.iterations}\n"
+        if args.preset == "rym":
+            text += (
+                f"evaluation:\n  n_permutations: {args.shifts}\n"
+                f"  n_permutations_refit: {args.shifts}\n"
+            )
+        config.write_text(text)
         runs = {}
         for name in ("serial", "local2", "loopback2"):
             shutil.copytree(study, work / name)
-        runs["serial"] = _decode(work / "serial", config, "--jobs", "1")
-        runs["local2"] = _decode(work / "local2", config, "--jobs", "2")
+        runs["serial"] = _decode(work / "serial", config, args.preset, "--jobs", "1")
+        runs["local2"] = _decode(work / "local2", config, args.preset, "--jobs", "2")
         dask = Path(sys.executable).parent / "dask"
         sched = work / "scheduler.json"
         procs = [subprocess.Popen(
@@ -123,31 +151,56 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for _ in range(2)]  # fmt: skip
             time.sleep(3.0)  # the workers join before the clock starts
-            runs["loopback2"] = _decode(work / "loopback2", config, "--scheduler-file", str(sched))
+            runs["loopback2"] = _decode(
+                work / "loopback2", config, args.preset, "--scheduler-file", str(sched)
+            )
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(15)
         figures = {k: _figures(_summary(work / k)) for k in runs}
         same = figures["serial"] == figures["local2"] == figures["loopback2"]
-        tasks = [r["compute_seconds"] for r in _summary(work / "serial")["participants"].values()]
+        serial = _summary(work / "serial")
+        if args.preset == "rym":
+            # One task per fit (held-out participant x shift, and the leaky fits).
+            per_kind = serial["across_participants"]["task_seconds"]
+            tasks = per_kind.get("fold_task", []) + per_kind.get("leaky_task", [])
+            fits_full = _fits(args.participants, 19)
+            fits_run = _fits(args.participants, args.shifts)
+            # Fit time grows with iterations; the reading and pooling stay.
+            full = sum(tasks) * fits_full / fits_run * 2000 / args.iterations
+        else:
+            tasks = [r["compute_seconds"] for r in serial["participants"].values()]
         overhead = max(0.0, runs["local2"] - projected(tasks, 2, 0.0))
         proj = {n: projected(tasks, n, overhead) for n in (4, 8, 16)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     n = args.participants
+    what = (
+        f"preset rym (leave one participant out, EEG samples, multi-session leaky fit), CEBRA "
+        f"{args.iterations} iterations, {args.shifts} shifts; 2 decoders"
+        if args.preset == "rym"
+        else f"preset quick, CEBRA {args.iterations} iterations; 3 decoders, permutation chance"
+    )
     table = [
         ("study", f"{n} participants", f"one simulated {args.seconds:g}-s session each, "
-         f"{args.channels} ch at {args.rate:g} Hz; preset quick, CEBRA {args.iterations} "
-         "iterations; 3 decoders, permutation chance"),
+         f"{args.channels} ch at {args.rate:g} Hz; {what}"),
         ("serial (--jobs 1)", f"{fmt(runs['serial'], 1)} s", "wall time of the command"),
         ("2 local workers", f"{fmt(runs['local2'], 1)} s",
          f"speed-up {fmt(runs['serial'] / runs['local2'], 2)} x (includes starting the cluster)"),
         ("scheduler + 2 workers on loopback", f"{fmt(runs['loopback2'], 1)} s",
          f"speed-up {fmt(runs['serial'] / runs['loopback2'], 2)} x (workers already running)"),
-        ("per-participant compute", f"{fmt(min(tasks), 1)}-{fmt(max(tasks), 1)} s",
+        ("per-task compute" if args.preset == "rym" else "per-participant compute",
+         f"{fmt(min(tasks), 1)}-{fmt(max(tasks), 1)} s",
          f"median {fmt(sorted(tasks)[len(tasks) // 2], 1)} s; sum {fmt(sum(tasks), 1)} s"),
+        *(
+            [("projected: as published, 1 / 16 / 64 workers",
+              f"{fmt(full / 3600, 1)} / {fmt(full / 16 / 3600, 2)} / {fmt(full / 64 / 3600, 2)} h",
+              f"{_fits(n, 19)} fits of 2000 iterations (19 shifts): the measured fit times "
+              f"scaled by iterations and fits; 1 CPU core per worker")]
+            if args.preset == "rym" else []
+        ),
         ("projected: 4 / 8 / 16 workers",
          f"{fmt(proj[4], 1)} / {fmt(proj[8], 1)} / {fmt(proj[16], 1)} s",
          f"measured tasks scheduled longest first + {fmt(overhead, 1)} s start-up; needs that "
@@ -158,12 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {"results_dir": args.results_dir} if args.results_dir else {}
     out = update_results(
         AREA,
-        SECTION,
+        "study" if args.preset == "quick" else f"study_{args.preset}",
         {"runs_s": runs, "tasks_s": tasks, "projected_s": proj, "same_figures": same,
-         "participants": n},
+         "participants": n, "preset": args.preset},
         table,
         title=f"A {n}-participant study decoded serially, on 2 local workers, on a loopback "
-        "scheduler",
+        f"scheduler (preset {args.preset})",
         summary=(
             "recall-lab study decode on a simulated study: one Dask task per participant. The "
             "same study is decoded three times; the figures must be identical. Projections for "
