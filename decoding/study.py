@@ -33,6 +33,7 @@ from typing import Any
 
 from data_schema.errors import Cancelled, RecallLabError
 from data_schema.progress import Progress, run_folder
+from decoding.cluster import ClusterSettings, cluster_settings
 from decoding.config import DecodeConfig
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,22 @@ def decode_participant(paths: list[str], cfg_dict: dict[str, Any]) -> Any:
     return outcome
 
 
-def _connect(jobs: int | None, scheduler: str | None, scheduler_file: str | None):
-    """(client, cluster or None, description) for where the tasks run."""
+def _connect(
+    jobs: int | None,
+    scheduler: str | None,
+    scheduler_file: str | None,
+    batch: ClusterSettings | None = None,
+):
+    """(client, cluster or None, description) for where the tasks run: a scheduler named on
+    the command line or in the environment, else the study's batch cluster (``batch``,
+    unless ``--jobs`` was given), else a local cluster."""
     from distributed import Client, LocalCluster
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if batch is not None and not (address or scheduler_file or jobs):
+        from decoding.cluster import start_cluster
+
+        return start_cluster(batch)
     try:
         if scheduler_file:
             if not Path(scheduler_file).is_file():
@@ -228,6 +240,7 @@ def run_study_decode(
     prog = progress or Progress("none")
     if jobs is not None and jobs < 1:
         raise RecallLabError("--jobs must be at least 1")
+    batch = cluster_settings(study.meta, str(study.root / "study.yaml"))
     plans, skipped = plan_study_decode(study)
     if not plans:
         raise RecallLabError(
@@ -294,7 +307,7 @@ def run_study_decode(
         from decoding.study_pooled import run_pooled
 
         def connect():
-            return _connect(jobs, scheduler, scheduler_file)
+            return _connect(jobs, scheduler, scheduler_file, batch)
 
         entries, pooled, result.where = run_pooled(
             plans, cfg, connect=None if serial else connect, prog=prog
@@ -311,7 +324,9 @@ def run_study_decode(
                 plan, lambda plan=plan: decode_participant([str(p) for p in plan.paths], cfg_dict)
             )
     else:
-        result.where = _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle)
+        result.where = _run_on_dask(
+            plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle, batch
+        )
     if cfg.evaluation.split != "participants":
         step.close()
     result.skipped = skipped
@@ -331,10 +346,10 @@ def run_study_decode(
     return result
 
 
-def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle) -> str:
+def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle, batch=None) -> str:
     from distributed import as_completed
 
-    client, cluster, where = _connect(jobs, scheduler, scheduler_file)
+    client, cluster, where = _connect(jobs, scheduler, scheduler_file, batch)
     futures = {}
     try:
         for plan in plans:
