@@ -10,6 +10,7 @@ boundary.
 from __future__ import annotations
 
 import io
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,6 +159,11 @@ class KeyframePainter:
         elif self.mode == "img2img":
             kwargs["image"] = sketch_image(sketch_png, self.size, scribble=False)
             kwargs["strength"] = settings.strength
+            # img2img denoises int(steps x strength) steps: never none (--steps 1 at strength
+            # 0.75 made zero, and an empty batch crashed the VAE).
+            kwargs["num_inference_steps"] = max(
+                settings.steps, math.ceil(1.0 / max(settings.strength, 1e-3))
+            )
         else:
             kwargs.update(height=self.size, width=self.size)
         if cancel.is_set():

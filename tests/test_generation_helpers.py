@@ -64,13 +64,14 @@ def write_session(
     melody: bool = True,
     presses: bool = True,
     memories: tuple[str, ...] = ("m1",),
+    participant: str = "P001",
 ) -> Path:
     """A session with EEG, protocol phases and, per memory, the requested participant inputs.
 
     Valence keys: positive presses during the first third of each recall, negative presses
     during the last third, nothing in between (neutral).
     """
-    w = SessionWriter(path, participant_id="P001", protocol="test")
+    w = SessionWriter(path, participant_id=participant, protocol="test")
     info = StreamInfo(
         name="eeg",
         channel_names=["Fz", "Cz"],
@@ -79,7 +80,7 @@ def write_session(
         nominal_rate=50.0,
         stream_type="EEG",
         source="test",
-        description="",
+        description={},
     )
     w.add_stream("eeg", info)
     span = len(memories) * (recall + 2) + 2

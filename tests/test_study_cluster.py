@@ -61,12 +61,11 @@ def test_a_bad_cluster_section_is_named(section, message):
 
 @pytest.mark.skipif(shutil.which("sbatch") is not None, reason="a real SLURM login node")
 def test_without_sbatch_study_decode_says_where_to_run_it(tmp_path, capsys):
+    short = {"duration": 40.0, "n_channels": 4, "sfreq": 125.0, "recall": 15.0, "baseline": 5.0}
     files = [
         simulate_session(
-            tmp_path / f"p{i}.h5",
-            SimulationSettings(seed=i, participant_id=f"P0{i}", duration=40.0, n_channels=4,
-                               sfreq=125.0, recall=15.0, baseline=5.0),
-        )  # fmt: skip
+            tmp_path / f"p{i}.h5", SimulationSettings(seed=i, participant_id=f"P0{i}", **short)
+        )
         for i in range(2)
     ]
     root = tmp_path / "study"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands._progress import add_progress_option, progress_from_args
+
+if TYPE_CHECKING:
+    from generation.pipeline import GenerateConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,14 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the local models folder (see `recall-lab models`).",
     )
     p.add_argument("session", type=Path, help="session file (.h5)")
+    p.add_argument("--memory", default=None, help="memory id (default: every memory)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (a new run-NNN inside)")
+    add_generation_options(p)
+    p.set_defaults(func=run)
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """The options that shape a reconstruction (shared with ``study generate``)."""
     p.add_argument(
         "--affect",
         choices=("reported", "decoded"),
         default="reported",
         help="reported: valence keys/ratings (default); decoded: newest `recall-lab decode` run",
     )
-    p.add_argument("--memory", default=None, help="memory id (default: every memory)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (a new run-NNN inside)")
     p.add_argument("--models", type=Path, default=None, help="models folder")
     p.add_argument("--seed", type=int, default=0, help="seed shared by all keyframes")
     p.add_argument("--duration", type=float, default=None, help="stretch timeline to N seconds")
@@ -64,15 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_progress_option(p)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> GenerateConfig:
+    """The :class:`GenerateConfig` the options ask for (one-line errors for bad values)."""
     from data_schema.errors import RecallLabError
     from generation.animation import AnimationSettings
     from generation.images import ImageSettings
     from generation.music import MusicSettings
-    from generation.pipeline import GenerateConfig, run_generation
+    from generation.pipeline import GenerateConfig
     from generation.segments import SegmentRules
 
     if args.steps < 1:
@@ -81,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise RecallLabError("--fps must be positive")
     cfg = GenerateConfig(
         affect=args.affect,
-        memory=args.memory,
-        out=args.out,
+        memory=getattr(args, "memory", None),
+        out=getattr(args, "out", None),
         models=args.models,
         seed=args.seed,
         fps=args.fps,
@@ -105,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
         ),
         show_progress=not args.quiet,
     )
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from generation.pipeline import run_generation
+
+    cfg = config_from_args(args)
     progress = progress_from_args(args)
     with progress.cancellable():
         results = run_generation(args.session, cfg, progress=progress)

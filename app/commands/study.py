@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.commands._progress import add_progress_option, progress_from_args
+from app.commands.generate import add_generation_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +63,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     add_progress_option(a)
     a.set_defaults(func=run_decode)
+
+    a = actions.add_parser(
+        "generate",
+        help="reconstruct every memory of the study (one Dask task each; local, or a cluster)",
+        description="Make every session's reconstructions as recall-lab generate does, one "
+        "task per memory on Dask (local by default, --jobs 1 for no Dask, --scheduler or "
+        "--scheduler-file for a running cluster, or the study.yaml cluster section). Output: "
+        "STUDY/derivatives/generation/sub-*/<session>/run-NNN/ and a run in each session file.",
+    )
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument("--jobs", type=int, default=None, help="local worker processes (1: no Dask)")
+    a.add_argument("--scheduler", default=None, help="a Dask scheduler, e.g. tcp://host:8786")
+    a.add_argument("--scheduler-file", default=None, help="a Dask scheduler file")
+    add_generation_options(a)
+    a.set_defaults(func=run_generate)
 
     a = actions.add_parser(
         "report",
@@ -215,6 +231,42 @@ def run_decode(args: argparse.Namespace) -> int:
                 f"    {name}: F1 {m['f1_weighted']:.3f}{chance}"
                 + ("" if leaky is None else f"; LEAKY (RYM protocol, not evidence) {leaky:.3f}")
             )
+    print(f"summary: {result.folder / 'summary.json'}")
+    return 1 if result.failed else 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Reconstruct the study's memories; exit 1 if any session failed (the others are kept)."""
+    from app.commands.generate import config_from_args
+    from data_schema.study import Study
+    from generation.study import plan_study_generate, run_study_generate
+
+    study = Study.open(args.study)
+    cfg = config_from_args(args)
+    plans, skipped = plan_study_generate(study)
+    n = sum(len(p.memories) for p in plans)
+    print(
+        f"study {study.name!r}: {n} memory(ies) in {len(plans)} session(s) to reconstruct; "
+        f"{len(skipped)} file(s) left out"
+    )
+    for file, why in skipped.items():
+        print(f"  left out {file}: {why}")
+    progress = progress_from_args(args)
+    with progress.cancellable():
+        result = run_study_generate(
+            study,
+            cfg,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            scheduler_file=args.scheduler_file,
+            progress=progress,
+        )
+    print(f"ran on {result.where}")
+    for file, r in sorted(result.sessions.items()):
+        if r["status"] != "ok":
+            print(f"  {file}: FAILED: {r['reason']}")
+            continue
+        print(f"  {file}: {r['folder']} ({', '.join(sorted(r['videos']))})")
     print(f"summary: {result.folder / 'summary.json'}")
     return 1 if result.failed else 0
 
