@@ -181,7 +181,8 @@ def run_study_generate(
         "sessions": result.sessions,
         "skipped": skipped,
     }
-    with prog.committing(), run_folder(study.root / "derivatives" / "generation" / "runs") as f:
+    runs = study.root / "derivatives" / "generation" / "runs"
+    with prog.committing(), run_folder(runs, prog) as f:
         (f.partial / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     result.folder = f.final
     return result

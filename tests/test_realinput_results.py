@@ -220,3 +220,63 @@ def test_cancelling_generate_leaves_no_run_folder_and_resets_the_bars(
     assert not (session.parent / "mem-generation").exists()
     assert session.read_bytes() == before
     assert app.text("Results") == ""
+
+
+def _small_study(tmp_path: Path) -> Path:
+    short = {"duration": 60.0, "n_channels": 4, "sfreq": 125.0, "recall": 20.0, "baseline": 10.0}
+    files = [
+        simulate_session(
+            tmp_path / f"p{i}.h5",
+            SimulationSettings(seed=i, participant_id=f"P0{i}", effect=1.0, **short),
+        )
+        for i in range(2)
+    ]
+    root = tmp_path / "pilot"
+    assert main(["study", "init", str(root)]) == 0
+    assert main(["study", "add", str(root), *map(str, files)]) == 0
+    return root
+
+
+def open_study(app, root: Path) -> None:
+    """Open the study folder through *Open study…* and the folder dialog, typing its path."""
+    app.click("Open study")
+    modal = app.wait_until(lambda: app.state()["modal"], 5, what="the folder dialog")
+    assert modal["title"] == "Open study"
+    app.type_text(str(root))
+    app.press("Return")
+    app.wait_until(lambda: app.state()["modal"] is None, 5, what="the dialog closed")
+    app.wait_until(lambda: app.text("Offline study") == "pilot", 10, what="study chosen")
+
+
+def test_decode_a_whole_study_from_the_console(real_app, tmp_path):
+    root = _small_study(tmp_path)
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text("decoders: [bandpower_logreg]\nevaluation:\n  n_permutations: 5\n")
+    app = start(real_app, tmp_path, decode_config=str(cfg))
+    assert app.find("Decode study")["enabled"] is False  # no study yet
+    open_study(app, root)
+    app.click("Decode study")
+    seen = follow_job(app, 240)
+    # The step line counts participants as their tasks come back from the Dask workers.
+    counts = [m for _, step in seen if (m := re.match(r"participants: (\d) of 2", step or ""))]
+    assert counts, seen
+    assert app.text("Offline status").startswith("recall-lab study decode finished")
+    listed = app.text("Results").splitlines()
+    assert "derivatives/decoding/runs/run-001/summary.json" in listed
+
+
+def test_cancel_a_study_decode_from_the_console(real_app, tmp_path):
+    root = _small_study(tmp_path)
+    app = start(real_app, tmp_path, decode_config=decode_config(tmp_path, 5000, 50))
+    open_study(app, root)
+    app.click("Decode study")
+    app.wait_until(
+        lambda: (app.text("Offline step") or "").startswith("participants: 0 of 2"),
+        60,
+        what="the participants step",
+    )
+    app.click("Cancel")
+    app.wait_until(lambda: not app.state()["job_running"], 30, what="the job stopped")
+    assert app.text("Offline status") == "recall-lab study decode cancelled: nothing of it was kept"
+    assert not (root / "derivatives" / "decoding" / "runs").exists()
+    assert app.find("Decode study")["enabled"]

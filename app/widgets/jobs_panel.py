@@ -7,6 +7,11 @@ that step is (fitted folds and permutations, denoising steps, frames). Cancel st
 nothing half-made is kept. The results list names every file of the finished output folders
 relative to the session's folder; a double-click opens it in the console (pictures, videos with
 their affect timeline, text), and *Valence plot* draws decoded against reported valence.
+
+*Open study…* picks a study folder (``recall-lab study init``); *Decode study* and *Generate
+study* run ``recall-lab study decode|generate`` on it with the same settings, their tasks on
+Dask as the command line runs them; the bars count participants (or fits, across participants)
+and memories, Cancel cancels every task, and the results are listed relative to the study.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from app.widgets.offline_settings import OfflineSettings
 
 #: The offline stages in the order they make sense: decode first, then generate from it.
 STAGES = (("decode", "Decode affect"), ("generate", "Generate media"))
+#: The same for a whole study (``recall-lab study ACTION``).
+STUDY_STAGES = (("decode", "Decode study"), ("generate", "Generate study"))
 PATH_ROLE = QtCore.Qt.ItemDataRole.UserRole
 
 
@@ -58,11 +65,30 @@ class JobsPanel(QtWidgets.QGroupBox):
         self.windows: list[QtWidgets.QWidget] = []
         self.decoded = False
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
+        self.study: Path | None = None
+        self.results_base: Path | None = None
 
         self.open_button = QtWidgets.QPushButton("Open session…")
         self.session_label = QtWidgets.QLabel("no session")
         self.session_label.setAccessibleName("Offline session")
         self.offline = OfflineSettings(settings)
+        self.study_button = QtWidgets.QPushButton("Open study…")
+        self.study_label = QtWidgets.QLabel("no study")
+        self.study_label.setAccessibleName("Offline study")
+        self.study_buttons: dict[str, QtWidgets.QPushButton] = {}
+        self.study_label.setWordWrap(True)
+        study_top = QtWidgets.QHBoxLayout()
+        study_top.addWidget(self.study_button)
+        study_top.addWidget(self.study_label, 1)
+        study_row = QtWidgets.QHBoxLayout()
+        for action, label in STUDY_STAGES:
+            b = QtWidgets.QPushButton(label)
+            b.clicked.connect(lambda _=False, a=action: self.run_study(a))
+            b.setSizePolicy(
+                QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed
+            )
+            self.study_buttons[action] = b
+            study_row.addWidget(b)
         row = QtWidgets.QHBoxLayout()
         for stage, label in STAGES:
             b = QtWidgets.QPushButton(label)
@@ -99,6 +125,8 @@ class JobsPanel(QtWidgets.QGroupBox):
         lay.addLayout(top)
         lay.addWidget(self.offline)
         lay.addLayout(row)
+        lay.addLayout(study_top)
+        lay.addLayout(study_row)
         lay.addWidget(self.bar)
         lay.addWidget(self.step_label)
         lay.addWidget(self.step_bar)
@@ -107,6 +135,7 @@ class JobsPanel(QtWidgets.QGroupBox):
         lay.addWidget(self.plot_button)
 
         self.open_button.clicked.connect(self.choose_session)
+        self.study_button.clicked.connect(self.choose_study)
         self.cancel_button.clicked.connect(self.cancel_all)
         self.results.itemActivated.connect(self._open)
         self.plot_button.clicked.connect(self.show_valence_plot)
@@ -116,6 +145,7 @@ class JobsPanel(QtWidgets.QGroupBox):
     def set_recording(self, path: Path | None) -> None:
         """Work on ``path`` from now on; its earlier results are listed once read."""
         self.recording = path
+        self.results_base = None
         self.decoded = False
         self.results.clear()
         self.session_label.setText(path.name if path else "no session")
@@ -143,6 +173,41 @@ class JobsPanel(QtWidgets.QGroupBox):
         if path:
             self.set_recording(Path(path))
 
+    # ------------------------------------------------------------------ study
+    def choose_study(self) -> None:
+        start = str(self.study.parent) if self.study else ""
+        if not start and self.settings is not None:
+            start = self.settings.get("session/out_dir")
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open study", start)
+        if path:
+            from data_schema.study import Study
+
+            root = Path(path)
+            in_background(
+                lambda: Study.open(root), lambda st, err: self._study(root, st, err), self
+            )
+
+    def _study(self, root: Path, study, error: BaseException | None) -> None:
+        if error is not None or study is None:
+            self.line.setText(str(error).splitlines()[0] if error else f"{root}: not a study")
+            return
+        self.study = root
+        self.study_label.setText(study.name)
+        self.study_label.setToolTip(str(root))
+        self.line.setText(f"study ready: {study.name}")
+        self._update()
+
+    def run_study(self, action: str) -> OfflineJob | None:
+        """Start ``recall-lab study <action> <study>`` as a background job."""
+        if self.study is None or (self.job is not None and self.job.running):
+            return None
+        args = ["study", action, str(self.study), "--progress", "json"]
+        if action == "generate" and self.offline.models_dir:
+            args += ["--models", self.offline.models_dir]
+        if action == "decode" and self.offline.decode_config:
+            args += ["--config", self.offline.decode_config]
+        return self.run_args(args, base=self.study)
+
     # ------------------------------------------------------------------ jobs
     def _update(self) -> None:
         busy = self.job is not None and self.job.running
@@ -150,6 +215,9 @@ class JobsPanel(QtWidgets.QGroupBox):
             ok = stage_available(stage)
             b.setEnabled(ok and self.recording is not None and not busy)
             b.setToolTip("" if ok else f"recall-lab {stage} is not installed")
+        for b in self.study_buttons.values():
+            b.setEnabled(self.study is not None and not busy)
+        self.study_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         self.open_button.setEnabled(not busy)
         self.plot_button.setEnabled(self.decoded and self.recording is not None)
@@ -165,8 +233,12 @@ class JobsPanel(QtWidgets.QGroupBox):
             args += ["--config", self.offline.decode_config]
         return self.run_args([*args, *(extra or [])])
 
-    def run_args(self, args: list[str]) -> OfflineJob:
-        self.job = OfflineJob(args, cwd=(self.recording or Path.cwd()).parent, parent=self)
+    def run_args(self, args: list[str], base: Path | None = None) -> OfflineJob:
+        """Run ``recall-lab <args>``; results are listed relative to ``base`` (default: the
+        session's folder)."""
+        self.results_base = base
+        cwd = base if base is not None else (self.recording or Path.cwd()).parent
+        self.job = OfflineJob(args, cwd=cwd, parent=self)
         self.job.progress.connect(lambda p: self.bar.setValue(int(p * 1000)))
         self.job.step.connect(self._step)
         self.job.output.connect(lambda line: self.line.setText(line[-200:]))
@@ -189,7 +261,7 @@ class JobsPanel(QtWidgets.QGroupBox):
 
     def _finished(self, code: int, results: list) -> None:
         job = self.job
-        stage = job.args[0] if job is not None else ""
+        stage = " ".join(job.args[:2] if job.args[0] == "study" else job.args[:1]) if job else ""
         if code == 0:
             self.bar.setValue(1000)
             self.bar.setFormat("%p% · done")
@@ -213,7 +285,7 @@ class JobsPanel(QtWidgets.QGroupBox):
 
     def _add_results(self, paths: list, *, first: bool = False) -> None:
         """List ``paths`` by their name relative to the session's folder (newest first)."""
-        base = self.recording.parent if self.recording else Path.cwd()
+        base = self.results_base or (self.recording.parent if self.recording else Path.cwd())
         known = {self.results.item(i).data(PATH_ROLE) for i in range(self.results.count())}
         new = [Path(p) for p in paths if str(p) not in known]
         for k, p in enumerate(new):
