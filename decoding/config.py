@@ -121,6 +121,9 @@ class EvaluationConfig:
     n_permutations_refit: int = 19
     min_shift: float = 0.1  # smallest shift, as a fraction of the recording
     leaky: bool = True  # also run the RYM protocol (marked leaky)
+    # With split "participants" (a study decoded across participants): also decode each
+    # participant on their own, with blocked splits in time, beside the across figures.
+    within_participant: bool = False
     seed: int = 0
     # Worker processes for the permutation refits (each with one torch thread); None: one per
     # CPU core. The shifted labels are drawn in the parent, so results do not depend on it.

@@ -135,6 +135,10 @@ def plan_study_decode(study: Any) -> tuple[list[ParticipantPlan], dict[str, str]
     return plans, skipped
 
 
+#: Added to a decoder's name for its within-participant figures in a study decoded across
+#: participants (``evaluation.within_participant``).
+WITHIN_SUFFIX = " (within)"
+
 #: Decoders whose representation learns from the labels: every permutation refits them.
 LABEL_USING = {"cebra_behavior_knn"}
 
@@ -145,14 +149,18 @@ def estimated_fits(plans: list[ParticipantPlan], cfg: DecodeConfig) -> int:
     and one for the leaky protocol. Folds: one per session when a participant has several
     (split auto), else ``n_folds`` blocks."""
     ev = cfg.evaluation
-    if ev.split == "participants":
+    total = 0
+    split = ev.split
+    if split == "participants":
         from decoding.study_pooled import pooled_fits
 
-        return pooled_fits(len(plans), cfg)
-    total = 0
+        total = pooled_fits(len(plans), cfg)
+        if not ev.within_participant:
+            return total
+        split = "blocks"
     for plan in plans:
         n_sessions = len(plan.paths)
-        if ev.split == "sessions" or (ev.split == "auto" and n_sessions > 1):
+        if split == "sessions" or (split == "auto" and n_sessions > 1):
             folds = n_sessions
         else:
             folds = ev.n_folds
@@ -250,17 +258,28 @@ def run_study_decode(
     reports = study.root / "derivatives" / "decoding"
     cfg_dict = cfg.to_dict()
     result = StudyDecodeResult(None, "serial")
-    if cfg.evaluation.split != "participants":
-        prog.plan(["participants"])
-        step = prog.step("participants", len(plans), "participant")
+    across = cfg.evaluation.split == "participants"
+    within = not across or cfg.evaluation.within_participant
+    # Across participants, the preset may also decode each participant on their own (blocked
+    # splits in time): their figures join the participant's entry, named "... (within)".
+    within_cfg = DecodeConfig.from_dict(cfg_dict)
+    suffix = ""
+    if across:
+        within_cfg.evaluation.split = "blocks"
+        suffix = WITHIN_SUFFIX
+    within_dict = within_cfg.to_dict()
+    prog.plan(
+        (["read and preprocess", "fits"] if across else [])
+        + ([f"participants{suffix}"] if within else [])
+    )
 
     def record(plan: ParticipantPlan, outcome: Any) -> None:
         # Only here is anything written, once per participant, after its task succeeded.
         with prog.committing():
-            runs = write_results(outcome, cfg)
-            report = write_report(outcome, cfg, reports / f"sub-{plan.subject}")
+            runs = write_results(outcome, within_cfg)
+            report = write_report(outcome, within_cfg, reports / f"sub-{plan.subject}")
         decoders = {
-            name: {
+            f"{name}{suffix}": {
                 **m,
                 # For the group statistics: the participant's own permutation null, and the
                 # confusion matrix of the honest predictions (classes -1, 0, 1).
@@ -269,21 +288,26 @@ def run_study_decode(
             }
             for name, m in outcome.summary["decoders"].items()
         }
-        result.participants[plan.subject] = {
-            "status": "ok",
-            "sessions": [str(p.relative_to(study.root)) for p in plan.paths],
-            "runs": {str(Path(k).relative_to(study.root)): v for k, v in runs.items()},
-            "report": str(report.relative_to(study.root)),
-            "n_windows": outcome.summary["n_windows"],
-            "compute_seconds": outcome.summary.get("compute_seconds"),
-            "channels": _channels(outcome),
-            "decoders": decoders,
-        }
+        entry = result.participants.setdefault(plan.subject, {"status": "ok", "decoders": {}})
+        entry.update(
+            {
+                "sessions": [str(p.relative_to(study.root)) for p in plan.paths],
+                "runs": {str(Path(k).relative_to(study.root)): v for k, v in runs.items()},
+                "report": str(report.relative_to(study.root)),
+                "compute_seconds": outcome.summary.get("compute_seconds"),
+            }
+        )
+        entry.setdefault("n_windows", outcome.summary["n_windows"])
+        entry.setdefault("channels", _channels(outcome))
+        entry["decoders"].update(decoders)
         step.update(1)
 
     def failed(plan: ParticipantPlan, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, RecallLabError) else f"{type(exc).__name__}: {exc}"
-        result.participants[plan.subject] = {"status": "failed", "reason": reason}
+        if across and result.participants.get(plan.subject, {}).get("status") == "ok":
+            result.participants[plan.subject]["within_failed"] = reason
+        else:
+            result.participants[plan.subject] = {"status": "failed", "reason": reason}
         log.warning("sub-%s: %s", plan.subject, reason)
         step.update(1)
 
@@ -303,7 +327,7 @@ def run_study_decode(
         scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")
     )
     pooled = None
-    if cfg.evaluation.split == "participants":
+    if across:
         from decoding.study_pooled import run_pooled
 
         def connect():
@@ -318,16 +342,16 @@ def run_study_decode(
                     str(Path(p).relative_to(study.root)) for p in entry["sessions"]
                 ]
             result.participants[subject] = entry
-    elif serial:
-        for plan in plans:
-            settle(
-                plan, lambda plan=plan: decode_participant([str(p) for p in plan.paths], cfg_dict)
+    if within:
+        step = prog.step(f"participants{suffix}", len(plans), "participant")
+        if serial:
+            for plan in plans:
+                paths = [str(p) for p in plan.paths]
+                settle(plan, lambda paths=paths: decode_participant(paths, within_dict))
+        else:
+            result.where = _run_on_dask(
+                plans, within_dict, jobs, scheduler, scheduler_file, prog, settle, batch
             )
-    else:
-        result.where = _run_on_dask(
-            plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle, batch
-        )
-    if cfg.evaluation.split != "participants":
         step.close()
     result.skipped = skipped
     summary = {

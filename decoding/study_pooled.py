@@ -186,7 +186,6 @@ def run_pooled(
     runner = _Runner(connect, prog)
     entries: dict[str, dict[str, Any]] = {}
     try:
-        prog.plan(["read and preprocess", "fits"])
         todo = [(plan.subject, str(path)) for plan in plans for path in plan.paths]
         with prog.step("read and preprocess", len(todo), "session") as step:
             loaded = runner.run([load_task] * len(todo), [(p, cfg) for _, p in todo], step)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,14 @@ def write_study_report(study: Any, run: str | None = None) -> Path:
     summary = json.loads(summary_file.read_text())
     participants = summary["participants"]
     ok = {s: r for s, r in sorted(participants.items()) if r["status"] == "ok"}
-    decoders = list(next(iter(ok.values()))["decoders"]) if ok else []
+    # Every decoder any participant has (across participants, "... (within)" too), in order.
+    decoders = list(dict.fromkeys(d for r in ok.values() for d in r.get("decoders", {})))
     with run_folder(root / "derivatives" / "reports") as folder:
         out = folder.partial
         groups = {d: group_result(d, ok) for d in decoders}
         for d in decoders:
-            _plot_f1(plt, d, ok, out / f"f1_{d}.png")
-            _plot_confusion(plt, d, ok, out / f"confusion_{d}.png")
+            _plot_f1(plt, d, ok, out / f"f1_{_slug(d)}.png")
+            _plot_confusion(plt, d, ok, out / f"confusion_{_slug(d)}.png")
         for sub, r in ok.items():
             src = root / r["report"] / "trajectory.png" if r.get("report") else None
             if src is not None and src.is_file():
@@ -79,7 +81,9 @@ def _plot_f1(plt, decoder: str, ok: dict, path: Path) -> None:
     subs = list(ok)
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(subs) + 2), 3.8))
     for i, sub in enumerate(subs):
-        m = ok[sub]["decoders"][decoder]
+        m = ok[sub]["decoders"].get(decoder)
+        if m is None:
+            continue
         null = np.asarray(m.get("null_f1_weighted") or [], float)
         first = i == 0
         if len(null):
@@ -106,7 +110,7 @@ def _plot_f1(plt, decoder: str, ok: dict, path: Path) -> None:
 def _plot_confusion(plt, decoder: str, ok: dict, path: Path) -> None:
     total = np.zeros((3, 3))
     for r in ok.values():
-        cm = r["decoders"][decoder].get("confusion")
+        cm = r["decoders"].get(decoder, {}).get("confusion")
         if cm:
             total += np.asarray(cm, float)
     rows = total.sum(axis=1, keepdims=True)
@@ -124,6 +128,11 @@ def _plot_confusion(plt, decoder: str, ok: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _slug(decoder: str) -> str:
+    """A file name part for a decoder ("cebra_time_knn (within)" -> "cebra_time_knn_within")."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", decoder).strip("_")
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -203,7 +212,9 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
             "<th>windows</th><th class='l'>channels used</th></tr>"
         )
         for sub, r in ok.items():
-            m = r["decoders"][d]
+            m = r["decoders"].get(d)
+            if m is None:
+                continue
             ch = r.get("channels", {})
             left = "; ".join(f"{k}: {', '.join(v)}" for k, v in ch.get("left_out", {}).items())
             parts.append(
@@ -217,8 +228,8 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
                 + "</td></tr>"
             )
         parts.append("</table>")
-        parts.append(f"<img src='f1_{e(d)}.png' alt='F1 against chance, {e(d)}'>")
-        parts.append(f"<img src='confusion_{e(d)}.png' alt='confusion, {e(d)}'>")
+        parts.append(f"<img src='f1_{e(_slug(d))}.png' alt='F1 against chance, {e(d)}'>")
+        parts.append(f"<img src='confusion_{e(_slug(d))}.png' alt='confusion, {e(d)}'>")
     parts.append(f"<h2>Why the LEAKY figure is not evidence</h2><p>{e(LEAKY_EXPLANATION)}</p>")
     parts.append("<h2>Decoded trajectories</h2>")
     for sub in ok:

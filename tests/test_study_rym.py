@@ -58,11 +58,16 @@ def study(tmp_path_factory) -> Path:
     assert main(["study", "init", str(root)]) == 0
     assert main(["study", "add", str(root), *files]) == 0
     (d / "small.yaml").write_text(SMALL)
+    # Across participants only (the within figures are the per-participant decode's, tested
+    # on Dask in test_study_dask.py).
+    (d / "across.yaml").write_text(
+        SMALL.replace("evaluation:\n", "evaluation:\n  within_participant: false\n")
+    )
     return root
 
 
-def _decode(root: Path, *extra: str) -> dict:
-    cfg = root.parent / "small.yaml"
+def _decode(root: Path, *extra: str, config: str = "small.yaml") -> dict:
+    cfg = root.parent / config
     argv = ["study", "decode", str(root), "--preset", "rym", "--config", str(cfg), *extra]
     assert main(argv) == 0
     runs = sorted((root / "derivatives" / "decoding" / "runs").glob("run-*"))
@@ -108,7 +113,9 @@ def test_samples_input_is_every_sample_at_the_recorded_rate(study):
 def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsys):
     s = _decode(study, "--jobs", "1")
     out = capsys.readouterr().out
-    assert "about 14 model fits" in out  # 3 x (1 + 2) + 1 leaky, 3 + 1 for CEBRA-Time
+    # Across: 3 x (1 + 2) + 1 leaky and 3 + 1 for CEBRA-Time; within each participant alone:
+    # 3 x (5 folds x (1 + 2) + 1) and 3 x (5 + 1).
+    assert "about 80 model fits" in out
     across = s["across_participants"]["decoders"]
     assert across["cebra_behavior_knn"]["leaky_multi_session"] is True
     assert across["cebra_time_knn"]["leaky_multi_session"] is False  # needs labels to align
@@ -122,6 +129,10 @@ def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsy
             assert len(m["null_f1_weighted"]) == (2 if name == "cebra_behavior_knn" else 3)
             # kNN on at most 1500 training rows of the other participants: k = 39.
             assert m["leaky_k_neighbors"] == sqrt_k(1500)
+            # The same decoder on this participant alone, blocked splits in time.
+            alone = entry["decoders"][f"{name} (within)"]
+            assert alone["split"] == "blocks" and alone["chance_f1_weighted"] is not None
+        assert (study / entry["report"] / "metrics.json").is_file()
     assert main(["study", "report", str(study)]) == 0
     page = next((study / "derivatives" / "reports").glob("run-*/index.html")).read_text()
     assert "All participants pooled" in page and "leave one participant out" in page
@@ -129,8 +140,8 @@ def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsy
 
 
 def test_dask_gives_the_serial_figures(study):
-    serial = _decode(study, "--jobs", "1")
-    dask = _decode(study, "--jobs", "2")
+    serial = _decode(study, "--jobs", "1", config="across.yaml")
+    dask = _decode(study, "--jobs", "2", config="across.yaml")
     assert dask["where"].startswith("a local cluster of 2")
     for sub in serial["participants"]:
         for name, m in serial["participants"][sub]["decoders"].items():
@@ -168,7 +179,9 @@ def test_honest_fits_never_see_the_test_participant(study, monkeypatch):
     monkeypatch.setitem(DECODERS, "counting", lambda cfg, seed: _Counting())
     _Counting.fits.clear()
     (study.parent / "count.yaml").write_text(
-        SMALL + "decoders: [counting]\n" + "evaluation: {leaky: false, n_permutations: 0}\n"
+        SMALL
+        + "decoders: [counting]\n"
+        + "evaluation: {leaky: false, n_permutations: 0, within_participant: false}\n"
     )
     from decoding.study import run_study_decode
 
