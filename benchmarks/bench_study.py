@@ -126,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         config = work / "bench.yaml"
         text = f"cebra:\n  max_iterations: {args.iterations}\n"
         if args.preset == "rym":
+            # Across participants only: the within-participant figures are the quick
+            # preset's per-participant tasks, measured without --preset rym.
             text += (
                 f"evaluation:\n  n_permutations: {args.shifts}\n"
-                f"  n_permutations_refit: {args.shifts}\n"
+                f"  n_permutations_refit: {args.shifts}\n  within_participant: false\n"
             )
         config.write_text(text)
         runs = {}
