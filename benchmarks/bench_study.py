@@ -162,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(15)
         figures = {k: _figures(_summary(work / k)) for k in runs}
         same = figures["serial"] == figures["local2"] == figures["loopback2"]
+        # The study's report, from the loopback run: init -> add -> decode -> report.
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "study", "report", str(work / "loopback2")],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        report_s = time.perf_counter() - t0
+        page = next((work / "loopback2/derivatives/reports").glob("run-*/index.html")).read_text()
+        side_by_side = "LEAKY" in page and "honest F1" in page
         serial = _summary(work / "serial")
         if args.preset == "rym":
             # One task per fit (held-out participant x shift, and the leaky fits).
@@ -208,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
          f"measured tasks scheduled longest first + {fmt(overhead, 1)} s start-up; needs that "
          "many free cores"),
         ("same figures in every run", "yes" if same else "NO", "F1 and p per participant"),
+        ("study report", f"{fmt(report_s, 1)} s",
+         "HTML + PNG from the loopback run; honest and LEAKY figures side by side: "
+         + ("yes" if side_by_side else "NO")),
     ]  # fmt: skip
     print_table("Study decode: serial, local Dask, loopback scheduler", table)
     kwargs = {"results_dir": args.results_dir} if args.results_dir else {}
@@ -215,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         AREA,
         "study" if args.preset == "quick" else f"study_{args.preset}",
         {"runs_s": runs, "tasks_s": tasks, "projected_s": proj, "same_figures": same,
-         "participants": n, "preset": args.preset},
+         "participants": n, "preset": args.preset, "report_s": report_s,
+         "report_side_by_side": side_by_side},
         table,
         title=f"A {n}-participant study decoded serially, on 2 local workers, on a loopback "
         f"scheduler (preset {args.preset})",
