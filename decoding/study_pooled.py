@@ -144,6 +144,19 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
         dec = make_decoder(name, cfg, cfg.evaluation.seed)
         z = np.empty((len(ds.y), cfg.cebra.output_dimension), np.float32)
         multi = cfg.cebra.multi_session and not dec.label_free_representation
+        note = None
+        if multi:
+            # CEBRA's multi-session sampler draws positives of a class from every session:
+            # a participant without one of the classes would make it fail.
+            every = set(np.unique(ds.y).tolist())
+            lacking = [s for s in subjects if set(np.unique(ds.y[ds.participant == s])) != every]
+            if lacking:
+                multi = False
+                names = ", ".join(f"sub-{s}" for s in lacking)
+                note = (
+                    "one pooled model, not multi-session: CEBRA's multi-session training needs "
+                    f"every class in every participant, and {names} lack(s) one"
+                )
         if multi:
             rows = [np.flatnonzero(ds.participant == s) for s in subjects]
             for r, emb in zip(
@@ -159,7 +172,7 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
             dec.fit_readout(z[train], ds.y[train])
             pred[test] = np.asarray(CLASS_CODES)[dec.predict_proba_from(z[test]).argmax(1)]
             k_used[s] = getattr(getattr(dec, "readout", None), "n_neighbors", None)
-    return {"pred": pred, "multi_session": multi, "k": k_used}
+    return {"pred": pred, "multi_session": multi, "k": k_used, "note": note}
 
 
 def _scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -311,6 +324,7 @@ def _pooled_figures(jobs, results, index, cfg) -> dict[str, Any]:
             "n_permutations": n_perm,
             "leaky_f1_weighted": _scores(y, leaky["pred"])[0] if leaky else None,
             "leaky_multi_session": leaky["multi_session"] if leaky else None,
+            "leaky_note": leaky.get("note") if leaky else None,
         }
     return out
 

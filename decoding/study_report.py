@@ -174,7 +174,9 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
             "<th class='leaky'>LEAKY F1 (RYM protocol)</th><th class='l'>leaky fit</th></tr>"
         )
         for d, m in across["decoders"].items():
-            how = "multi-session" if m.get("leaky_multi_session") else "one pooled model"
+            how = m.get("leaky_note") or (
+                "multi-session" if m.get("leaky_multi_session") else "one pooled model"
+            )
             parts.append(
                 f"<tr><td class='l'>{e(d)}</td><td>{_fmt(m.get('f1_weighted'))}</td>"
                 f"<td>{_fmt(m.get('chance_f1_weighted'))}</td><td>{_fmt(m.get('p_value'))}</td>"

@@ -217,3 +217,29 @@ def test_samples_input_refuses_the_band_power_decoder():
     cfg.windows.input = "samples"
     with pytest.raises(ConfigError, match=r"bandpower_logreg needs windows\.input: bandpower"):
         cfg.check()
+
+
+def test_a_participant_without_a_class_gets_a_pooled_leaky_fit_and_a_note():
+    """CEBRA's multi-session sampler needs every class in every session (it failed with an
+    IndexError on a participant who never pressed 'negative'): the leaky fit falls back to
+    one pooled model and says why."""
+    from decoding.evaluation import Dataset
+    from decoding.study_pooled import leaky_task
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = np.concatenate([rng.integers(-1, 2, n), rng.integers(0, 2, n)]).astype(np.int8)
+    ds = Dataset(
+        X=rng.normal(size=(2 * n, 4)).astype(np.float32),
+        y=y,
+        times=np.concatenate([np.arange(n), np.arange(n)]) / 125.0,
+        session=np.repeat([0, 1], n),
+        participant=np.repeat(["A", "B"], n),
+        memory=np.full(2 * n, ""),
+        session_ids=["a", "b"],
+    )
+    cfg = load_config(preset="rym")
+    cfg.cebra.max_iterations, cfg.cebra.batch_size = 3, 128
+    out = leaky_task(ds, "cebra_behavior_knn", cfg)
+    assert out["multi_session"] is False and "sub-B lack(s) one" in out["note"]
+    assert set(np.unique(out["pred"])) <= {-1, 0, 1}
