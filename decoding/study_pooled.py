@@ -67,6 +67,9 @@ def _single_threaded():
     import torch
     from threadpoolctl import threadpool_limits
 
+    from decoding.study import tune_allocator
+
+    tune_allocator()
     torch.set_num_threads(1)
     return threadpool_limits(limits=1)
 

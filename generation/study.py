@@ -90,8 +90,10 @@ def generate_task(session_path: str, memory: str, cfg: GenerateConfig, folder: s
     """Task: make one memory's reconstruction in ``folder`` (emptied first: a rerun after a
     lost worker starts clean). Returns the ``MemoryResult``."""
     from data_schema.reader import read_session
+    from decoding.study import tune_allocator
     from generation.pipeline import generate_memory
 
+    tune_allocator()
     target = Path(folder)
     if target.exists():
         shutil.rmtree(target)
