@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 
 from PyQt6 import QtCore, QtGui, QtWidgets, sip
@@ -146,25 +145,34 @@ def participant_rect(
     return part, new_console
 
 
+class _Later(QtCore.QObject):
+    """A one-shot timer that is its owner's child and calls ``fn(owner)`` from its own
+    ``timerEvent`` (see :func:`later`)."""
+
+    def __init__(self, owner: QtCore.QObject, ms: int, fn: Callable[[QtCore.QObject], None]):
+        super().__init__(owner)
+        self._fn: Callable[[QtCore.QObject], None] | None = fn
+        self.startTimer(max(0, int(ms)), QtCore.Qt.TimerType.CoarseTimer)
+
+    def timerEvent(self, event: QtCore.QTimerEvent) -> None:
+        self.killTimer(event.timerId())
+        fn, self._fn = self._fn, None
+        owner = self.parent()
+        self.deleteLater()
+        if fn is not None and owner is not None and not sip.isdeleted(owner):
+            fn(owner)
+
+
 def later(owner: QtCore.QObject, ms: int, fn: Callable[[QtCore.QObject], None]) -> None:
     """Call ``fn(owner)`` in ``ms`` milliseconds unless ``owner`` is gone by then.
 
-    The timer is ``owner``'s child, so it dies with it, and it holds only a weak reference to
-    ``owner``: nothing keeps a closed window alive in a reference cycle that the garbage
-    collector could then break (destroying the window, and its timer) in mid-call.
+    The timer is an object of ``owner``'s own (its child: destroyed with it, it never fires
+    after) that calls ``fn`` from its timer event. Earlier versions connected a closure to a
+    ``QTimer``'s ``timeout`` signal holding a weak reference to ``owner``; a test run crashed
+    (segfault inside that closure, in the event processing between two tests) about every
+    second time. No signal, no slot proxy, no weak reference here.
     """
-    ref = weakref.ref(owner)
-
-    def call() -> None:
-        obj = ref()
-        if obj is not None and not sip.isdeleted(obj):
-            fn(obj)
-
-    timer = QtCore.QTimer(owner)  # its child: destroyed with it, never fires after
-    timer.setSingleShot(True)
-    timer.timeout.connect(call)
-    timer.timeout.connect(timer.deleteLater)
-    timer.start(ms)
+    _Later(owner, ms, fn)
 
 
 def fit_frame(window: QtWidgets.QWidget, target: QtCore.QRect) -> None:
