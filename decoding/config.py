@@ -70,7 +70,11 @@ class WindowConfig:
             "gamma": [30.0, 45.0],
         }
     )
-    use_recall_only: bool = False  # restrict to recall phases when the session has them
+    # Only recall phases, where the session has them. Elsewhere (baseline, cue, typing the
+    # description, drawing, humming) the participant is not asked for valence, so "no press"
+    # is not a neutral report, and those phases' EEG (eyes, typing, drawing) would teach the
+    # decoder "not recalling" as "neutral". A recording without phases is used whole.
+    use_recall_only: bool = True
     # What the decoders see: "bandpower" (log band power of each window, the default) or
     # "samples" (every preprocessed, baseline-subtracted EEG sample at the session's rate, as
     # RYM gave CEBRA; ``length``, ``step`` and ``bands`` are then unused).

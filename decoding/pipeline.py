@@ -79,7 +79,7 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
     if cfg.windows.use_recall_only:
         sel = win.phase_kind == "recall"
         if sel.sum() == 0:
-            notes.append("windows.use_recall_only: no recall phases, whole recording used")
+            notes.append("no recall phases: the whole recording is used (windows.use_recall_only)")
         else:
             X, times, memory, y = X[sel], times[sel], memory[sel], y[sel]
     return SessionWindows(

@@ -149,8 +149,9 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
         multi = cfg.cebra.multi_session and not dec.label_free_representation
         note = None
         if multi:
-            # CEBRA's multi-session sampler draws positives of a class from every session:
-            # a participant without one of the classes would make it fail.
+            # CEBRA's multi-session sampler draws positives of a class from every session: a
+            # participant without the highest class makes it fail (IndexError), one without
+            # a lower class makes it draw positives of the wrong class, silently.
             every = set(np.unique(ds.y).tolist())
             lacking = [s for s in subjects if set(np.unique(ds.y[ds.participant == s])) != every]
             if lacking:

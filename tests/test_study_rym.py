@@ -117,7 +117,18 @@ def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsy
     # 3 x (5 folds x (1 + 2) + 1) and 3 x (5 + 1).
     assert "about 80 model fits" in out
     across = s["across_participants"]["decoders"]
-    assert across["cebra_behavior_knn"]["leaky_multi_session"] is True
+    # Multi-session exactly when every participant reported every class (the confusion
+    # matrix's rows are the true classes); otherwise one pooled model, and a note says who.
+    present = {
+        sub: {c for c, row in zip((-1, 0, 1), e["decoders"]["cebra_behavior_knn"]["confusion"])
+              if sum(row)}
+        for sub, e in s["participants"].items()
+    }  # fmt: skip
+    every = set().union(*present.values())
+    lacking = sorted(sub for sub, classes in present.items() if classes != every)
+    assert across["cebra_behavior_knn"]["leaky_multi_session"] is (not lacking)
+    for sub in lacking:
+        assert f"sub-{sub}" in across["cebra_behavior_knn"]["leaky_note"]
     assert across["cebra_time_knn"]["leaky_multi_session"] is False  # needs labels to align
     for entry in s["participants"].values():
         assert entry["status"] == "ok" and entry["channels"]["used"]
@@ -243,3 +254,7 @@ def test_a_participant_without_a_class_gets_a_pooled_leaky_fit_and_a_note():
     out = leaky_task(ds, "cebra_behavior_knn", cfg)
     assert out["multi_session"] is False and "sub-B lack(s) one" in out["note"]
     assert set(np.unique(out["pred"])) <= {-1, 0, 1}
+    # With every class in both, it is RYM's multi-session model.
+    ds.y[n:] = rng.integers(-1, 2, n)
+    out = leaky_task(ds, "cebra_behavior_knn", cfg)
+    assert out["multi_session"] is True and out["note"] is None
