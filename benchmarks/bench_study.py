@@ -233,9 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         title=f"A {n}-participant study decoded serially, on 2 local workers, on a loopback "
         f"scheduler (preset {args.preset})",
         summary=(
-            "recall-lab study decode on a simulated study: one Dask task per participant. The "
-            "same study is decoded three times; the figures must be identical. Projections for "
-            "more workers schedule the measured per-participant times."
+            "recall-lab study decode on a simulated study: "
+            + (
+                "one Dask task per fit (held-out participant x permutation shift, and the leaky "
+                "fits), across participants. "
+                if args.preset == "rym"
+                else "one Dask task per participant. "
+            )
+            + "The same study is decoded three times; the figures must be identical. "
+            "Projections for more workers schedule the measured task times."
         ),
         machine=machine,
         **kwargs,
