@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _util import fmt, machine_info, print_table, update_results
 
-AREA = "decoding"
+AREA = "study"  # its own results file: decoding.md is bench_decode.py's
 
 
 def _fits(participants: int, shifts: int) -> int:
