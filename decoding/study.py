@@ -218,7 +218,14 @@ def decode_participant(paths: list[str], cfg_dict: dict[str, Any]) -> Any:
     return outcome
 
 
-def _connect(
+def runs_here(jobs: int | None, scheduler: str | None, scheduler_file: str | None) -> bool:
+    """True when tasks run in this process, one after the other (``--jobs 1``, no scheduler)."""
+    return jobs == 1 and not (
+        scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    )
+
+
+def connect(
     jobs: int | None,
     scheduler: str | None,
     scheduler_file: str | None,
@@ -352,18 +359,16 @@ def run_study_decode(
         record(plan, outcome)
 
     started = time.time()
-    serial = jobs == 1 and not (
-        scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    )
+    serial = runs_here(jobs, scheduler, scheduler_file)
     pooled = None
     if across:
         from decoding.study_pooled import run_pooled
 
-        def connect():
-            return _connect(jobs, scheduler, scheduler_file, batch)
+        def to_cluster():
+            return connect(jobs, scheduler, scheduler_file, batch)
 
         entries, pooled, result.where = run_pooled(
-            plans, cfg, connect=None if serial else connect, prog=prog
+            plans, cfg, connect=None if serial else to_cluster, prog=prog
         )
         for subject, entry in entries.items():
             if entry.get("sessions"):
@@ -402,7 +407,7 @@ def run_study_decode(
 def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle, batch=None) -> str:
     from distributed import as_completed
 
-    client, cluster, where = _connect(jobs, scheduler, scheduler_file, batch)
+    client, cluster, where = connect(jobs, scheduler, scheduler_file, batch)
     futures = {}
     try:
         for plan in plans:

@@ -113,6 +113,7 @@ def run_study_generate(
 ) -> StudyGenerateResult:
     """Generate every memory of every session of ``study`` (see the module docstring)."""
     from decoding.cluster import cluster_settings
+    from decoding.study import runs_here
     from generation.animation import choose_animation
     from generation.models import models_dir, require_model
 
@@ -157,9 +158,7 @@ def run_study_generate(
 
     tasks_left: dict[Path, int] = {plan.path: len(plan.memories) for plan in plans}
     started = time.time()
-    serial = jobs == 1 and not (
-        scheduler or scheduler_file or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    )
+    serial = runs_here(jobs, scheduler, scheduler_file)
     try:
         if serial:
             for plan, memory in tasks:
@@ -229,9 +228,9 @@ def _finish(plan, results: dict, error: str | None, cfg, study, result, prog) ->
 def _run_on_dask(tasks, cfg, where_args, prog, settle, tasks_left) -> str:
     from distributed import as_completed
 
-    from decoding.study import _connect
+    from decoding.study import connect
 
-    client, cluster, where = _connect(*where_args)
+    client, cluster, where = connect(*where_args)
     workers = client.scheduler_info().get("workers", {}).values()
     gpu = any("GPU" in (w.get("resources") or {}) for w in workers)
     futures = {}

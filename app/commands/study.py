@@ -205,34 +205,26 @@ def run_decode(args: argparse.Namespace) -> int:
         if r["status"] != "ok":
             print(f"  sub-{sub}: FAILED: {r['reason']}")
             continue
-        parts = []
-        for name, m in r["decoders"].items():
-            chance = (
-                ""
-                if m["p_value"] is None
-                else f" (chance {m['chance_f1_weighted']:.3f}, p={m['p_value']:.3f})"
-            )
-            f1 = "n/a" if m["f1_weighted"] is None else f"{m['f1_weighted']:.3f}"
-            leaky = m.get("leaky_f1_weighted")
-            parts.append(
-                f"{name} F1 {f1}{chance}" + ("" if leaky is None else f", LEAKY {leaky:.3f}")
-            )
+        parts = [f"{name} {_figures(m, 'LEAKY')}" for name, m in r["decoders"].items()]
         print(f"  sub-{sub}: {'; '.join(parts)}")
     if result.across:
         print("  all participants pooled, each predicted by models fitted without them:")
         for name, m in result.across["decoders"].items():
-            chance = (
-                ""
-                if m["p_value"] is None
-                else f" (chance {m['chance_f1_weighted']:.3f}, p={m['p_value']:.3f})"
-            )
-            leaky = m.get("leaky_f1_weighted")
-            print(
-                f"    {name}: F1 {m['f1_weighted']:.3f}{chance}"
-                + ("" if leaky is None else f"; LEAKY (RYM protocol, not evidence) {leaky:.3f}")
-            )
+            print(f"    {name}: {_figures(m, 'LEAKY (RYM protocol, not evidence)')}")
     print(f"summary: {result.folder / 'summary.json'}")
     return 1 if result.failed else 0
+
+
+def _figures(m: dict, leaky_label: str) -> str:
+    """ "F1 0.812 (chance 0.640, p=0.050), LEAKY 0.930" for one decoder's summary entry."""
+    f1 = "n/a" if m["f1_weighted"] is None else f"{m['f1_weighted']:.3f}"
+    chance = (
+        ""
+        if m["p_value"] is None
+        else f" (chance {m['chance_f1_weighted']:.3f}, p={m['p_value']:.3f})"
+    )
+    leaky = m.get("leaky_f1_weighted")
+    return f"F1 {f1}{chance}" + ("" if leaky is None else f", {leaky_label} {leaky:.3f}")
 
 
 def run_generate(args: argparse.Namespace) -> int:
