@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PyQt6 import QtCore
 
+from app.clip_player import ClipPlayer
 from app.participant import ParticipantWindow
 from app.session_controller import SessionController
 from app.widgets.melody import play_file
@@ -36,6 +37,7 @@ TITLES = {
     "sketch": "Sketch the memory",
     "melody": "A melody for the memory",
     "music": "Listen",
+    "listening": "Listen",
     "sam": "How do you feel?",
 }
 
@@ -102,7 +104,11 @@ class ProtocolRunner(QtCore.QObject):
             ),
             on_change=self._on_change,
             base_dir=base_dir,
+            participant_id=getattr(controller.writer, "participant_id", "") or "",
         )
+        self.clips = ClipPlayer(self)
+        self.clips.started.connect(self._clip_started)
+        self.clips.failed.connect(self._clip_failed)
         self._last: DisplayState | None = None
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
@@ -123,6 +129,7 @@ class ProtocolRunner(QtCore.QObject):
         self.timer.start()
 
     def pause(self, paused: bool) -> None:
+        self.clips.pause(paused)
         if paused:
             self.engine.pause(local_clock())
         else:
@@ -138,6 +145,7 @@ class ProtocolRunner(QtCore.QObject):
     def close(self) -> None:
         """Stop feeding the engine and disconnect from the participant window."""
         self.timer.stop()
+        self.clips.stop()
         p = self.participant
         for sig, slot in (
             (p.description_submitted, self._description),
@@ -194,6 +202,13 @@ class ProtocolRunner(QtCore.QObject):
         self.engine.add_melody_audio(
             np.asarray(audio), sample_rate=rate, origin=origin, start_timestamp=start
         )
+
+    def _clip_started(self, t: float, latency: object) -> None:
+        self.engine.clip_started(t, output_latency=latency)  # type: ignore[arg-type]
+
+    def _clip_failed(self, message: str) -> None:
+        log.warning("%s", message)
+        self.engine.clip_failed(local_clock(), message)
 
     def _melody_done(self, t: float) -> None:
         self.participant.melody.stop_recording()
@@ -252,6 +267,8 @@ class ProtocolRunner(QtCore.QObject):
         )
         if not same_phase and last is not None and last.kind == "sketch":
             self._keep_unsubmitted_sketch(last)  # before the canvas is cleared for what follows
+        if not same_phase and last is not None and last.kind == "listening":
+            self.clips.stop()
         if same_phase and d.state in ("running", "paused"):
             # Pause and resume keep the page (and what the participant typed or drew).
             title = TITLES.get(d.kind, d.kind)
@@ -265,6 +282,8 @@ class ProtocolRunner(QtCore.QObject):
                 p.melody.origin = ""
                 p.melody.max_seconds = float(getattr(d.phase, "record_seconds", 15.0))
                 p.melody.start_dir = self._melody_folder(d)
+            if d.kind == "listening" and d.clip is not None:
+                self.clips.play(d.clip)
             if d.kind == "music" and d.music_path is not None:
                 play_file(d.music_path, on_error=lambda msg: log.warning("%s", msg))
             p.show_phase(

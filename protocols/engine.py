@@ -50,6 +50,13 @@ participant valence_state        positive / negative / neutral (discrete mode ch
 participant valence_rating       cursor value when a key is released (continuous mode)
 participant sam_valence /        "1".."9"
            sam_arousal
+stimulus   clip_start            JSON ``{"clip", "block", "file", "sha256", "title",
+                                 "offset", "output_latency"}`` at the time the
+                                 clip's first sample reaches the loudspeaker (the
+                                 player's call time plus the output latency the
+                                 audio device reports; null when unknown)
+stimulus   clip_end              JSON ``{"clip", "block", "played"}`` (seconds)
+stimulus   clip_error            JSON ``{"clip", "block", "error"}``: not played
 participant description_submitted JSON ``{"memory", "chars"}``
 participant description_unsubmitted JSON ``{"memory", "chars", "reason"}``: the phase
                                  ended (timeout, skip, abort) before Submit; the
@@ -63,6 +70,7 @@ participant melody_submitted     JSON ``{"memory", "origin", "seconds"}``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -73,9 +81,11 @@ from typing import Any, Literal
 import numpy as np
 
 from data_schema.types import Event
+from protocols.library import Clip
 from protocols.model import (
     BaselinePhase,
     DescriptionPhase,
+    ListeningPhase,
     MelodyPhase,
     MemoryCue,
     MusicPhase,
@@ -116,6 +126,8 @@ class Step:
         Position of that memory in the protocol's ``memories`` list.
     repeat
         Id of the enclosing ``repeat`` phase, or ``None``.
+    clip, block
+        In a ``listening`` block: the clip this step plays or rates, and the block's id.
     """
 
     index: int
@@ -123,6 +135,8 @@ class Step:
     memory: MemoryCue | None = None
     memory_index: int | None = None
     repeat: str | None = None
+    clip: Clip | None = None
+    block: str | None = None
 
     @property
     def kind(self) -> str:
@@ -134,23 +148,75 @@ class Step:
 
     def marker(self) -> dict[str, Any]:
         """The JSON payload of this step's ``phase_start`` marker."""
-        return {
+        out: dict[str, Any] = {
             "phase": self.phase.id,
             "kind": self.kind,
             "memory": self.memory_id,
             "index": self.index,
         }
+        if self.clip is not None:
+            out["block"] = self.block
+            out["clip"] = self.clip.id
+        return out
 
 
-def expand_protocol(protocol: Protocol) -> list[Step]:
-    """The protocol's phases in the order they run, with ``repeat`` unrolled per memory."""
+def clip_order(phase: ListeningPhase, n_clips: int, participant_id: str = "") -> list[int]:
+    """Positions of the library's clips in the order ``phase`` plays them.
+
+    ``shuffled``: a permutation drawn from ``seed`` and (``per_participant``) the pseudonym,
+    the same for the same participant every time; then the first ``clips`` of it.
+    """
+    order = list(range(n_clips))
+    if phase.order == "shuffled":
+        key = f"{phase.seed}:{participant_id if phase.per_participant else ''}:{phase.id}"
+        digest = hashlib.sha256(key.encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        order = [int(i) for i in rng.permutation(n_clips)]
+    return order[: phase.clips or n_clips]
+
+
+def _listening_steps(
+    p: ListeningPhase, first: int, base_dir: Path | None, participant_id: str
+) -> list[Step]:
+    from protocols.library import load_library
+
+    folder = Path(p.library)
+    if not folder.is_absolute() and base_dir is not None:
+        folder = base_dir / folder
+    lib = load_library(folder)
+    steps: list[Step] = []
+    for i in clip_order(p, len(lib), participant_id):
+        clip = lib.clips[i]
+        seconds = clip.duration if p.clip_seconds is None else min(p.clip_seconds, clip.duration)
+        play = p.model_copy(update={"id": f"{p.id}-{clip.id}", "duration": seconds})
+        rate = SamPhase.model_construct(
+            kind="sam",
+            id=f"{p.id}-{clip.id}-rating",
+            text=p.rating_text,
+            scales=list(p.scales),
+            max_duration=p.rating_seconds,
+        )
+        for q in (play, rate):
+            steps.append(Step(first + len(steps), q, clip=clip, block=p.id))
+    return steps
+
+
+def expand_protocol(
+    protocol: Protocol, *, base_dir: str | Path | None = None, participant_id: str = ""
+) -> list[Step]:
+    """The protocol's phases in the order they run, with ``repeat`` unrolled per memory and
+    each ``listening`` block unrolled into a play and a rating step per clip (its library
+    resolved against ``base_dir``, its order seeded with ``participant_id``)."""
     by_id = {m.id: (i, m) for i, m in enumerate(protocol.memories)}
+    base = Path(base_dir) if base_dir is not None else None
     steps: list[Step] = []
     for p in protocol.phases:
         if isinstance(p, RepeatPhase):
             for mi, mem in enumerate(protocol.memories):
                 for q in p.phases:
                     steps.append(Step(len(steps), q, mem, mi, p.id))
+        elif isinstance(p, ListeningPhase):
+            steps += _listening_steps(p, len(steps), base, participant_id)
         else:
             mi, mem = by_id[p.memory] if p.memory is not None else (None, None)
             steps.append(Step(len(steps), p, mem, mi))
@@ -249,6 +315,10 @@ class DisplayState:
         SAM scales still to rate in a ``sam`` phase.
     music_path
         A ``music`` phase's file, resolved against the protocol's folder.
+    clip, block
+        In a ``listening`` block: the clip to play (kind ``listening``) or being rated (kind
+        ``sam``), and the block's id. The display plays the clip and reports when it started
+        (:meth:`ProtocolEngine.clip_started`) or why it could not (``clip_failed``).
     """
 
     state: EngineState
@@ -272,6 +342,8 @@ class DisplayState:
     phase: SimplePhase | None = None
     sam_pending: tuple[str, ...] = ()
     music_path: Path | None = None
+    clip: Clip | None = None
+    block: str | None = None
 
 
 _EXPECTS: dict[str, Expects] = {
@@ -299,6 +371,7 @@ class _Run:
     draft: tuple[str, float] | None = None  # latest description text and when it was typed
     draft_stored: tuple[str, float] | None = None  # the version last handed to ``store``
     description_submitted: bool = False
+    clip_start: float | None = None  # when the clip's sound began (listening steps)
 
 
 @dataclass
@@ -334,7 +407,10 @@ class ProtocolEngine:
     on_change
         Called with the new :class:`DisplayState` whenever the phase or the run state changes.
     base_dir
-        Folder that relative file names in the protocol (music) are resolved against.
+        Folder that relative file names in the protocol (music, libraries) are resolved
+        against.
+    participant_id
+        The pseudonym; seeds the clip order of ``listening`` blocks (``per_participant``).
 
     Notes
     -----
@@ -353,10 +429,11 @@ class ProtocolEngine:
         on_change: Callable[[DisplayState], None] | None = None,
         base_dir: str | Path | None = None,
         draft_interval: float = 1.0,
+        participant_id: str = "",
     ) -> None:
         self.protocol = protocol
         self.draft_interval = float(draft_interval)
-        self.steps = expand_protocol(protocol)
+        self.steps = expand_protocol(protocol, base_dir=base_dir, participant_id=participant_id)
         self._emit_cb = emit
         self._store_cb = store
         self._samples_cb = valence_samples
@@ -442,6 +519,8 @@ class ProtocolEngine:
             phase=phase,
             sam_pending=pending,
             music_path=music,
+            clip=step.clip,
+            block=step.block,
         )
 
     # ------------------------------------------------------------------ experimenter
@@ -778,6 +857,43 @@ class ProtocolEngine:
         if isinstance(run.step.phase, MelodyPhase):
             self._request_end(timestamp, "submit")
 
+    def clip_started(
+        self, timestamp: float, *, output_latency: float | None = None, offset: float = 0.0
+    ) -> None:
+        """The display started playing the current listening step's clip.
+
+        ``timestamp`` is when the first sample reaches the loudspeaker: the LSL time of the
+        player's start call plus ``output_latency`` (the latency the audio device reports,
+        also stored). Ignored outside a listening step or if the clip already started.
+        """
+        self._advance(timestamp)
+        run = self._run
+        if run is None or run.step.clip is None or run.step.phase.kind != "listening":
+            return
+        if run.clip_start is not None:
+            return
+        clip = run.step.clip
+        run.clip_start = float(timestamp)
+        value = {
+            "clip": clip.id,
+            "block": run.step.block,
+            "file": clip.file.name,
+            "sha256": clip.sha256,
+            "title": clip.title,
+            "offset": float(offset),
+            "output_latency": None if output_latency is None else float(output_latency),
+        }
+        self._event(timestamp, "stimulus", "clip_start", self._json(value))
+
+    def clip_failed(self, timestamp: float, error: str) -> None:
+        """The current listening step's clip could not be played (no sound device, unreadable
+        file): recorded, so the analysis leaves this clip out; the protocol goes on."""
+        run = self._run
+        if run is None or run.step.clip is None or run.step.phase.kind != "listening":
+            return
+        value = {"clip": run.step.clip.id, "block": run.step.block, "error": str(error)}
+        self._event(timestamp, "stimulus", "clip_error", self._json(value))
+
     def rate_sam(self, scale: str, value: int, timestamp: float) -> None:
         """A Self-Assessment Manikin rating (``valence`` or ``arousal``, 1-9).
 
@@ -919,6 +1035,13 @@ class ProtocolEngine:
                     {"memory": run.step.memory.id, "chars": len(run.draft[0]), "reason": reason}
                 ),
             )
+        if run.clip_start is not None and run.step.clip is not None:
+            played = {
+                "clip": run.step.clip.id,
+                "block": run.step.block,
+                "played": round(max(0.0, t - run.clip_start - run.paused_total), 6),
+            }
+            self._event(t, "stimulus", "clip_end", self._json(played))
         marker = {**run.step.marker(), "reason": reason}
         self._event(t, "protocol", "phase_end", self._json(marker))
         if isinstance(run.step.phase, BaselinePhase):

@@ -145,6 +145,7 @@ def run_headless(
         valence_samples=valence.push if valence is not None else None,
         on_change=changed,
         base_dir=base_dir,
+        participant_id=participant_id,
     )
     participant = SimulatedParticipant(engine, seed=seed, time_scale=time_scale)
     started = time.monotonic()

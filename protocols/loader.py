@@ -21,7 +21,7 @@ from data_schema.errors import ConfigError
 from protocols.model import PHASE_KINDS, Protocol, ProtocolValueError
 
 #: Protocols shipped with recall-lab, by name (``recall-lab demo --protocol demo``).
-BUILTIN_PROTOCOLS = ("demo", "rym_recall")
+BUILTIN_PROTOCOLS = ("demo", "rym_recall", "listening_demo")
 
 _MAX_REPORTED = 3
 
@@ -107,6 +107,9 @@ def _check_files(protocol: Protocol, root: yaml.Node, name: str, base_dir: Path)
             [((i, "phases", j), q) for j, q in enumerate(p.phases)] if p.kind == "repeat" else []
         )
         for where, q in [((i,), p), *inner]:
+            if q.kind == "listening":
+                _check_library(q, where, root, name, base_dir)
+                continue
             file = getattr(q, "file", None)
             if not file:
                 continue
@@ -118,6 +121,24 @@ def _check_files(protocol: Protocol, root: yaml.Node, name: str, base_dir: Path)
                     f"{name}{line}: {path}: music file {file!r} not found in {f.parent}; "
                     "give a path relative to the protocol file"
                 )
+
+
+def _check_library(q: Any, where: tuple, root: yaml.Node, name: str, base_dir: Path) -> None:
+    """A listening phase's library must load, and hold at least ``clips`` clips."""
+    from protocols.library import load_library
+
+    folder = Path(q.library) if Path(q.library).is_absolute() else base_dir / q.library
+    path, node = _field_path(("phases", *where, "library"), root)
+    line = f":{node.start_mark.line + 1}" if node is not None else ""
+    try:
+        lib = load_library(folder)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}{line}: {path}: {exc}") from None
+    if q.clips is not None and q.clips > len(lib):
+        raise ConfigError(
+            f"{name}{line}: {path}: the phase asks for {q.clips} clips but the library has "
+            f"{len(lib)}; lower 'clips' or add clips to {folder / 'clips.csv'}"
+        )
 
 
 # ---------------------------------------------------------------------- error mapping
@@ -224,6 +245,7 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
         "melody": m.MelodyPhase,
         "music": m.MusicPhase,
         "sam": m.SamPhase,
+        "listening": m.ListeningPhase,
         "repeat": m.RepeatPhase,
     }
     parent = loc[:-1]

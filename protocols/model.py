@@ -29,6 +29,7 @@ PHASE_KINDS = (
     "melody",
     "music",
     "sam",
+    "listening",
     "repeat",
 )
 
@@ -217,6 +218,54 @@ class SamPhase(_Phase):
     )
 
 
+class ListeningPhase(_Phase):
+    """A music-listening block: clips of a library (``protocols.library``) played one after
+    another, each followed by a Self-Assessment Manikin rating of the ``scales``.
+
+    The block runs as two steps per clip: ``<id>-<clip>`` (kind ``listening``, as long as the
+    clip or ``clip_seconds``) and ``<id>-<clip>-rating`` (kind ``sam``, ends when every scale
+    is rated, or after ``rating_seconds``). ``order: shuffled`` plays the clips in an order
+    seeded by ``seed`` and, with ``per_participant``, by the participant's pseudonym, so each
+    participant hears another order and a rerun the same one.
+    """
+
+    kind: Literal["listening"]
+    default_until: ClassVar[str] = "time"
+    library: str = Field(min_length=1)
+    clips: int | None = Field(None, gt=0)
+    order: Literal["shuffled", "library"] = "shuffled"
+    seed: int = 0
+    per_participant: bool = True
+    clip_seconds: float | None = Field(None, gt=0, le=3600)
+    rating_seconds: float | None = Field(None, gt=0, le=600)
+    scales: list[Literal["valence", "arousal"]] = Field(
+        default_factory=lambda: ["valence", "arousal"], min_length=1
+    )
+    rating_text: str = "How did this music make you feel?"
+
+    @model_validator(mode="after")
+    def _check_end(self) -> ListeningPhase:
+        if self.until != "time" and self.until is not None:
+            raise ValueError(
+                "a listening phase runs its clips and ratings; leave out 'until' (the clip "
+                "length or clip_seconds sets each clip's time)"
+            )
+        if self.duration is not None:
+            raise ValueError(
+                "a listening phase has no 'duration': each clip plays for its length, or "
+                "clip_seconds; rating_seconds limits each rating"
+            )
+        return self
+
+    def scaled(self, factor: float) -> ListeningPhase:
+        upd: dict[str, Any] = {"min_duration": self.min_duration * factor}
+        for name in ("clip_seconds", "rating_seconds", "max_duration"):
+            value = getattr(self, name)
+            if value is not None:
+                upd[name] = value * factor
+        return self.model_copy(update=upd)
+
+
 class RepeatPhase(_Model):
     """Run ``phases`` once for every memory (``over: memories``)."""
 
@@ -243,6 +292,7 @@ Phase = Annotated[
     | MelodyPhase
     | MusicPhase
     | SamPhase
+    | ListeningPhase
     | RepeatPhase,
     Field(discriminator="kind"),
 ]
@@ -259,6 +309,7 @@ SimplePhase = (
     | MelodyPhase
     | MusicPhase
     | SamPhase
+    | ListeningPhase
 )
 
 

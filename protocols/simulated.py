@@ -137,6 +137,9 @@ class SimulatedParticipant:
             self._melody(step, phase)
         elif isinstance(phase, SamPhase):
             self._sam(step, phase)
+        elif phase.kind == "listening":
+            # The simulated display "plays" the clip at once (no sound device: latency unknown).
+            self._at(0.0, lambda ts: self.engine.clip_started(ts, output_latency=None))
         if phase.end == "key":  # read or rest a little, then press the continue key
             self._continue(phase)
         self._script.sort()
@@ -307,8 +310,13 @@ class SimulatedParticipant:
     def _sam(self, step: Step, phase: SamPhase) -> None:
         mood = self.moods.get(step.memory_id or "", "positive")
         t = self._limit(phase, self._u(1.5, 3.0))
+        norms = {}
+        if step.clip is not None:  # a rating after a clip: near the clip's norm, if it has one
+            norms = {"valence": step.clip.valence, "arousal": step.clip.arousal}
         for scale in phase.scales:
-            if scale == "valence":
+            if norms.get(scale) is not None:
+                value = int(np.clip(round(norms[scale] + self.rng.normal(0, 0.7)), 1, 9))
+            elif scale == "valence":
                 value = int(
                     self.rng.integers(6, 9) if mood == "positive" else self.rng.integers(2, 5)
                 )

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol",
         default="demo",
-        help="protocol file or built-in name (demo, rym_recall); default demo",
+        help="protocol file or built-in name (demo, rym_recall, listening_demo); default demo",
     )
     p.add_argument(
         "--source",
@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_schema.writer import check_new_session_path, check_session_name
     from drivers.spec import parse_source
+    from protocols.engine import expand_protocol
     from protocols.headless import run_headless
     from protocols.loader import load_protocol, resolve_protocol
 
@@ -83,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
         outlet = MarkerOutlet(f"recall-lab-demo-markers-{out.stem}")
         sinks.append(outlet.push_event)
-    n_steps = sum(
-        len(p.phases) * len(protocol.memories) if p.kind == "repeat" else 1 for p in protocol.phases
-    )
+    n_steps = len(expand_protocol(protocol, base_dir=path.parent))
     print(
         f"demo: protocol {protocol.name} ({n_steps} phases), time scale {args.time_scale:g}, "
         f"seed {args.seed}, source {args.source} -> {out}",

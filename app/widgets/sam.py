@@ -31,6 +31,7 @@ class SamScale(QtWidgets.QWidget):
             b.setCheckable(True)
             b.setMinimumSize(44, 44)
             b.setObjectName(f"sam_{scale}_{v}")
+            b.setAccessibleName(f"{scale.capitalize()} {v}")  # screen readers: "Valence 7"
             self.group.addButton(b, v)
             self.buttons.append(b)
             lay.addWidget(b)

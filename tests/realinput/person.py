@@ -89,8 +89,10 @@ class RealApp:
         source: str = "synthetic",
         out_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.x = x
+        self.extra_env = dict(env or {})  # e.g. HOME with an ~/.asoundrc for the sound device
         self.workdir = Path(workdir)
         self.out_dir = Path(out_dir) if out_dir is not None else self.workdir / "sessions"
         self.args = [
@@ -132,6 +134,7 @@ class RealApp:
         self.workdir.mkdir(parents=True, exist_ok=True)
         read_fd, write_fd = os.pipe()
         env = self.x.env
+        env.update(self.extra_env)
         env["RECALL_LAB_RIG_FD"] = str(write_fd)
         env["PYTHONUNBUFFERED"] = "1"
         try:

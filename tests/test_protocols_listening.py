@@ -1,0 +1,192 @@
+"""Music-listening blocks: the library file, the protocol phase, the engine's events, and the
+labels and clip timing the analysis reads back from a recorded session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_schema.errors import ConfigError
+from decoding.simulate_listening import ListeningSettings, write_library
+from protocols import ProtocolEngine, builtin_protocol_path, load_protocol, parse_protocol
+from protocols.engine import expand_protocol
+from protocols.library import load_library
+from protocols.simulated import SimulatedParticipant
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROTOCOL = """
+version: 1
+name: listen-test
+phases:
+  - id: listen
+    kind: listening
+    library: {library}
+    clips: {clips}
+    clip_seconds: 3
+    rating_seconds: 5
+"""
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lib") / "music"
+    write_library(folder, ListeningSettings(n_clips=6, clip_seconds=4.0), seed=3)
+    return folder
+
+
+def _protocol(tmp_path: Path, library: Path, clips: int = 4):
+    f = tmp_path / "p.yaml"
+    f.write_text(PROTOCOL.format(library=library, clips=clips))
+    return load_protocol(f), f
+
+
+def test_library_reads_norms_and_hashes(library):
+    lib = load_library(library)
+    assert len(lib) == 6
+    assert all(c.valence is not None and 1 <= c.valence <= 9 for c in lib.clips)
+    assert {c.valence > 5 for c in lib.clips} == {True, False}  # pleasant and unpleasant
+    assert lib.clips[0].duration == pytest.approx(4.0, abs=0.01)
+    assert len(lib.clips[0].sha256) == 64
+    assert lib.clips[0].sha256 != lib.clips[1].sha256
+
+
+@pytest.mark.parametrize(
+    ("table", "expect"),
+    [
+        (None, "has no clips.csv"),
+        ("id,file\na,missing.wav\n", "not found"),
+        ("id,file\na,a.wav\na,a.wav\n", "used twice"),
+        ("id,file,valence\na,a.wav,12\n", "outside the 1-9"),
+        ("id,file,valence\na,a.wav,high\n", "not a number"),
+        ("name,path\na,a.wav\n", "first line must name the columns"),
+        ("id,file\na,../a.wav\n", "give a path inside"),
+        ("id,file\n", "no clips listed"),
+    ],
+)
+def test_bad_library_gives_one_line(tmp_path, table, expect):
+    import soundfile
+
+    soundfile.write(str(tmp_path / "a.wav"), np.zeros(800, np.float32), 8000)
+    if table is not None:
+        (tmp_path / "clips.csv").write_text(table)
+    with pytest.raises(ConfigError, match=expect) as err:
+        load_library(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_protocol_checks_the_library_at_load(tmp_path, library):
+    with pytest.raises(ConfigError, match="asks for 9 clips but the library has 6") as err:
+        _protocol(tmp_path, library, clips=9)
+    assert ":7:" in str(err.value)  # the line of 'library' in the file
+    bad = PROTOCOL.format(library=tmp_path / "nowhere", clips=2)
+    (tmp_path / "q.yaml").write_text(bad)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load_protocol(tmp_path / "q.yaml")
+    with pytest.raises(ConfigError, match="no 'duration'"):
+        parse_protocol(PROTOCOL.format(library=library, clips=2) + "    duration: 10\n")
+
+
+def test_order_is_seeded_per_participant_and_stable(tmp_path, library):
+    protocol, f = _protocol(tmp_path, library)
+
+    def order(pid: str) -> list[str]:
+        steps = expand_protocol(protocol, base_dir=f.parent, participant_id=pid)
+        return [s.clip.id for s in steps if s.kind == "listening"]
+
+    assert order("P001") == order("P001")
+    orders = {tuple(order(f"P{i:03d}")) for i in range(8)}
+    assert len(orders) > 3  # participants hear different orders
+    assert all(len(set(o)) == 4 for o in orders)  # four distinct clips each
+    steps = expand_protocol(protocol, base_dir=f.parent, participant_id="P001")
+    assert [s.kind for s in steps] == ["listening", "sam"] * 4
+    assert steps[1].phase.scales == ["valence", "arousal"]
+    assert steps[0].phase.duration == pytest.approx(3.0)  # clip_seconds below the clip length
+
+
+def test_engine_records_clip_start_end_and_ratings(tmp_path, library):
+    protocol, f = _protocol(tmp_path, library, clips=2)
+    events = []
+    engine = ProtocolEngine(protocol, emit=events.append, base_dir=f.parent, participant_id="P9")
+    engine.start(100.0)
+    first = engine.display()
+    assert first.kind == "listening" and first.clip is not None
+    engine.clip_started(100.05, output_latency=0.02)  # sound reached the speaker
+    engine.clip_started(100.5, output_latency=0.02)  # a second report changes nothing
+    engine.tick(103.0)  # clip_seconds: 3 -> the rating
+    rating = engine.display()
+    assert rating.kind == "sam" and rating.clip.id == first.clip.id
+    engine.rate_sam("valence", 7, 104.0)
+    engine.rate_sam("arousal", 3, 104.5)  # all scales rated: the next clip
+    second = engine.display()
+    assert second.kind == "listening" and second.clip.id != first.clip.id
+    engine.clip_failed(104.6, "no sound device")
+    engine.tick(110.0)
+    engine.tick(120.0)  # the second rating times out after rating_seconds
+    assert engine.state == "finished"
+
+    starts = [json.loads(e.value) for e in events if e.label == "clip_start"]
+    assert len(starts) == 1  # the second clip was never heard
+    s = starts[0]
+    assert s["clip"] == first.clip.id and s["block"] == "listen"
+    assert s["sha256"] == first.clip.sha256 and s["output_latency"] == 0.02
+    start_ev = next(e for e in events if e.label == "clip_start")
+    assert start_ev.timestamp == 100.05 and start_ev.source == "stimulus"
+    end = next(json.loads(e.value) for e in events if e.label == "clip_end")
+    assert end["played"] == pytest.approx(3.0 - 0.05)
+    err = next(json.loads(e.value) for e in events if e.label == "clip_error")
+    assert err == {"clip": second.clip.id, "block": "listen", "error": "no sound device"}
+    markers = [json.loads(e.value) for e in events if e.label == "phase_start"]
+    assert [m["kind"] for m in markers] == ["listening", "sam", "listening", "sam"]
+    assert all(m["block"] == "listen" and m["clip"] for m in markers)
+
+
+def test_simulated_participant_rates_near_the_norms(tmp_path, library):
+    protocol, f = _protocol(tmp_path, library, clips=6)
+    events = []
+    engine = ProtocolEngine(protocol, emit=events.append, base_dir=f.parent, participant_id="S")
+    person = SimulatedParticipant(engine, seed=2)
+    engine.start(0.0)
+    t = 0.0
+    while not engine.done and t < 500:
+        t += 0.05
+        person.act(t)
+        engine.tick(t)
+    assert engine.state == "finished"
+    norms = {c.id: c.valence for c in load_library(library).clips}
+    from decoding.listening import clip_plays_from_events
+
+    plays = clip_plays_from_events(events, t)
+    assert len(plays) == 6
+    for p in plays:
+        assert p.valence is not None and (p.valence > 5) == (norms[p.clip] > 5)
+
+
+def test_listening_demo_runs_headless_into_a_valid_file(tmp_path):
+    out = tmp_path / "demo.h5"
+    args = ["demo", "--protocol", "listening_demo", "--out", str(out), "--time-scale", "0.15"]
+    r = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args, "--quiet", "--no-offline"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    from data_schema.reader import read_session
+    from decoding.listening import clip_plays
+
+    s = read_session(out)
+    plays = clip_plays(s)
+    lib = load_library(builtin_protocol_path("listening_demo").parent / "music")
+    assert sorted(p.clip for p in plays) == sorted(lib.ids)
+    assert all(p.valence is not None and p.sha256 == lib.get(p.clip).sha256 for p in plays)
+    v = subprocess.run(
+        [sys.executable, "-m", "app.cli", "validate", str(out)], capture_output=True, cwd=REPO
+    )
+    assert v.returncode == 0
