@@ -29,6 +29,7 @@ COMMANDS = (
     "app",
     "simulate",
     "decode",
+    "retrieve",
     "generate",
     "models",
     "study",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from data_schema.errors import ConfigError
+from decoding.music_supervised import MusicSupervisedConfig
 
 CONFIG_VERSION = 1
 
@@ -54,6 +55,10 @@ class LabelConfig:
     press_duration: float = 0.2
     min_chunk: float = 0.0
     threshold: float = 1 / 3  # continuous -> classes
+    # Where labels come from: "reports" (valence keys or cursor during recall) or
+    # "clip_ratings" (listening blocks: every window of a clip gets the participant's SAM
+    # valence rating of that clip, above 5 positive, below 5 negative, 5 neutral).
+    source: str = "reports"
 
 
 @dataclass
@@ -77,8 +82,25 @@ class WindowConfig:
     use_recall_only: bool = True
     # What the decoders see: "bandpower" (log band power of each window, the default) or
     # "samples" (every preprocessed, baseline-subtracted EEG sample at the session's rate, as
-    # RYM gave CEBRA; ``length``, ``step`` and ``bands`` are then unused).
+    # RYM gave CEBRA; ``length``, ``step`` and ``bands`` are then unused), or "de"
+    # (differential entropy per channel, band and 1-s segment of the window, the input of the
+    # music-supervised encoder; Avramidis et al. 2022).
     input: str = "bandpower"
+
+
+@dataclass
+class MusicConfig:
+    """The music a listening block played, for decoders supervised by it and for retrieval."""
+
+    # Library folder (``clips.csv`` + audio); None: the session's own ``music_library``
+    # attribute (relative to the session file), as ``recall-lab simulate --listening`` writes.
+    library: str | None = None
+    models: str | None = None  # models folder holding the audio tagger (None: the default)
+    tagger_device: str = "cpu"
+    # Seconds per tagger segment and between segments; the window's music is the segment
+    # that starts nearest the window's start within its clip.
+    segment_length: float = 3.0
+    segment_step: float = 1.0
 
 
 @dataclass
@@ -147,6 +169,8 @@ class DecodeConfig:
     windows: WindowConfig = field(default_factory=WindowConfig)
     cebra: CebraConfig = field(default_factory=CebraConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    music: MusicConfig = field(default_factory=MusicConfig)
+    music_supervised: MusicSupervisedConfig = field(default_factory=MusicSupervisedConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,8 +209,24 @@ class DecodeConfig:
             raise ConfigError("preprocess.line_freq: use 50, 60, auto or null")
         if self.labels.kind not in ("auto", "discrete", "continuous"):
             raise ConfigError("labels.kind: use discrete, continuous or auto")
-        if w.input not in ("bandpower", "samples"):
-            raise ConfigError(f"windows.input: {w.input!r}; use bandpower or samples")
+        if w.input not in ("bandpower", "samples", "de"):
+            raise ConfigError(f"windows.input: {w.input!r}; use bandpower, samples or de")
+        if self.labels.source not in ("reports", "clip_ratings"):
+            raise ConfigError(f"labels.source: {self.labels.source!r}; use reports or clip_ratings")
+        if "music_supervised" in self.decoders and w.input != "de":
+            raise ConfigError(
+                "decoders: music_supervised reads differential entropy: set windows.input: de "
+                "(the music preset does)"
+            )
+        if "music_supervised" in self.decoders and self.labels.source != "clip_ratings":
+            raise ConfigError(
+                "decoders: music_supervised learns from listening blocks: set labels.source: "
+                "clip_ratings (the music preset does)"
+            )
+        self.music_supervised.check()
+        m = self.music
+        if not (m.segment_length > 0 and m.segment_step > 0):
+            raise ConfigError("music.segment_length and music.segment_step must be > 0 seconds")
         if w.input == "samples" and "bandpower_logreg" in self.decoders:
             raise ConfigError(
                 "decoders: bandpower_logreg needs windows.input: bandpower (it reads band power)"

@@ -51,6 +51,10 @@ class Decoder:
 
     name = "decoder"
     label_free_representation = True
+    #: Per-window inputs besides the EEG that ``fit_representation`` takes as ``side=``.
+    side_inputs: tuple[str, ...] = ()
+    #: Column names of ``X`` (set by the harness before fitting).
+    feature_names: list[str] | None = None
 
     def __init__(self) -> None:
         self.loss_history: list[float] = []
@@ -295,12 +299,22 @@ class BandPowerLogReg(Decoder):
         return [out]
 
 
+def _music_supervised(cfg: DecodeConfig, seed: int) -> Decoder:
+    from decoding.music_supervised import MusicSupervised
+
+    return MusicSupervised(vars(cfg.music_supervised), seed)
+
+
 #: name -> factory(config, seed). Add a decoder here to evaluate it with the same harness.
 DECODERS: dict[str, Callable[[DecodeConfig, int], Decoder]] = {
     "cebra_behavior_knn": lambda cfg, seed: CebraKNN(True, vars(cfg.cebra), seed),
     "cebra_time_knn": lambda cfg, seed: CebraKNN(False, vars(cfg.cebra), seed),
     "bandpower_logreg": lambda cfg, seed: BandPowerLogReg(seed=seed),
+    "music_supervised": _music_supervised,
 }
+
+#: Decoders that learn from per-window inputs besides the EEG (``Dataset.side``), by name.
+SIDE_INPUTS: dict[str, tuple[str, ...]] = {"music_supervised": ("music",)}
 
 
 def make_decoder(name: str, cfg: DecodeConfig, seed: int = 0) -> Decoder:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,12 @@ class Dataset:
     session_ids: list[str]
     window_length: float = 1.0
     feature_names: list[str] = field(default_factory=list)
+    clip: np.ndarray | None = None  # listening block's clip per window ("" elsewhere)
+    clip_offset: np.ndarray | None = None  # seconds from the clip's sound start
+    #: Per-window inputs some decoders learn from besides the EEG (``music``: the tagger
+    #: embedding of the music the window heard); never features of the other decoders.
+    side: dict[str, np.ndarray] = field(default_factory=dict)
+    library: Any = None  # the music library of the listening blocks, when loaded
 
 
 @dataclass
@@ -192,6 +199,21 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     )
 
 
+def fit_representation(dec: Decoder, ds: Dataset, rows: np.ndarray, y: np.ndarray) -> Decoder:
+    """``dec.fit_representation`` on the windows ``rows`` with labels ``y``, handing it the
+    side inputs it declares (e.g. the music the windows heard) for the same rows only."""
+    dec.feature_names = list(ds.feature_names)
+    names = getattr(dec, "side_inputs", ())
+    if not names:
+        return dec.fit_representation(ds.X[rows], y)
+    missing = [n for n in names if n not in ds.side]
+    if missing:
+        raise RecallLabError(f"decoder {dec.name} needs {', '.join(missing)} for every window")
+    side = {n: ds.side[n][rows] for n in names}
+    # The session of each row, so early stopping keeps a validation block in every session.
+    return dec.fit_representation(ds.X[rows], y, side=side, groups=ds.session[rows])
+
+
 def _cross_validate(
     ds: Dataset,
     y: np.ndarray,
@@ -210,7 +232,7 @@ def _cross_validate(
             dec, z_tr, z_te = cache[k]
         else:
             dec = factory()
-            dec.fit_representation(ds.X[f.train], y[f.train])
+            fit_representation(dec, ds, f.train, y[f.train])
             z_tr, z_te = dec.transform(ds.X[f.train]), dec.transform(ds.X[f.test])
             if cache is not None:
                 cache.append((dec, z_tr, z_te))
@@ -331,7 +353,7 @@ def evaluate_decoder(
 
     leaky_f1, leaky_rep, leaky_z = None, None, None
     if ev.leaky:
-        leaky_rep = factory().fit_representation(ds.X, ds.y)
+        leaky_rep = fit_representation(factory(), ds, np.arange(len(ds.y)), ds.y)
         leaky_z = leaky_rep.transform(ds.X)
         # The same model, completed with its read-out, is the one saved for later use on new
         # sessions: fitting on everything is right for deployment, wrong for evaluation.

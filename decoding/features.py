@@ -27,6 +27,10 @@ class WindowSet:
         Memory id of the recall phase holding the window centre, ``""`` elsewhere.
     phase_kind
         Protocol phase kind at the window centre (``""`` outside phases).
+    clip
+        The listening block's clip playing at the window centre, ``""`` elsewhere.
+    starts
+        LSL seconds of each window's start.
     """
 
     X: np.ndarray
@@ -34,6 +38,25 @@ class WindowSet:
     feature_names: list[str]
     memory: np.ndarray
     phase_kind: np.ndarray
+    clip: np.ndarray | None = None
+    starts: np.ndarray | None = None
+
+
+def _phase_arrays(
+    prepared: PreparedEEG, times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Memory (recall phases), phase kind and clip (listening phases) at each of ``times``."""
+    memory = np.full(times.size, "", dtype=object)
+    kind = np.full(times.size, "", dtype=object)
+    clip = np.full(times.size, "", dtype=object)
+    for p in prepared.phases:
+        lo, hi = np.searchsorted(times, [p.start, p.end])
+        kind[lo:hi] = p.kind
+        if p.kind == "recall" and p.memory:
+            memory[lo:hi] = p.memory
+        if p.kind == "listening" and p.clip:
+            clip[lo:hi] = p.clip
+    return memory.astype(str), kind.astype(str), clip.astype(str)
 
 
 def band_power_windows(
@@ -80,19 +103,53 @@ def band_power_windows(
     centres = starts + n_len // 2
     times = prepared.times[centres]
     names = [f"{ch}:{b}" for ch in raw.ch_names for b, _ in bands]
-
-    memory = np.full(times.size, "", dtype=object)
-    kind = np.full(times.size, "", dtype=object)
-    for p in prepared.phases:
-        sel = (times >= p.start) & (times < p.end)
-        kind[sel] = p.kind
-        if p.kind == "recall" and p.memory:
-            memory[sel] = p.memory
+    memory, kind, clip = _phase_arrays(prepared, times)
     if baseline and prepared.baseline is not None:
         sel = kind == "baseline"
         if sel.sum() >= 4:
             out -= out[sel].mean(axis=0, keepdims=True)
-    return WindowSet(out, times, names, memory.astype(str), kind.astype(str))
+    return WindowSet(out, times, names, memory, kind, clip, prepared.times[starts])
+
+
+def de_windows(prepared: PreparedEEG, cfg: WindowConfig, *, baseline: bool = True) -> WindowSet:
+    """Differential entropy of every window (``windows.input: de``): per channel, band and
+    1-s segment (:func:`decoding.music_supervised.de_features`), baseline-normalised like
+    band power (the baseline phase's mean subtracted). Windows of ``cfg.length`` s (a whole
+    number of seconds, at least 1) every ``cfg.step`` s."""
+    from decoding.music_supervised import de_feature_names, de_features
+
+    raw = prepared.raw
+    sf = float(raw.info["sfreq"])
+    seconds = round(cfg.length)
+    if seconds < 1 or abs(seconds - cfg.length) > 1e-6:
+        raise RecallLabError(
+            f"windows.length {cfg.length:g} s: differential entropy needs whole seconds (e.g. 3)"
+        )
+    data = raw.get_data()
+    n_len = round(seconds * sf)
+    n_step = max(1, round(cfg.step * sf))
+    if data.shape[1] < n_len * 4:
+        raise RecallLabError(
+            f"the recording is too short for {cfg.length:g} s windows ({data.shape[1] / sf:.1f} s)"
+        )
+    starts = np.arange(0, data.shape[1] - n_len + 1, n_step)
+    bands = {k: (float(v[0]), float(v[1])) for k, v in cfg.bands.items()}
+    for name, (lo, hi) in bands.items():
+        if hi >= sf / 2:
+            raise RecallLabError(
+                f"windows.bands.{name} ({lo:g}-{hi:g} Hz) reaches the Nyquist frequency of the "
+                f"{sf:g} Hz recording; lower the band or keep a higher rate (preprocess.resample)"
+            )
+    de = de_features(data, sf, starts, length=float(seconds), bands=bands)
+    out = de.reshape(len(starts), -1).astype(np.float32)
+    names = de_feature_names(list(raw.ch_names), list(bands), seconds)
+    times = prepared.times[starts + n_len // 2]
+    memory, kind, clip = _phase_arrays(prepared, times)
+    if baseline and prepared.baseline is not None:
+        sel = kind == "baseline"
+        if sel.sum() >= 4:
+            out -= out[sel].mean(axis=0, keepdims=True)
+    return WindowSet(out, times, names, memory, kind, clip, prepared.times[starts])
 
 
 def sample_rows(prepared: PreparedEEG) -> WindowSet:
@@ -104,11 +161,5 @@ def sample_rows(prepared: PreparedEEG) -> WindowSet:
     times = np.asarray(prepared.times, np.float64)
     if X.shape[0] < 100:
         raise RecallLabError(f"the recording holds {X.shape[0]} samples: too short to decode")
-    memory = np.full(times.size, "", dtype=object)
-    kind = np.full(times.size, "", dtype=object)
-    for p in prepared.phases:
-        lo, hi = np.searchsorted(times, [p.start, p.end])
-        kind[lo:hi] = p.kind
-        if p.kind == "recall" and p.memory:
-            memory[lo:hi] = p.memory
-    return WindowSet(X, times, list(raw.ch_names), memory.astype(str), kind.astype(str))
+    memory, kind, clip = _phase_arrays(prepared, times)
+    return WindowSet(X, times, list(raw.ch_names), memory, kind, clip, times)

@@ -37,6 +37,8 @@ class SessionWindows:
     feature_names: list[str]
     notes: list[str]
     window_length: float = 1.0  # seconds a row spans (one sample period for samples input)
+    clip: np.ndarray | None = None  # listening block's clip per row ("" elsewhere)
+    clip_offset: np.ndarray | None = None  # seconds from the clip's sound start to the row
 
 
 @dataclass
@@ -52,7 +54,6 @@ class DecodeOutcome:
 def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
     """Read, preprocess and window one session; labels from its valence reports."""
     from data_schema.reader import UnclosedSessionWarning, read_session
-    from decoding.features import band_power_windows, sample_rows
     from decoding.preprocess import preprocess
 
     with warnings.catch_warnings(record=True) as caught:
@@ -63,16 +64,13 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
     rules = LabelRules(
         merge_gap=lc.merge_gap, press_duration=lc.press_duration, min_chunk=lc.min_chunk
     )
+    if lc.source == "clip_ratings":
+        return _listening_windows(path, session, cfg, notes)
     # Check the reports before the (slow) preprocessing, so a bad file fails at once.
     reported_trajectory(session, session.eeg.timestamps[:1], kind=lc.kind, rules=rules)
     prepared = preprocess(session, cfg.preprocess)
     notes += prepared.notes
-    if cfg.windows.input == "samples":
-        win = sample_rows(prepared)
-        row_length = 1.0 / float(prepared.raw.info["sfreq"])
-    else:
-        win = band_power_windows(prepared, cfg.windows, baseline=cfg.preprocess.baseline)
-        row_length = cfg.windows.length
+    win, row_length = _windows(prepared, cfg)
     rep = reported_trajectory(session, win.times, kind=lc.kind, rules=rules)
     y = rep.label if rep.kind == "discrete" else continuous_to_labels(rep.valence, lc.threshold)
     X, times, memory = win.X, win.times, win.memory
@@ -94,6 +92,74 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
         win.feature_names,
         notes,
         row_length,
+    )
+
+
+def _windows(prepared, cfg: DecodeConfig):
+    """The rows the decoders see (``windows.input``) and the seconds one row spans."""
+    from decoding.features import band_power_windows, de_windows, sample_rows
+
+    if cfg.windows.input == "samples":
+        return sample_rows(prepared), 1.0 / float(prepared.raw.info["sfreq"])
+    if cfg.windows.input == "de":
+        return de_windows(prepared, cfg.windows, baseline=cfg.preprocess.baseline), (
+            cfg.windows.length
+        )
+    return band_power_windows(prepared, cfg.windows, baseline=cfg.preprocess.baseline), (
+        cfg.windows.length
+    )
+
+
+def _listening_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> SessionWindows:
+    """Windows of a session's listening blocks, labelled by the participant's clip ratings
+    (``labels.source: clip_ratings``); the clip is each window's ``memory`` (so
+    ``evaluation.split: memories`` holds out whole clips)."""
+    from decoding.listening import clip_plays, label_windows
+    from decoding.preprocess import preprocess
+
+    plays = clip_plays(session)
+    if not plays:
+        raise RecallLabError(
+            f"{Path(path).name} has no listening block (labels.source: clip_ratings needs clips "
+            "played by a protocol's listening phase)"
+        )
+    rated = [p for p in plays if p.valence is not None and not p.error]
+    if not rated:
+        raise RecallLabError(
+            f"{Path(path).name}: none of its {len(plays)} clips has a valence rating; clip "
+            "ratings cannot label anything"
+        )
+    for p in plays:
+        if p.error:
+            notes.append(f"clip {p.clip} was not played ({p.error}): left out")
+        elif p.valence is None:
+            notes.append(f"clip {p.clip} has no valence rating: left out")
+    prepared = preprocess(session, cfg.preprocess)
+    notes += prepared.notes
+    win, row_length = _windows(prepared, cfg)
+    starts = win.starts if win.starts is not None else win.times
+    # A window's last sample is one sample period before its end (phases end on a sample).
+    last = row_length - 1.0 / float(prepared.raw.info["sfreq"])
+    keep, y, clip, offset = label_windows(plays, win.times, starts, last)
+    if not keep.any():
+        raise RecallLabError(
+            f"{Path(path).name}: no {cfg.windows.length:g} s window fits inside a rated clip; "
+            "shorten windows.length"
+        )
+    return SessionWindows(
+        Path(path),
+        session.session_id,
+        session.participant_id,
+        session.eeg.timestamps,
+        win.times[keep],
+        win.X[keep],
+        y[keep],
+        clip[keep],
+        win.feature_names,
+        notes,
+        row_length,
+        clip[keep],
+        offset[keep],
     )
 
 
@@ -123,7 +189,42 @@ def build_dataset(sessions: Sequence[SessionWindows], cfg: DecodeConfig):
         session_ids=[s.session_id for s in sessions],
         window_length=sessions[0].window_length,
         feature_names=common,
+        clip=np.concatenate([_clips(s) for s in sessions]),
+        clip_offset=np.concatenate(
+            [
+                s.clip_offset if s.clip_offset is not None else np.full(len(s.y), np.nan)
+                for s in sessions
+            ]
+        ),
     )
+
+
+def _clips(s: SessionWindows) -> np.ndarray:
+    return s.clip if s.clip is not None else np.full(len(s.y), "", dtype=object).astype(str)
+
+
+def add_music(ds, sessions: Sequence[SessionWindows], cfg: DecodeConfig) -> list[str]:
+    """Put the music each window heard into ``ds.side["music"]`` (tagger embeddings from the
+    library the sessions played); returns notes for the record."""
+    from data_schema.reader import read_session
+    from decoding.listening import check_clips, clip_plays, music_rows, resolve_library
+    from decoding.music_tagger import MusicTagger
+
+    mc = cfg.music
+    first = read_session(sessions[0].path)
+    library = resolve_library(mc.library, first)
+    notes: list[str] = []
+    for s in sessions:
+        session = first if s.path == sessions[0].path else read_session(s.path)
+        notes += check_clips(clip_plays(session), library)
+    tagger = MusicTagger.load(mc.models, device=mc.tagger_device)
+    if tagger.tiny:
+        notes.append("the audio tagger has TINY random weights: music embeddings are noise")
+    ds.side["music"] = music_rows(
+        ds.clip, ds.clip_offset, library, tagger, length=mc.segment_length, step=mc.segment_step
+    )
+    ds.library = library
+    return notes
 
 
 def _consistency(ds, cfg: DecodeConfig, first, tick) -> dict[str, Any]:
@@ -196,6 +297,7 @@ def decode_sessions(
     report
         Write the report folder (plots, metrics, models, embeddings).
     """
+    from decoding.decoders import SIDE_INPUTS
     from decoding.evaluation import evaluate_decoder
 
     t_start = time.perf_counter()
@@ -209,6 +311,10 @@ def decode_sessions(
     for p in paths:
         refuse_invalid_session(p, "decode")
     _check_preprocess(cfg)
+    if any(SIDE_INPUTS.get(n) for n in cfg.decoders):
+        from generation.models import require_model
+
+        require_model("audio-tagger", cfg.music.models)  # before the long work, not after
     report_root = Path(report_dir) if report_dir else Path(f"{paths[0]}.decoding")
     # Every output location is checked before the (long) work, so a failing run never
     # leaves a result in a session file without its report, or the other way round.
@@ -231,6 +337,16 @@ def decode_sessions(
             sessions.append(load_session_windows(p, cfg))
             step.update(1)
     ds = build_dataset(sessions, cfg)
+    if cfg.labels.source == "clip_ratings" and np.unique(ds.y).size < 2:
+        names = {-1: "negative", 0: "neutral", 1: "positive"}
+        raise RecallLabError(
+            f"the clip ratings give only one class ({names[int(ds.y[0])]}): decoding needs "
+            "clips rated on both sides of 5 (pleasant and unpleasant)"
+        )
+    if any(SIDE_INPUTS.get(n) for n in cfg.decoders):
+        extra = add_music(ds, sessions, cfg)
+        for s in sessions:
+            s.notes += extra
     results = {}
     for name in cfg.decoders:
         results[name] = evaluate_decoder(ds, name, cfg, prog.ticker)

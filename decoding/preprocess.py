@@ -36,6 +36,7 @@ class Phase:
     end: float
     kind: str
     memory: str = ""
+    clip: str = ""  # the clip a listening block's phase plays or rates
 
 
 @dataclass
@@ -70,6 +71,16 @@ class PreparedEEG:
         return next((p for p in self.phases if p.kind == "baseline"), None)
 
 
+def _phase(start: float, end: float, marker: dict) -> Phase:
+    return Phase(
+        start,
+        end,
+        str(marker.get("kind", "")),
+        str(marker.get("memory") or ""),
+        str(marker.get("clip") or ""),
+    )
+
+
 def protocol_phases(session: Session) -> list[Phase]:
     """Phases from ``protocol`` ``phase_start``/``phase_end`` events (unclosed ones end at the
     end of the EEG)."""
@@ -89,12 +100,10 @@ def protocol_phases(session: Session) -> list[Phase]:
             open_[pid] = (e.timestamp, v)
         elif pid in open_:
             t0, v0 = open_.pop(pid)
-            phases.append(
-                Phase(t0, e.timestamp, str(v0.get("kind", "")), str(v0.get("memory") or ""))
-            )
+            phases.append(_phase(t0, e.timestamp, v0))
     end = float(session.eeg.timestamps[-1]) if session.eeg.n_samples else 0.0
     for t0, v0 in open_.values():
-        phases.append(Phase(t0, end, str(v0.get("kind", "")), str(v0.get("memory") or "")))
+        phases.append(_phase(t0, end, v0))
     phases.sort(key=lambda p: p.start)
     return phases
 

@@ -13,13 +13,14 @@ information about valence: the null data for calibration.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from data_schema.errors import RecallLabError
 from data_schema.types import Event, StreamInfo
+from decoding.simulate_listening import ListeningSettings
 
 #: A 32-channel 10-20 layout (the Enobio 20 of RYM is a subset).
 CHANNELS_32 = (
@@ -71,6 +72,12 @@ class SimulationSettings:
     miss_rate: float = 0.1
     seed: int = 0
     participant_id: str = "SIM01"
+    listening: ListeningSettings | None = None
+
+    @property
+    def recall_start(self) -> float:
+        """Seconds from the start to the first recall (after baseline and listening block)."""
+        return self.baseline + (self.listening.seconds if self.listening is not None else 0.0)
 
     def check(self) -> None:
         if self.effect < 0:
@@ -79,9 +86,12 @@ class SimulationSettings:
             raise RecallLabError(f"--channels must be between 4 and {len(CHANNELS_32)}")
         if self.sfreq < 100:
             raise RecallLabError("--rate must be at least 100 Hz")
-        if self.duration < self.baseline + 20:
+        if self.listening is not None:
+            self.listening.check()
+        if self.duration < self.recall_start + 20:
+            what = "baseline, listening block" if self.listening is not None else "baseline"
             raise RecallLabError(
-                f"--duration must be at least {self.baseline + 20:g} s (baseline plus one recall)"
+                f"--duration must be at least {self.recall_start + 20:g} s ({what} plus one recall)"
             )
         if self.line_freq not in (50.0, 60.0):
             raise RecallLabError("--line-freq must be 50 or 60")
@@ -107,18 +117,30 @@ def _smooth(x: np.ndarray, n: int) -> np.ndarray:
 @dataclass
 class _Plan:
     phases: list[tuple[float, float, str, str, str]]  # start, end, phase id, kind, memory
-    state: np.ndarray  # true valence per sample (-1, 0, 1)
+    state: np.ndarray  # true valence per sample (-1..1)
     episodes: list[tuple[float, float, int]]  # start, end (s from start), code
+    block_phases: list[tuple[float, float, dict]] = field(default_factory=list)  # listening
+    block_events: list[tuple[float, str, str, dict]] = field(default_factory=list)
 
 
-def _plan(settings: SimulationSettings, rng: np.random.Generator, n: int) -> _Plan:
+def _plan(settings: SimulationSettings, rng: np.random.Generator, n: int, library=None) -> _Plan:
     sf = settings.sfreq
     state = np.zeros(n)
     phases: list[tuple[float, float, str, str, str]] = [
         (0.0, settings.baseline, "baseline", "baseline", "")
     ]
     episodes: list[tuple[float, float, int]] = []
-    t = settings.baseline
+    block_phases: list[tuple[float, float, dict]] = []
+    block_events: list[tuple[float, str, str, dict]] = []
+    if settings.listening is not None:
+        from decoding.simulate_listening import listening_plan
+
+        if library is None:
+            raise RecallLabError("a simulated listening block needs its music library")
+        block_phases, block_events = listening_plan(
+            settings.listening, library, settings.baseline, sf, state, rng
+        )
+    t = settings.recall_start
     i = 0
     # Memories cycle through the valences in shuffled order so every class appears.
     order = [1, -1, 0]
@@ -142,7 +164,7 @@ def _plan(settings: SimulationSettings, rng: np.random.Generator, n: int) -> _Pl
             u = e_end + rng.uniform(3, 8)
         t = end
         i += 1
-    return _Plan(phases, state, episodes)
+    return _Plan(phases, state, episodes, block_phases, block_events)
 
 
 def _key_events(
@@ -165,15 +187,16 @@ def _key_events(
     return events
 
 
-def simulate_eeg(settings: SimulationSettings) -> tuple[np.ndarray, _Plan, list[str]]:
-    """EEG in microvolts ``[samples x channels]``, the plan (phases, true valence) and names."""
+def simulate_eeg(settings: SimulationSettings, library=None) -> tuple[np.ndarray, _Plan, list[str]]:
+    """EEG in microvolts ``[samples x channels]``, the plan (phases, true valence) and names.
+    ``library`` (:class:`protocols.library.MusicLibrary`) is the listening block's music."""
     settings.check()
     rng = np.random.default_rng(settings.seed)
     sf = settings.sfreq
     n = round(settings.duration * sf)
     names = list(CHANNELS_32[: settings.n_channels])
     k = len(names)
-    plan = _plan(settings, rng, n)
+    plan = _plan(settings, rng, n, library)
 
     # 1/f background, spatially smoothed so neighbouring channels correlate.
     bg = _colored_noise(rng, n, k, sf, lambda f: 1 / np.sqrt(np.maximum(f, 0.5)))
@@ -220,21 +243,30 @@ def simulate_eeg(settings: SimulationSettings) -> tuple[np.ndarray, _Plan, list[
     return eeg.T.astype(np.float32), plan, names
 
 
-def simulate_session(path: str | Path, settings: SimulationSettings | None = None) -> Path:
+def simulate_session(
+    path: str | Path, settings: SimulationSettings | None = None, library=None
+) -> Path:
     """Write a simulated recall session to ``path`` (a new ``.h5`` file; never overwrites).
 
     Returns the path. The file's root attribute ``simulation`` holds the settings (JSON) and
-    the true affect episodes, so tests can compare decoded valence with the truth.
+    the true affect episodes, so tests can compare decoded valence with the truth. With
+    ``settings.listening``, ``library`` is the music library the listening block plays
+    (:func:`decoding.simulate_listening.write_library` makes one).
     """
     from data_schema.writer import SessionWriter
 
     settings = settings or SimulationSettings()
-    eeg, plan, names = simulate_eeg(settings)
+    eeg, plan, names = simulate_eeg(settings, library)
     rng = np.random.default_rng(settings.seed + 1_000_003)
     t0 = 1000.0 + float(rng.uniform(0, 100))  # LSL clocks start at an arbitrary origin
     sf = settings.sfreq
     ts = t0 + np.arange(eeg.shape[0]) / sf
     truth = {"settings": asdict(settings), "episodes": plan.episodes, "t0": t0}
+    attrs = {"simulation": json.dumps(truth)}
+    if library is not None:
+        import os
+
+        attrs["music_library"] = os.path.relpath(library.folder, Path(path).resolve().parent)
     info = StreamInfo(
         "eeg",
         names,
@@ -250,7 +282,7 @@ def simulate_session(path: str | Path, settings: SimulationSettings | None = Non
         participant_id=settings.participant_id,
         protocol="simulated-recall",
         notes=f"simulated session, effect={settings.effect:g}, seed={settings.seed}",
-        attrs={"simulation": json.dumps(truth)},
+        attrs=attrs,
     ) as w:
         w.add_stream("eeg", info)
         step = int(10 * sf)
@@ -263,6 +295,15 @@ def simulate_session(path: str | Path, settings: SimulationSettings | None = Non
             events.append(Event(t0 + end - 1 / sf, "protocol", "phase_end", value))
             if mem:
                 w.memory_group(mem, cue=f"simulated memory {mem}", started=t0 + start)
+        if plan.block_phases:
+            from decoding.simulate_listening import event_value
+
+            for i, (start, end, marker) in enumerate(plan.block_phases):
+                value = json.dumps({**marker, "index": i + 1})
+                events.append(Event(t0 + start, "protocol", "phase_start", value))
+                events.append(Event(t0 + end - 1 / sf, "protocol", "phase_end", value))
+            for ts_, source, label, value_ in plan.block_events:
+                events.append(Event(t0 + ts_, source, label, event_value(value_)))
         events += _key_events(plan, settings, rng, t0)
         events.sort(key=lambda e: e.timestamp)
         w.add_events(events)

@@ -127,6 +127,15 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         False,
         "config.json",
     ),
+    ModelSpec(
+        "audio-tagger",
+        "ast-audioset",
+        "MIT/ast-finetuned-audioset-10-10-0.4593",
+        "music embeddings for the music-supervised EEG encoder and EEG-to-music retrieval "
+        "(decode, retrieve)",
+        False,
+        "config.json",
+    ),
 )
 
 # Animation models in the order ``--animation auto`` tries them.

@@ -10,12 +10,15 @@ suite's dummy components); the tiny MusicGen-melody keeps the real audio codec r
 50 codec frames per second, 4 codebooks) and chroma settings so durations match the real model.
 The tiny Stable Video Diffusion and AnimateDiff motion adapter make 64x64 clips that fit the tiny
 Stable Diffusion's keyframes.
+The tiny audio tagger (Audio Spectrogram Transformer) keeps the real 16 kHz, 128-mel input with a
+3 s window.
 """
 
 from __future__ import annotations
 
 import json
 import string
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -485,6 +488,49 @@ def make_tiny_motion_adapter(folder: Path, seed: int = 0) -> None:
     _mark(folder)
 
 
+# A few AudioSet class names, so the tiny tagger's head has readable labels like the real one.
+_AUDIOSET_LABELS = ("Music", "Speech", "Singing", "Guitar", "Piano")
+
+
+def make_tiny_ast(folder: Path, seed: int = 0) -> None:
+    """Tiny Audio Spectrogram Transformer audio tagger with its feature extractor.
+
+    Keeps the real input geometry (16 kHz, 128 mel bins, 16x16 patches with stride 10) but a
+    300-frame window (3.0 s at the 10 ms hop) instead of the real 1024 frames (10.24 s), so one
+    3 s music segment fills it; the head has a handful of AudioSet labels.
+    """
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    folder.mkdir(parents=True, exist_ok=True)
+    max_length = 300
+    config = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_mel_bins=128,
+        max_length=max_length,
+        patch_size=16,
+        frequency_stride=10,
+        time_stride=10,
+        id2label=dict(enumerate(_AUDIOSET_LABELS)),
+        label2id={name: i for i, name in enumerate(_AUDIOSET_LABELS)},
+    )
+    torch.manual_seed(seed)
+    ASTForAudioClassification(config).save_pretrained(folder)
+    with warnings.catch_warnings():
+        # Without torchaudio, transformers builds the Kaldi mel bank in numpy and warns that the
+        # lowest of 128 mel filters are empty at 512-point FFT; Kaldi's own bank has the same
+        # empty filters, so the real model saw them too.
+        warnings.filterwarnings("ignore", "At least one mel filter has all zero values")
+        extractor = ASTFeatureExtractor(
+            sampling_rate=16000, num_mel_bins=128, max_length=max_length
+        )
+    extractor.save_pretrained(folder)
+    _mark(folder)
+
+
 BUILDERS = {
     "stable-diffusion": make_tiny_stable_diffusion,
     "controlnet-scribble": make_tiny_controlnet,
@@ -493,6 +539,7 @@ BUILDERS = {
     "clap": make_tiny_clap,
     "svd": make_tiny_svd,
     "animatediff": make_tiny_motion_adapter,
+    "audio-tagger": make_tiny_ast,
 }
 
 

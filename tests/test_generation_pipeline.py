@@ -48,7 +48,8 @@ def test_models_lists_found_and_missing(tiny_models, tmp_path, capsys, monkeypat
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert main(["models", "--models", str(tiny_models)]) == 0
     out = capsys.readouterr().out
-    assert out.count("found (TINY") == 7  # five kinds plus the two animation models
+    # five kinds, the two animation models and the audio tagger
+    assert out.count("found (TINY") == 8
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "empty"))
     assert main(["models"]) == 1  # required models missing
     out = capsys.readouterr().out
@@ -62,6 +63,7 @@ def test_models_lists_found_and_missing(tiny_models, tmp_path, capsys, monkeypat
     ) in out
     assert "hf download guoyww/animatediff-motion-adapter-v1-5-2 --local-dir" in out
     assert "accept the licence" in out
+    assert "hf download MIT/ast-finetuned-audioset-10-10-0.4593 --local-dir" in out
 
 
 def test_make_tiny_never_overwrites(tiny_models, capsys):

@@ -34,6 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="report folder (default: <first session>.decoding/); a new run-NNN inside",
     )
+    p.add_argument(
+        "--library",
+        type=Path,
+        default=None,
+        help="music library folder the sessions' listening blocks played (clips.csv and the "
+        "audio), for --preset music; default: the session's own music_library",
+    )
+    p.add_argument(
+        "--models", type=Path, default=None, help="models folder (the audio tagger, --preset music)"
+    )
     p.add_argument("--no-write", action="store_true", help="do not add results to the files")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -51,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
             f"--config {args.config} is a folder: give a YAML or JSON settings file inside it"
         )
     cfg = load_config(args.config, preset=args.preset)
+    if args.library is not None:
+        cfg.music.library = str(args.library)
+    if args.models is not None:
+        cfg.music.models = str(args.models)
     progress = progress_from_args(args)
     with progress.cancellable():
         outcome = decode_sessions(

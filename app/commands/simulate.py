@@ -23,6 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=500.0, help="sampling rate in Hz (500)")
     p.add_argument("--line-freq", type=float, default=50.0, help="mains frequency, 50 or 60")
     p.add_argument("--participant", default="SIM01", help="pseudonym code (SIM01)")
+    p.add_argument(
+        "--listening",
+        action="store_true",
+        help="start with a music-listening block (clips rated on SAM valence and arousal, the "
+        "EEG following each clip's valence); the clips are written as a library folder "
+        "OUT.library beside the session",
+    )
+    p.add_argument("--clips", type=int, default=8, help="clips in the listening block (8)")
+    p.add_argument("--clip-seconds", type=float, default=20.0, help="seconds per clip (20)")
     p.set_defaults(func=run)
 
 
@@ -40,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
     check_new_session_path(args.out)
     check_session_name(args.out)
 
+    listening = None
+    if args.listening:
+        from decoding.simulate_listening import ListeningSettings
+
+        if not math.isfinite(args.clip_seconds):
+            raise ConfigError(f"--clip-seconds {args.clip_seconds:g}: give a finite number")
+        listening = ListeningSettings(n_clips=args.clips, clip_seconds=args.clip_seconds)
     settings = SimulationSettings(
         effect=args.effect,
         duration=args.duration,
@@ -48,8 +64,40 @@ def run(args: argparse.Namespace) -> int:
         line_freq=args.line_freq,
         seed=args.seed,
         participant_id=args.participant,
+        listening=listening,
     )
     settings.check()
-    path = simulate_session(args.out, settings)
-    print(f"wrote {path} ({args.duration:g} s, {args.channels} channels, effect {args.effect:g})")
+    if listening is None:
+        path = simulate_session(args.out, settings)
+        print(
+            f"wrote {path} ({args.duration:g} s, {args.channels} channels, effect {args.effect:g})"
+        )
+        return 0
+    return _with_library(args, settings)
+
+
+def _with_library(args: argparse.Namespace, settings) -> int:
+    """Write the library folder, then the session; on failure remove what was written."""
+    import shutil
+
+    from data_schema.errors import RecallLabError
+    from decoding.simulate import simulate_session
+    from decoding.simulate_listening import write_library
+    from protocols.library import load_library
+
+    folder = args.out.with_suffix(".library")
+    if folder.exists():
+        raise RecallLabError(
+            f"{folder} already exists; choose another --out (the library folder is OUT.library)"
+        )
+    try:
+        write_library(folder, settings.listening, seed=settings.seed)
+        path = simulate_session(args.out, settings, load_library(folder))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    print(
+        f"wrote {path} ({args.duration:g} s, {args.channels} channels, effect {args.effect:g}, "
+        f"{settings.listening.n_clips} clips) and its music library {folder}"
+    )
     return 0
