@@ -67,6 +67,12 @@ class GenerateConfig:
     images: ImageSettings = field(default_factory=ImageSettings)
     animation: AnimationSettings = field(default_factory=AnimationSettings)
     show_progress: bool = True
+    #: Music library whose clips, chosen per segment by the EEG (music-supervised encoder
+    #: trained on the session's listening blocks), condition MusicGen; None: the
+    #: participant's guiding melody only.
+    melody_library: Path | None = None
+    #: Weight of the chosen clip against the participant's melody (1: the clip alone).
+    melody_mix: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -133,10 +139,13 @@ def generate_memory(
     cancel: threading.Event,
     progress: Progress | None = None,
     prefix: str = "",
+    melodies: Any = None,
 ) -> MemoryResult:
     """Make the reconstruction of one memory in ``folder``.
 
-    ``progress`` gets the steps of :func:`memory_steps` (named with ``prefix``)."""
+    ``progress`` gets the steps of :func:`memory_steps` (named with ``prefix``);
+    ``melodies`` (:class:`generation.melody_retrieval.LibraryMelodies`, fitted) chooses each
+    segment's melody from a library by the EEG."""
     from generation.affect import affect_trajectory
     from generation.animation import SegmentAnimator, SegmentVisual, choose_animation
     from generation.images import KeyframePainter
@@ -158,6 +167,9 @@ def generate_memory(
     # --- affect -> segments
     traj = affect_trajectory(session, memory_id, cfg.affect)
     segments = segment_trajectory(traj.times, traj.valence, cfg.segment_rules)
+    chosen: dict[int, Any] = {}
+    if melodies is not None:  # on the recall's own timeline, before any rescaling
+        chosen = {c.segment: c for c in melodies.choose(segments, float(traj.times[0]))}
     if cfg.duration:
         segments = rescale(segments, cfg.duration)
     total = segments[-1].end
@@ -247,15 +259,21 @@ def generate_memory(
     n_frames = int(sum((s.duration + cfg.music.crossfade) * music.frame_rate for s in segments))
     with prog.step(prefix + "music", n_frames, "frame") as bar:
         for seg, pr in zip(segments, prompts):
+            seg_melody, seg_rate, seg_offset = melody, mem.melody_rate, seg.start
+            if seg.index in chosen:
+                seg_melody, seg_rate = melodies.melody(
+                    chosen[seg.index], melody, mem.melody_rate, seg.start, cfg.melody_mix
+                )
+                seg_offset = 0.0
             # Every segment gets a crossfade tail so any order (the control) can be joined.
             audio, plan = music.generate(
                 pr.music,
                 seg.duration + cfg.music.crossfade,
-                melody=melody,
-                melody_rate=mem.melody_rate,
+                melody=seg_melody,
+                melody_rate=seg_rate,
                 seed=cfg.seed + seg.index,
                 settings=cfg.music,
-                melody_offset=seg.start,
+                melody_offset=seg_offset,
                 progress=bar,
             )
             write_wav(folder / f"segment-{seg.index:02d}.wav", audio, rate)
@@ -329,6 +347,16 @@ def generate_memory(
             "musicgen-melody": {"path": str(mg), "tiny": is_tiny(mg)},
         },
         "animation": animation,
+        "melody_library": (
+            None
+            if melodies is None
+            else {
+                "folder": str(melodies.library.folder),
+                "mix": cfg.melody_mix,
+                "encoder": "music_supervised, trained on the session's listening blocks",
+                "segments": [chosen[i].to_dict() for i in sorted(chosen)],
+            }
+        ),
         "description": description,
         "segments": [
             {
@@ -429,10 +457,27 @@ def run_generation(
     require_model("musicgen-melody", cfg.models)
     cfg.animation.check()
     choose_animation(cfg.animation.choice, cfg.models)
+    if cfg.melody_library is not None:
+        from protocols.library import load_library
+
+        if not 0.0 < cfg.melody_mix <= 1.0:
+            raise RecallLabError(f"--melody-mix {cfg.melody_mix:g}: give a weight in (0, 1]")
+        require_model("audio-tagger", cfg.models)
+        load_library(cfg.melody_library)
     cfg.models = models_dir(cfg.models)
     root = Path(cfg.out or session_path.with_name(session_path.stem + "-generation"))
     prefixes = {m: (f"{m}: " if len(memories) > 1 else "") for m in memories}
-    prog.plan([s for m in memories for s in memory_steps(cfg, prefixes[m])] + ["write results"])
+    first = ["melody choice"] if cfg.melody_library is not None else []
+    prog.plan(
+        first + [s for m in memories for s in memory_steps(cfg, prefixes[m])] + ["write results"]
+    )
+    melodies = None
+    if cfg.melody_library is not None:
+        from generation.melody_retrieval import LibraryMelodies
+
+        with prog.step("melody choice", 1, "model") as step:
+            melodies = LibraryMelodies(session_path, cfg.melody_library, cfg.models).fit()
+            step.update(1)
     try:
         with run_folder(root, prog) as folder:
             results = []
@@ -441,7 +486,9 @@ def run_generation(
                 sub.mkdir()
                 log.info("generating memory %s into %s", mid, sub)
                 results.append(
-                    generate_memory(session, mid, cfg, sub, prog.cancel, prog, prefixes[mid])
+                    generate_memory(
+                        session, mid, cfg, sub, prog.cancel, prog, prefixes[mid], melodies
+                    )
                 )
             with prog.committing(), prog.step("write results", 1, "part") as step:
                 final = folder.publish()

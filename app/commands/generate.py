@@ -68,6 +68,20 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
         help="fit a clip to its segment: play forwards and back at its own speed (default), "
         "or stretch it once over the segment",
     )
+    p.add_argument(
+        "--melody-library",
+        type=Path,
+        default=None,
+        help="music library folder: each segment's melody is the clip whose music best "
+        "matches that segment's EEG (music-supervised encoder trained on the session's "
+        "listening blocks); needs the audio tagger in the models folder",
+    )
+    p.add_argument(
+        "--melody-mix",
+        type=float,
+        default=1.0,
+        help="weight of the library clip against the participant's melody, 0-1 (1: the clip)",
+    )
     p.add_argument("--control", action="store_true", help="also the reordered control video")
     p.add_argument("--control-seed", type=int, default=1, help="seed of the control order")
     p.add_argument("--no-evaluate", action="store_true", help="skip CLIP/CLAP scores")
@@ -114,6 +128,8 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
             fit=args.animation_fit,
         ),
         show_progress=not args.quiet,
+        melody_library=getattr(args, "melody_library", None),
+        melody_mix=getattr(args, "melody_mix", 1.0),
     )
     return cfg
 
