@@ -160,6 +160,22 @@ def test_run_all_runs_a_named_script_and_refuses_unknown_names(tmp_path: Path) -
     assert "Replay of a 1 s, 2-ch, 100-Hz session" in page.read_text()
 
 
+def test_bench_music_small_run_trains_and_writes_results(tmp_path: Path) -> None:
+    proc = run_script(
+        str(BENCH / "bench_music.py"),
+        *("--clips", "4", "--clip-seconds", "10", "--epochs", "3"),
+        *("--results-dir", str(tmp_path)),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "music.json").read_text())
+    fig = doc["sections"]["train"]["figures"]
+    assert fig["windows"] == 4 * (10 - 3 + 1)  # 3 s windows every 1 s inside each clip
+    assert fig["features"] == 32 * 4 * 3  # channels x bands x seconds
+    assert fig["music_supervised_epochs"] == 3
+    assert fig["music_supervised_fit_s"] > 0 and fig["cebra_behavior_knn_fit_s"] > 0
+    assert "Training the music-supervised encoder" in (tmp_path / "music.md").read_text()
+
+
 @pytest.mark.parametrize("script", ["bench_record.py", "bench_replay.py"])
 def test_bad_options_give_one_line_and_non_zero_exit(script: str) -> None:
     proc = run_script(str(BENCH / script), "--seconds", "0")
