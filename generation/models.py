@@ -136,6 +136,14 @@ MODEL_SPECS: tuple[ModelSpec, ...] = (
         False,
         "config.json",
     ),
+    ModelSpec(
+        "face-vit",
+        "vit-face-expression",
+        "trpakov/vit-face-expression",
+        "video branch of the multimodal fusion decoder (face frames)",
+        False,
+        "config.json",
+    ),
 )
 
 # Animation models in the order ``--animation auto`` tries them.

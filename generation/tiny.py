@@ -11,7 +11,7 @@ suite's dummy components); the tiny MusicGen-melody keeps the real audio codec r
 The tiny Stable Video Diffusion and AnimateDiff motion adapter make 64x64 clips that fit the tiny
 Stable Diffusion's keyframes.
 The tiny audio tagger (Audio Spectrogram Transformer) keeps the real 16 kHz, 128-mel input with a
-3 s window.
+3 s window; the tiny face-expression ViT works on 32x32 frames.
 """
 
 from __future__ import annotations
@@ -531,6 +531,49 @@ def make_tiny_ast(folder: Path, seed: int = 0) -> None:
     _mark(folder)
 
 
+# The seven facial expressions of trpakov/vit-face-expression (FER-2013), in its label order.
+_FACE_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def make_tiny_vit(folder: Path, seed: int = 0) -> None:
+    """Tiny ViT facial-expression classifier with its image processor.
+
+    32x32 RGB input in 8x8 patches (16 patches and the CLS token), two layers of width 32,
+    and the real model's seven expression labels; the processor resizes every frame to 32x32
+    and normalises with mean and std 0.5 like the real one's (which works at 224x224).
+    """
+    import importlib.util
+
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    if importlib.util.find_spec("torchvision") is not None:
+        from transformers import ViTImageProcessor as Processor
+    else:
+        # Without torchvision transformers 5 falls back to the PIL processor with a warning;
+        # both write the same preprocessor_config.json ("ViTImageProcessor").
+        from transformers import ViTImageProcessorPil as Processor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label=dict(enumerate(_FACE_LABELS)),
+        label2id={name: i for i, name in enumerate(_FACE_LABELS)},
+    )
+    torch.manual_seed(seed)
+    ViTForImageClassification(config).save_pretrained(folder)
+    Processor(
+        size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    ).save_pretrained(folder)
+    _mark(folder)
+
+
 BUILDERS = {
     "stable-diffusion": make_tiny_stable_diffusion,
     "controlnet-scribble": make_tiny_controlnet,
@@ -540,6 +583,7 @@ BUILDERS = {
     "svd": make_tiny_svd,
     "animatediff": make_tiny_motion_adapter,
     "audio-tagger": make_tiny_ast,
+    "face-vit": make_tiny_vit,
 }
 
 

@@ -48,8 +48,8 @@ def test_models_lists_found_and_missing(tiny_models, tmp_path, capsys, monkeypat
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert main(["models", "--models", str(tiny_models)]) == 0
     out = capsys.readouterr().out
-    # five kinds, the two animation models and the audio tagger
-    assert out.count("found (TINY") == 8
+    # five kinds, the two animation models, the audio tagger and the face-expression ViT
+    assert out.count("found (TINY") == 9
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "empty"))
     assert main(["models"]) == 1  # required models missing
     out = capsys.readouterr().out
