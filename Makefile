@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade "pip>=24"
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q "setuptools<81" wheel
-	$(BIN)/pip install -q -e ".[app,decode,generate,test,bench]"
+	$(BIN)/pip install -q -e ".[app,decode,generate,test,bench,capture]"
 	touch $@
 
 # The main job: the console on the synthetic board, or the headless demo without a display.

@@ -148,6 +148,8 @@ def run_ours(args: argparse.Namespace) -> int:
         notes="bench_record.py",
         lsl_markers=False,
         quiet=True,
+        camera=None,
+        microphone=None,
     )
     try:
         rc = record.run(ns)

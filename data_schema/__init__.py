@@ -15,7 +15,7 @@ from data_schema.errors import (
 from data_schema.types import Event, StreamInfo
 
 FORMAT = "recall-lab-session"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 __all__ = [
     "FORMAT",

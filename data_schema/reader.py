@@ -62,6 +62,78 @@ class Stream:
 
 
 @dataclass
+class VideoStream:
+    """One camera's frames (``/videos/<name>``): timestamps in memory, frames read on demand.
+
+    Frames stay in the file; :meth:`jpeg` and :meth:`frame` open it for each call (use
+    :meth:`jpegs` for a run of frames), so a long recording's video never has to fit in memory.
+    """
+
+    path: Path
+    name: str
+    timestamps: np.ndarray
+    width: int
+    height: int
+    nominal_rate: float
+    codec: str = "jpeg"
+    source: str = ""
+    clock_mapping: dict[str, Any] = field(default_factory=dict)
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def _index(self, i: int) -> int:
+        n = self.n_frames
+        j = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"frame {i} of video {self.name!r}: it has {n} frames")
+        return j
+
+    def jpegs(self, start: int = 0, stop: int | None = None) -> list[bytes]:
+        """The encoded frames ``start..stop-1`` (default: to the end), read in one pass."""
+        stop = self.n_frames if stop is None else min(int(stop), self.n_frames)
+        start = max(0, int(start))
+        if start >= stop:
+            return []
+        with open_session_file(self.path) as f:
+            rows = f["videos"][self.name]["frames"][start:stop]
+        return [np.asarray(r, dtype=np.uint8).tobytes() for r in rows]
+
+    def jpeg(self, i: int) -> bytes:
+        """Frame ``i`` as stored (JPEG bytes)."""
+        j = self._index(i)
+        return self.jpegs(j, j + 1)[0]
+
+    def frame(self, i: int) -> np.ndarray:
+        """Frame ``i`` decoded: uint8 RGB ``[height x width x 3]``."""
+        return decode_jpeg(self.jpeg(i))
+
+    def nearest(self, t: float) -> int:
+        """Index of the frame whose timestamp is nearest the LSL time ``t``."""
+        if not self.n_frames:
+            raise IndexError(f"video {self.name!r} holds no frames")
+        k = int(np.clip(np.searchsorted(self.timestamps, t), 0, self.n_frames - 1))
+        if k and abs(self.timestamps[k - 1] - t) <= abs(self.timestamps[k] - t):
+            k -= 1
+        return k
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes as a uint8 RGB array ``[height x width x 3]`` (Pillow, no video library)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@dataclass
 class Memory:
     """What a participant produced for one memory."""
 
@@ -88,6 +160,8 @@ class Session:
     streams: dict[str, Stream]
     events: list[Event]
     memories: dict[str, Memory]
+    #: Cameras (schema 1.2, ``/videos``); empty in files without video
+    videos: dict[str, VideoStream] = field(default_factory=dict)
 
     @property
     def session_id(self) -> str:
@@ -292,6 +366,28 @@ def _written_rows(ts: np.ndarray) -> int:
     return int(finite[-1]) + 1 if finite.size else 0
 
 
+def _read_video(path: Path, g: h5py.Group, name: str) -> VideoStream:
+    a = g.attrs
+    ts_ds, fr_ds = g["timestamps"], g["frames"]
+    # As for streams: after a crash keep the frames that have a timestamp (frames are written
+    # first), up to the last finite one.
+    n = min(ts_ds.shape[0], fr_ds.shape[0])
+    ts = ts_ds[:n]
+    ts = ts[: _written_rows(ts)]
+    return VideoStream(
+        path=path,
+        name=name,
+        timestamps=ts,
+        width=int(a["width"]),
+        height=int(a["height"]),
+        nominal_rate=float(a.get("nominal_rate", 0.0)),
+        codec=str(_attr_str(a.get("codec", "jpeg"))),
+        source=str(_attr_str(a.get("source", ""))),
+        clock_mapping=json.loads(_attr_str(a.get("clock_mapping", "{}"))),
+        description=json.loads(_attr_str(a.get("description", "{}"))),
+    )
+
+
 def _read_events(f: h5py.File) -> list[Event]:
     if "events" not in f:
         return []
@@ -365,6 +461,9 @@ def read_session(path: str | Path, *, load_data: bool = True) -> Session:
             }
             events = _read_events(f)
             memories = {name: _read_memory(g) for name, g in group_members(f.get("memories", {}))}
+            videos = {
+                name: _read_video(p, g, name) for name, g in group_members(f.get("videos", {}))
+            }
         except HDF5_READ_ERRORS as exc:
             raise damaged_file_error(p, exc) from None
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -384,7 +483,7 @@ def read_session(path: str | Path, *, load_data: bool = True) -> Session:
             UnclosedSessionWarning,
             stacklevel=2,
         )
-    return Session(p, attrs, streams, events, memories)
+    return Session(p, attrs, streams, events, memories, videos)
 
 
 class UnclosedSessionWarning(UserWarning):

@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from data_schema.errors import RecallLabError, SessionFileError
@@ -28,6 +28,7 @@ from data_schema.writer import SessionWriter
 
 if TYPE_CHECKING:
     from drivers.base import Source
+    from drivers.camera import CameraSource
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class RecorderStatus:
     file_bytes: int
     error: str = ""
     free_bytes: int = 0  # on the file's disk, as of the last flush
+    frames_written: dict[str, int] = field(default_factory=dict)
+    frames_dropped: dict[str, int] = field(default_factory=dict)  # by the camera's queue
 
 
 class Recorder:
@@ -56,6 +59,9 @@ class Recorder:
     poll_interval
         Longest sleep of the recorder thread when nothing wakes it (default: twice the
         writer's flush interval).
+    frame_sources
+        Video name in the file (``video``) -> camera (:class:`drivers.camera.CameraSource`).
+        Its frames are written with the samples, once per flush.
     """
 
     #: New samples wake the recorder once this fraction of the flush interval has passed, so
@@ -69,9 +75,13 @@ class Recorder:
         *,
         poll_interval: float | None = None,
         event_sinks: list[Callable[[Event], None]] | None = None,
+        frame_sources: Mapping[str, CameraSource] | None = None,
     ) -> None:
         self.writer = writer
         self.sources = dict(sources)
+        self.frame_sources = dict(frame_sources or {})
+        self._frames = dict.fromkeys(self.frame_sources, 0)
+        self._frame_evpos = dict.fromkeys(self.frame_sources, 0)
         self.poll_interval = 2 * writer.flush_interval if poll_interval is None else poll_interval
         self.event_sinks = list(event_sinks or [])
         self._evpos = dict.fromkeys(self.sources, 0)
@@ -111,6 +121,11 @@ class Recorder:
             src.events.add_listener(self._wake.set)
             src.start()
             self._evpos[name] = len(src.events) if from_now else 0
+        for name, cam in self.frame_sources.items():
+            info = cam.open()
+            self.writer.add_video_stream(name, info, clock=cam.clock_mapping)
+            cam.events.add_listener(self._wake.set)
+            cam.start()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -145,6 +160,11 @@ class Recorder:
             self._drain_samples()
         for name, src in self.sources.items():
             evs, self._evpos[name] = src.events.read_since(self._evpos[name])
+            if evs:
+                with self._pending_lock:
+                    self._pending.extend(evs)
+        for name, cam in self.frame_sources.items():
+            evs, self._frame_evpos[name] = cam.events.read_since(self._frame_evpos[name])
             if evs:
                 with self._pending_lock:
                     self._pending.extend(evs)
@@ -187,6 +207,12 @@ class Recorder:
                 self._dropped[name] = buf.dropped
                 self._lost[name] += dropped
                 self._queue_lost(name, dropped, parts[-1][1] if parts else [])
+
+        for name, cam in self.frame_sources.items():
+            frames, ts = cam.take()
+            if frames:
+                self.writer.append_frames(name, frames, ts, flush=False)
+                self._frames[name] += len(frames)
 
     def _catch_up(self, timeout: float) -> None:
         """Before the sources stop: write what a source still had to hold back (samples the
@@ -248,6 +274,8 @@ class Recorder:
             self._file_bytes,
             str(self.error or ""),
             self._free_bytes,
+            dict(self._frames),
+            {name: cam.dropped for name, cam in self.frame_sources.items()},
         )
 
     def stop(self, timeout: float = 10.0, *, stop_sources: bool = True) -> None:
@@ -269,6 +297,8 @@ class Recorder:
         if stop_sources:
             for src in self.sources.values():
                 src.stop()
+        for cam in self.frame_sources.values():
+            cam.stop()  # cameras stop with the recording: what they captured is written below
         if self._thread is not None and self._thread.is_alive():
             self.error = SessionFileError(
                 f"writing {self.writer.path} did not finish within {timeout:g} s (disk not "
@@ -281,6 +311,8 @@ class Recorder:
                 self._drain()
             except RecallLabError as exc:
                 self.error = exc
+        for cam in self.frame_sources.values():
+            cam.events.remove_listener(self._wake.set)
         for src in self.sources.values():
             src.events.remove_listener(self._wake.set)
             if src.buffer is not None:

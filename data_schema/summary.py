@@ -73,6 +73,22 @@ class StreamSummary:
 
 
 @dataclass
+class VideoSummary:
+    name: str
+    codec: str
+    width: int
+    height: int
+    nominal_rate: float
+    measured_rate: float
+    frames: int
+    duration_s: float
+    gaps: int
+    first_timestamp: float | None
+    last_timestamp: float | None
+    source: str
+
+
+@dataclass
 class MemorySummary:
     memory_id: str
     description_chars: int | None
@@ -100,6 +116,7 @@ class SessionSummary:
     events_by_kind: dict[str, int]
     memories: list[MemorySummary]
     derived: dict[str, list[str]] = field(default_factory=dict)
+    videos: list[VideoSummary] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +147,7 @@ def _summarize(p: Path) -> SessionSummary:
             for src, label in zip(ev["source"], ev["label"]):
                 by_kind[f"{_attr_str(src)}/{_attr_str(label)}"] += 1
         memories = [_memory(name, g) for name, g in group_members(f.get("memories", {}))]
+        videos = [_video(name, g) for name, g in group_members(f.get("videos", {}))]
         derived = {
             stage: sorted(list(g.keys()))
             for stage, g in group_members(f.get("derived", {}))
@@ -152,6 +170,7 @@ def _summarize(p: Path) -> SessionSummary:
         events_by_kind=dict(sorted(by_kind.items())),
         memories=memories,
         derived=derived,
+        videos=videos,
     )
 
 
@@ -204,6 +223,30 @@ def _stream(name: str, g: h5py.Group) -> StreamSummary:
         first_timestamp=first,
         last_timestamp=last,
         stream_type=str(_attr_str(g.attrs.get("stream_type", ""))),
+        source=str(_attr_str(g.attrs.get("source", ""))),
+    )
+
+
+def _video(name: str, g: h5py.Group) -> VideoSummary:
+    n = min(g["timestamps"].shape[0], g["frames"].shape[0])
+    ts = g["timestamps"][:n]  # 8 bytes a frame: an hour at 30 fps is under 1 MB
+    ts = ts[: _written_rows(ts)]
+    ts = ts[np.isfinite(ts)]
+    nominal = float(g.attrs.get("nominal_rate", 0.0))
+    d = np.diff(ts)
+    k, total = spacing_outside_gaps(d, nominal)
+    return VideoSummary(
+        name=name,
+        codec=str(_attr_str(g.attrs.get("codec", ""))),
+        width=int(g.attrs.get("width", 0)),
+        height=int(g.attrs.get("height", 0)),
+        nominal_rate=nominal,
+        measured_rate=measured_rate(k, total),
+        frames=int(ts.size),
+        duration_s=float(ts[-1] - ts[0]) if ts.size > 1 else 0.0,
+        gaps=int((d > gap_threshold(nominal)).sum()) if nominal > 0 else 0,
+        first_timestamp=float(ts[0]) if ts.size else None,
+        last_timestamp=float(ts[-1]) if ts.size else None,
         source=str(_attr_str(g.attrs.get("source", ""))),
     )
 

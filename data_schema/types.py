@@ -83,6 +83,35 @@ class StreamInfo:
         return cls(**json.loads(text))
 
 
+@dataclass
+class VideoInfo:
+    """What a video stream is: JPEG frames of one camera (``/videos/<name>`` in the file).
+
+    Parameters
+    ----------
+    name
+        Stream name in the file (``video`` by default).
+    width, height
+        Frame size in pixels, as stored.
+    nominal_rate
+        Frames per second the camera (or the video file) promises; 0 when unknown.
+    source
+        Where it came from: ``v4l2:/dev/video0``, ``file:<name>``.
+    codec
+        How each frame is stored (``jpeg``).
+    description
+        Device details (driver, pixel format, JPEG quality...).
+    """
+
+    name: str
+    width: int
+    height: int
+    nominal_rate: float
+    source: str = ""
+    codec: str = "jpeg"
+    description: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Event:
     """Something that happened at one instant on the LSL clock.

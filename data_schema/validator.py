@@ -125,6 +125,9 @@ def validate_session(path: str | Path) -> list[Problem]:
                 _check_stream(name, obj, clean, c)
             if "streams" in f and "eeg" not in dict(streams):
                 _missing_eeg(f, c)
+            if "videos" in f:
+                for name, obj in _members(f, "videos", c, required=False):
+                    _check_video(name, obj, clean, c)
             for name, obj in _members(f, "memories", c, required=False):
                 _check_memory(name, obj, c)
             for name, obj in _members(f, "derived", c, required=False):
@@ -633,6 +636,91 @@ def _check_timestamps(where: str, ts: h5py.Dataset, rate: float, clean: bool, c:
                     f"samples arrive at {measured:.4g} Hz but nominal_rate says {rate:.4g} Hz",
                     "MNE objects are built at nominal_rate; check the device's sampling settings",
                 )
+
+
+# ---------------------------------------------------------------------------- videos
+JPEG_SOI = b"\xff\xd8"
+
+
+def _check_video(name: str, g: Any, clean: bool, c: _Checker) -> None:
+    where = f"/videos/{name}"
+    if not NAME_RE.fullmatch(name):
+        c.error(
+            where,
+            f"video name {name!r} has characters outside [A-Za-z0-9_.-]",
+            "tools that map names to files may fail",
+        )
+    if not isinstance(g, h5py.Group):
+        c.error(where, "is not a group", "a video is a group with frames and timestamps")
+        return
+    frames, ts = g.get("frames"), g.get("timestamps")
+    if not isinstance(frames, h5py.Dataset) or not isinstance(ts, h5py.Dataset):
+        c.error(where, "frames or timestamps is missing", "the video cannot be read")
+        return
+    base = h5py.check_vlen_dtype(frames.dtype)
+    if frames.ndim != 1 or base is None or np.dtype(base) != np.uint8:
+        c.error(
+            f"{where}/frames",
+            f"is {frames.dtype} {frames.shape}, not 1-D variable-length uint8",
+            "each row is one encoded frame",
+        )
+        return
+    if ts.ndim != 1 or ts.dtype != np.float64:
+        c.error(
+            f"{where}/timestamps",
+            f"is {ts.dtype} {ts.shape}, not 1-D float64",
+            "one LSL time per frame",
+        )
+        return
+    if frames.shape[0] != ts.shape[0]:
+        msg = f"frames has {frames.shape[0]} rows but timestamps has {ts.shape[0]}"
+        if clean:
+            c.error(where, msg, "a properly closed file has one timestamp per frame")
+        else:
+            c.warning(
+                where,
+                msg,
+                "the last append before the crash was cut; readers use the shorter length",
+            )
+    for attr in ("kind", "codec", "source"):
+        if not _is_str(g.attrs.get(attr)):
+            c.error(where, f"attribute {attr!r} is missing or not a string", "required by the spec")
+    if _attr_str(g.attrs.get("kind")) not in (None, "video"):
+        c.error(
+            where,
+            f"kind is {_attr_str(g.attrs.get('kind'))!r}, not 'video'",
+            "readers may not know how to read it",
+        )
+    if _attr_str(g.attrs.get("codec")) not in (None, "jpeg"):
+        c.warning(
+            where, f"codec {_attr_str(g.attrs.get('codec'))!r}", "the reader decodes only jpeg"
+        )
+    for attr in ("width", "height"):
+        v = g.attrs.get(attr)
+        if not _is_int(v) or int(v) <= 0:
+            c.error(
+                where,
+                f"attribute {attr!r} is {_attr_str(v)!r}, not a positive integer",
+                "the frame size is unknown",
+            )
+    rate = g.attrs.get("nominal_rate")
+    if not _is_number(rate) or not np.isfinite(float(rate)) or float(rate) < 0:
+        c.error(
+            where,
+            f"nominal_rate {_attr_str(rate)!r} is not a number >= 0",
+            "required by the spec (0 when unknown)",
+        )
+        rate = 0.0
+    _json(g, "description", c, where, dict)
+    _json(g, "clock_mapping", c, where, dict)
+    _check_timestamps(where, ts, float(rate), clean, c)
+    n = min(frames.shape[0], ts.shape[0])
+    for i in sorted({0, n - 1}) if n else []:
+        row = frames[i]
+        if len(row) == 0 and not clean and i == n - 1:
+            continue  # allocated just before a crash
+        if bytes(row[:2].tobytes()) != JPEG_SOI:
+            c.error(f"{where}/frames", f"frame {i} is not a JPEG image", "it cannot be decoded")
 
 
 # ---------------------------------------------------------------------------- memories

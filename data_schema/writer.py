@@ -40,7 +40,7 @@ from data_schema.errors import (
     SessionExistsError,
     SessionFileError,
 )
-from data_schema.types import Event, StreamInfo
+from data_schema.types import Event, StreamInfo, VideoInfo
 from data_schema.versions import software_version, software_versions
 
 PSEUDONYM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -54,6 +54,11 @@ STR = h5py.string_dtype("utf-8")
 EVENT_DTYPE = np.dtype(
     [("timestamp", "<f8"), ("source", STR), ("label", STR), ("value", STR), ("duration", "<f8")]
 )
+#: One JPEG frame per row: variable-length bytes (HDF5 keeps them in its global heap; the
+#: dataset's chunks hold only a reference per frame).
+FRAME_DTYPE = h5py.vlen_dtype(np.uint8)
+#: Frames per chunk of a video's ``frames`` (16-byte references: 4 KiB) and ``timestamps``.
+FRAME_CHUNK = 256
 STROKE_DTYPE = np.dtype(
     [("stroke", "<i4"), ("timestamp", "<f8"), ("x", "<f4"), ("y", "<f4"), ("pressure", "<f4")]
 )
@@ -229,6 +234,8 @@ class SessionWriter:
         # Each stream's (data, timestamps) dataset ids, kept open so their chunk caches hold
         # the partly filled last chunk between appends (no read-back and rewrite of it).
         self._ids: dict[str, tuple[h5d.DatasetID, h5d.DatasetID]] = {}
+        # Each video's (frames, timestamps) datasets.
+        self._videos: dict[str, tuple[h5py.Dataset, h5py.Dataset]] = {}
         self._preallocate = hasattr(os, "posix_fallocate")  # not on macOS or Windows
         try:
             self._f = h5py.File(self.path, "x", rdcc_nbytes=CHUNK_CACHE_BYTES)
@@ -458,6 +465,87 @@ class SessionWriter:
             except (OSError, RuntimeError) as exc:
                 self._fail(exc)
 
+    def add_video_stream(
+        self, name: str, info: VideoInfo, *, clock: Mapping[str, Any] | None = None
+    ) -> None:
+        """Create ``/videos/<name>`` for a camera described by ``info``.
+
+        Frames are stored one per row as they come (:meth:`append_frames`), each as its own
+        JPEG; ``clock`` says how their timestamps reached the LSL clock.
+        """
+        if not NAME_RE.fullmatch(name):
+            raise SessionFileError(f"video name {name!r}: use letters, digits, '-', '_', '.'")
+        with self._lock:
+            self._guard()
+            videos = self._f.require_group("videos")
+            if name in videos:
+                raise SessionFileError(f"video {name!r} already exists in {self.path}")
+            g = videos.create_group(name)
+            g.create_dataset(
+                "frames", shape=(0,), maxshape=(None,), dtype=FRAME_DTYPE, chunks=(FRAME_CHUNK,)
+            )
+            g.create_dataset(
+                "timestamps",
+                shape=(0,),
+                maxshape=(None,),
+                dtype="<f8",
+                chunks=(FRAME_CHUNK,),
+                fillvalue=np.nan,
+            )
+            self._chunk_bytes += FRAME_CHUNK * (16 + 8)
+            g.attrs["kind"] = "video"
+            g.attrs["codec"] = info.codec
+            g.attrs["width"] = int(info.width)
+            g.attrs["height"] = int(info.height)
+            g.attrs["nominal_rate"] = float(info.nominal_rate)
+            g.attrs["source"] = info.source
+            g.attrs["description"] = json.dumps(info.description, default=str)
+            g.attrs["clock_mapping"] = json.dumps(dict(clock or {"clock": "lsl"}), default=str)
+            self._videos[name] = (g["frames"], g["timestamps"])
+            self._maybe_flush()
+
+    def append_frames(
+        self,
+        name: str,
+        frames: list[bytes],
+        timestamps: np.ndarray,
+        *,
+        flush: bool = True,
+    ) -> None:
+        """Append encoded frames (one ``bytes`` each) with their LSL ``timestamps``.
+
+        ``flush`` as in :meth:`append`. The frames land in the file before their timestamps,
+        so after a crash a timestamp never points at a frame that is not there.
+        """
+        ts = np.asarray(timestamps, dtype=np.float64)
+        if ts.ndim != 1 or len(ts) != len(frames):
+            raise ValueError(f"append_frames {name!r}: {len(frames)} frames, {ts.shape} timestamps")
+        if not len(ts):
+            return
+        rows = np.empty(len(frames), dtype=object)
+        rows[:] = [np.frombuffer(f, dtype=np.uint8) for f in frames]
+        nbytes = sum(len(f) for f in frames) + 24 * len(frames)
+        with self._lock:
+            self._guard()
+            # Frame bytes go to HDF5's global heap at the end of the file, not to chunks.
+            self._reserve(nbytes)
+            fr, t = self._videos[name]
+            try:
+                n0 = t.shape[0]
+                fr.resize((n0 + len(ts),))
+                fr[n0:] = rows
+                t.resize((n0 + len(ts),))
+                t[n0:] = ts
+                self._unflushed += nbytes
+                if flush:
+                    self._maybe_flush()
+            except (OSError, RuntimeError) as exc:
+                self._fail(exc)
+
+    def n_frames(self, name: str) -> int:
+        with self._lock:
+            return int(self._videos[name][1].shape[0])
+
     def n_samples(self, name: str) -> int:
         with self._lock:
             return int(self._ids[name][1].shape[0])
@@ -667,6 +755,7 @@ class SessionWriter:
                 pass  # write error: the file keeps clean_close = False, data up to last flush
             finally:
                 self._ids.clear()  # h5py's close closes them with the file
+                self._videos.clear()
                 try:
                     self._f.close()
                 except Exception:

@@ -19,6 +19,7 @@ from protocols.model import Protocol, RecallPhase, RepeatPhase
 
 if TYPE_CHECKING:
     from drivers.base import Source
+    from drivers.camera import CameraSource
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ def run_headless(
     base_dir: str | Path | None = None,
     notes: str = "",
     progress: Callable[[str], None] | None = None,
+    camera: CameraSource | None = None,
+    microphone: Source | None = None,
 ) -> HeadlessResult:
     """Record ``source`` while a simulated participant goes through ``protocol``.
 
@@ -104,6 +107,10 @@ def run_headless(
         Extra receivers of every event written (e.g. an LSL marker outlet's ``push_event``).
     progress
         Called with a line at every phase change.
+    camera, microphone
+        Optional: the participant's face (:class:`drivers.camera.CameraSource`, stored as
+        ``/videos/<name>``) and voice (:class:`drivers.microphone.MicrophoneSource`, a stream),
+        recorded beside the EEG; opened here, before the file exists.
     """
     from data_schema.recorder import Recorder
     from data_schema.writer import SessionWriter
@@ -113,8 +120,10 @@ def run_headless(
     from protocols.valence_source import ValenceSource
 
     scaled = protocol.scaled(time_scale) if time_scale != 1.0 else protocol
-    source.open()  # fail on the device before a file exists
+    devices = [d for d in (source, camera, microphone) if d is not None]
     try:
+        for dev in devices:
+            dev.open()  # fail on a device before a file exists
         writer = SessionWriter(
             out,
             participant_id=participant_id,
@@ -123,14 +132,18 @@ def run_headless(
             attrs={"protocol_time_scale": float(time_scale)},
         )
     except BaseException:
-        source.stop()  # release the device when the file cannot be created
+        for dev in devices:
+            dev.stop()  # release the devices when the file cannot be created
         raise
     sources: dict[str, Source] = {"eeg": source}
+    if microphone is not None:
+        sources[microphone.info.name] = microphone
     rate = uses_continuous_valence(scaled)
     valence = ValenceSource(rate) if rate else None
     if valence is not None:
         sources["valence"] = valence
-    recorder = Recorder(writer, sources, event_sinks=event_sinks)
+    cameras = {camera.info.name: camera} if camera is not None else {}
+    recorder = Recorder(writer, sources, event_sinks=event_sinks, frame_sources=cameras)
     memories = MemoryWriter(writer)
 
     def changed(display) -> None:

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--participant", default="SIM001", help="pseudonym stored in the file")
     p.add_argument("--lsl-markers", action="store_true", help="publish events on an LSL outlet")
+    from app.commands.record import add_capture_arguments
+
+    add_capture_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no phase-by-phase progress")
     p.set_defaults(func=run)
 
@@ -76,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(time.strftime("recall-lab-demo-%Y%m%d-%H%M%S.h5"))
     check_new_session_path(out)
     check_session_name(out)
+    from app.commands.record import open_capture
+
     source = parse_source(args.source)
+    camera, microphone = open_capture(args)
     sinks = []
     outlet = None
     if args.lsl_markers:
@@ -110,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             base_dir=path.parent,
             notes="recall-lab demo: simulated participant",
             progress=progress,
+            camera=camera,
+            microphone=microphone,
         )
     finally:
         if in_main:

@@ -60,6 +60,14 @@ def run(args: argparse.Namespace) -> int:
             + (f" totalling {st.gap_seconds:.2f} s" if st.gaps else "")
             + f", from {st.source or '?'}"
         )
+    if s.videos:
+        lines.append(f"videos        {len(s.videos)}")
+    for v in s.videos:
+        lines.append(
+            f"  {v.name:<10} {v.width}x{v.height} {v.codec}, {v.nominal_rate:g} fps nominal / "
+            f"{v.measured_rate:.2f} fps measured, {v.frames} frames, {v.duration_s:.1f} s, "
+            f"{v.gaps} gap(s), from {v.source or '?'}"
+        )
     lines.append(f"events        {s.events}")
     for kind, n in s.events_by_kind.items():
         lines.append(f"  {kind:<30} {n}")

@@ -39,8 +39,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", default="", help="protocol name stored in the file")
     p.add_argument("--notes", default="", help="session notes")
     p.add_argument("--lsl-markers", action="store_true", help="publish events on an LSL outlet")
+    add_capture_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
+
+
+def add_capture_arguments(p: argparse.ArgumentParser) -> None:
+    """``--camera`` and ``--microphone`` (shared with ``recall-lab demo``)."""
+    p.add_argument(
+        "--camera",
+        default=None,
+        metavar="DEVICE",
+        help="also record the participant's face: /dev/videoN, N, or file:VIDEO (played as if "
+        "live), with ?width=&height=&fps=&quality= (JPEG, default 85); stored as /videos/video "
+        "(docs/capture.md)",
+    )
+    p.add_argument(
+        "--microphone",
+        default=None,
+        metavar="DEVICE",
+        help="also record the participant's voice: default, a device index or name "
+        "(`python -m sounddevice` lists them), with ?rate=16000&channels=1; stored as "
+        "/streams/audio",
+    )
+
+
+def open_capture(args: argparse.Namespace, pull_interval: float | None = None):
+    """The camera and microphone the arguments ask for, opened (``None`` where not asked).
+
+    Opened before the session file exists, so a device that cannot be used costs nothing; on
+    failure what was opened is closed again and the one-line error goes up.
+    """
+    camera = microphone = None
+    try:
+        if args.camera:
+            from drivers.camera import parse_camera
+
+            camera = parse_camera(args.camera)
+            camera.open()
+        if args.microphone:
+            from drivers.microphone import parse_microphone
+
+            microphone = parse_microphone(args.microphone, pull_interval=pull_interval)
+            microphone.open()
+    except BaseException:
+        for dev in (camera, microphone):
+            if dev is not None:
+                dev.stop()
+        raise
+    return camera, microphone
 
 
 def _progress(recorder, started: float, duration: float | None, final: bool = False) -> None:
@@ -78,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     check_new_session_path(args.out)
     check_session_name(args.out)
     source = parse_source(args.source, pull_interval=PULL_INTERVAL)
+    camera, microphone = open_capture(args, PULL_INTERVAL)
     stop = threading.Event()
     # Handlers go in before the file exists: a Ctrl-C or SIGTERM in the milliseconds while it
     # is created then stops the recording cleanly instead of leaving a half-made file.
@@ -85,23 +133,25 @@ def run(args: argparse.Namespace) -> int:
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        return _record(args, source, stop)
+        return _record(args, source, stop, camera, microphone)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _record(args: argparse.Namespace, source, stop: threading.Event) -> int:
+def _record(args: argparse.Namespace, source, stop: threading.Event, camera, microphone) -> int:
     from data_schema.recorder import Recorder
     from data_schema.writer import SessionWriter
 
-    source.open()  # fail on connection before the file exists
     try:
+        source.open()  # fail on connection before the file exists
         writer = SessionWriter(
             args.out, participant_id=args.participant, protocol=args.protocol, notes=args.notes
         )
     except BaseException:
-        source.stop()
+        for dev in (source, camera, microphone):
+            if dev is not None:
+                dev.stop()
         raise
     sinks = []
     outlet = None
@@ -110,7 +160,11 @@ def _record(args: argparse.Namespace, source, stop: threading.Event) -> int:
 
         outlet = MarkerOutlet(f"recall-lab-markers-{writer.session_id}")
         sinks.append(outlet.push_event)
-    recorder = Recorder(writer, {"eeg": source}, event_sinks=sinks)
+    sources = {"eeg": source}
+    if microphone is not None:
+        sources[microphone.name] = microphone
+    cameras = {camera.name: camera} if camera is not None else {}
+    recorder = Recorder(writer, sources, event_sinks=sinks, frame_sources=cameras)
     started = time.monotonic()
     show = not args.quiet and sys.stderr.isatty()
     try:
@@ -137,10 +191,19 @@ def _record(args: argparse.Namespace, source, stop: threading.Event) -> int:
         _progress(recorder, started, args.duration, final=True)
     st = recorder.status()
     lost = sum(st.samples_lost.values())
+    video = "".join(
+        f", {n} {name} frames (dropped {st.frames_dropped.get(name, 0)})"
+        for name, n in st.frames_written.items()
+    )
     print(
         f"wrote {args.out}: {sum(st.samples_written.values())} samples, "
-        f"{st.events_written} events, {time.monotonic() - started:.1f} s, lost {lost} samples"
+        f"{st.events_written} events{video}, {time.monotonic() - started:.1f} s, "
+        f"lost {lost} samples"
     )
+    for dev in (camera, microphone):
+        if dev is not None and dev.error is not None:
+            # The EEG went on; the file marks where (a source_error event).
+            print(f"warning: {dev.error}; the recording went on without it", file=sys.stderr)
     if recorder.error is not None:
         raise recorder.error
     if source.error is not None:
