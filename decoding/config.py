@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from data_schema.errors import ConfigError
+from decoding.fusion import FusionConfig
 from decoding.music_supervised import MusicSupervisedConfig
 
 CONFIG_VERSION = 1
@@ -104,6 +105,15 @@ class MusicConfig:
 
 
 @dataclass
+class MultimodalConfig:
+    """The participant's voice and face beside the EEG, for the multimodal fusion decoders."""
+
+    audio_stream: str = "audio"  # the microphone's stream in the session file
+    video_stream: str = "video"  # the camera's stream
+    frame_size: int = 112  # frames are resized to this square before the ViT's own processor
+
+
+@dataclass
 class CebraConfig:
     """CEBRA settings (``cebra.CEBRA``). ``device`` picks CUDA when present."""
 
@@ -171,6 +181,8 @@ class DecodeConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     music: MusicConfig = field(default_factory=MusicConfig)
     music_supervised: MusicSupervisedConfig = field(default_factory=MusicSupervisedConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    multimodal: MultimodalConfig = field(default_factory=MultimodalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -209,8 +221,22 @@ class DecodeConfig:
             raise ConfigError("preprocess.line_freq: use 50, 60, auto or null")
         if self.labels.kind not in ("auto", "discrete", "continuous"):
             raise ConfigError("labels.kind: use discrete, continuous or auto")
-        if w.input not in ("bandpower", "samples", "de"):
-            raise ConfigError(f"windows.input: {w.input!r}; use bandpower, samples or de")
+        if w.input not in ("bandpower", "samples", "de", "raw"):
+            raise ConfigError(f"windows.input: {w.input!r}; use bandpower, samples, de or raw")
+        from decoding.decoders import RAW_EEG
+
+        raw_users = [d for d in self.decoders if d in RAW_EEG]
+        if raw_users and w.input != "raw":
+            raise ConfigError(
+                f"decoders: {', '.join(raw_users)} read the EEG windows themselves: set "
+                "windows.input: raw (the multimodal preset does)"
+            )
+        if w.input == "raw" and [d for d in self.decoders if d not in RAW_EEG]:
+            raise ConfigError(
+                "windows.input raw is for the fusion decoders (multimodal_fusion, eeg_only, "
+                "audio_only, video_only) only"
+            )
+        self.fusion.check()
         if self.labels.source not in ("reports", "clip_ratings"):
             raise ConfigError(f"labels.source: {self.labels.source!r}; use reports or clip_ratings")
         if "music_supervised" in self.decoders and w.input != "de":

@@ -305,16 +305,36 @@ def _music_supervised(cfg: DecodeConfig, seed: int) -> Decoder:
     return MusicSupervised(vars(cfg.music_supervised), seed)
 
 
+def _fusion(name: str) -> Callable[[DecodeConfig, int], Decoder]:
+    def make(cfg: DecodeConfig, seed: int) -> Decoder:
+        from decoding.fusion import fusion_decoder
+
+        return fusion_decoder(name, vars(cfg.fusion), seed)
+
+    return make
+
+
 #: name -> factory(config, seed). Add a decoder here to evaluate it with the same harness.
 DECODERS: dict[str, Callable[[DecodeConfig, int], Decoder]] = {
     "cebra_behavior_knn": lambda cfg, seed: CebraKNN(True, vars(cfg.cebra), seed),
     "cebra_time_knn": lambda cfg, seed: CebraKNN(False, vars(cfg.cebra), seed),
     "bandpower_logreg": lambda cfg, seed: BandPowerLogReg(seed=seed),
     "music_supervised": _music_supervised,
+    "multimodal_fusion": _fusion("multimodal_fusion"),
+    "eeg_only": _fusion("eeg_only"),
+    "audio_only": _fusion("audio_only"),
+    "video_only": _fusion("video_only"),
 }
 
 #: Decoders that learn from per-window inputs besides the EEG (``Dataset.side``), by name.
-SIDE_INPUTS: dict[str, tuple[str, ...]] = {"music_supervised": ("music",)}
+SIDE_INPUTS: dict[str, tuple[str, ...]] = {
+    "music_supervised": ("music",),
+    "multimodal_fusion": ("audio", "video", "video_present"),
+    "audio_only": ("audio",),
+    "video_only": ("video", "video_present"),
+}
+#: Decoders whose EEG rows are raw windows (``windows.input: raw``).
+RAW_EEG = ("multimodal_fusion", "eeg_only", "audio_only", "video_only")
 
 
 def make_decoder(name: str, cfg: DecodeConfig, seed: int = 0) -> Decoder:

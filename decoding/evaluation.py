@@ -203,8 +203,12 @@ def fit_representation(dec: Decoder, ds: Dataset, rows: np.ndarray, y: np.ndarra
     """``dec.fit_representation`` on the windows ``rows`` with labels ``y``, handing it the
     side inputs it declares (e.g. the music the windows heard) for the same rows only."""
     dec.feature_names = list(ds.feature_names)
+    import inspect
+
     names = getattr(dec, "side_inputs", ())
     if not names:
+        if "groups" in inspect.signature(dec.fit_representation).parameters:
+            return dec.fit_representation(ds.X[rows], y, groups=ds.session[rows])
         return dec.fit_representation(ds.X[rows], y)
     missing = [n for n in names if n not in ds.side]
     if missing:
@@ -212,6 +216,17 @@ def fit_representation(dec: Decoder, ds: Dataset, rows: np.ndarray, y: np.ndarra
     side = {n: ds.side[n][rows] for n in names}
     # The session of each row, so early stopping keeps a validation block in every session.
     return dec.fit_representation(ds.X[rows], y, side=side, groups=ds.session[rows])
+
+
+def transform(dec: Decoder, ds: Dataset, rows: np.ndarray) -> np.ndarray:
+    """``dec.transform`` of the windows ``rows``, with their side inputs for decoders whose
+    representation reads them (the multimodal fusion's audio and video), never others'."""
+    import inspect
+
+    names = getattr(dec, "side_inputs", ())
+    if names and "side" in inspect.signature(dec.transform).parameters:
+        return dec.transform(ds.X[rows], side={n: ds.side[n][rows] for n in names})
+    return dec.transform(ds.X[rows])
 
 
 def _cross_validate(
@@ -233,7 +248,7 @@ def _cross_validate(
         else:
             dec = factory()
             fit_representation(dec, ds, f.train, y[f.train])
-            z_tr, z_te = dec.transform(ds.X[f.train]), dec.transform(ds.X[f.test])
+            z_tr, z_te = transform(dec, ds, f.train), transform(dec, ds, f.test)
             if cache is not None:
                 cache.append((dec, z_tr, z_te))
         dec.fit_readout(z_tr, y[f.train])
@@ -354,7 +369,7 @@ def evaluate_decoder(
     leaky_f1, leaky_rep, leaky_z = None, None, None
     if ev.leaky:
         leaky_rep = fit_representation(factory(), ds, np.arange(len(ds.y)), ds.y)
-        leaky_z = leaky_rep.transform(ds.X)
+        leaky_z = transform(leaky_rep, ds, np.arange(len(ds.y)))
         # The same model, completed with its read-out, is the one saved for later use on new
         # sessions: fitting on everything is right for deployment, wrong for evaluation.
         leaky_rep.fit_readout(leaky_z, ds.y)

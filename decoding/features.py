@@ -152,6 +152,29 @@ def de_windows(prepared: PreparedEEG, cfg: WindowConfig, *, baseline: bool = Tru
     return WindowSet(out, times, names, memory, kind, clip, prepared.times[starts])
 
 
+def raw_windows(prepared: PreparedEEG, cfg: WindowConfig) -> WindowSet:
+    """The preprocessed EEG of every window itself (``windows.input: raw``), for decoders that
+    learn their own filters (the multimodal fusion's EEGformer): each row is the window's
+    ``[channels x samples]`` block flattened channel-major, named ``"<channel>:t<k>"``, in
+    volts as MNE keeps them (the decoder standardises)."""
+    raw = prepared.raw
+    sf = float(raw.info["sfreq"])
+    data = raw.get_data().astype(np.float32)
+    n_len = round(cfg.length * sf)
+    n_step = max(1, round(cfg.step * sf))
+    if data.shape[1] < n_len * 4:
+        raise RecallLabError(
+            f"the recording is too short for {cfg.length:g} s windows ({data.shape[1] / sf:.1f} s)"
+        )
+    starts = np.arange(0, data.shape[1] - n_len + 1, n_step)
+    view = np.lib.stride_tricks.sliding_window_view(data, n_len, axis=1)  # [ch, n, len]
+    X = np.ascontiguousarray(view[:, starts, :].transpose(1, 0, 2)).reshape(len(starts), -1)
+    names = [f"{ch}:t{k}" for ch in raw.ch_names for k in range(n_len)]
+    times = prepared.times[starts + n_len // 2]
+    memory, kind, clip = _phase_arrays(prepared, times)
+    return WindowSet(X, times, names, memory, kind, clip, prepared.times[starts])
+
+
 def sample_rows(prepared: PreparedEEG) -> WindowSet:
     """Every preprocessed EEG sample as one row (``windows.input: samples``), as RYM gave its
     EEG to CEBRA: channels in volts at the session's rate, the baseline phase's channel means

@@ -97,8 +97,10 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
 
 def _windows(prepared, cfg: DecodeConfig):
     """The rows the decoders see (``windows.input``) and the seconds one row spans."""
-    from decoding.features import band_power_windows, de_windows, sample_rows
+    from decoding.features import band_power_windows, de_windows, raw_windows, sample_rows
 
+    if cfg.windows.input == "raw":
+        return raw_windows(prepared, cfg.windows), cfg.windows.length
     if cfg.windows.input == "samples":
         return sample_rows(prepared), 1.0 / float(prepared.raw.info["sfreq"])
     if cfg.windows.input == "de":
@@ -311,10 +313,15 @@ def decode_sessions(
     for p in paths:
         refuse_invalid_session(p, "decode")
     _check_preprocess(cfg)
-    if any(SIDE_INPUTS.get(n) for n in cfg.decoders):
-        from generation.models import require_model
+    from generation.models import require_model
 
-        require_model("audio-tagger", cfg.music.models)  # before the long work, not after
+    # Models the decoders need, found before the long work, not after it.
+    if "music_supervised" in cfg.decoders:
+        require_model("audio-tagger", cfg.music.models)
+    if {"multimodal_fusion", "audio_only"} & set(cfg.decoders):
+        require_model("audio-tagger", cfg.fusion.models)
+    if {"multimodal_fusion", "video_only"} & set(cfg.decoders):
+        require_model("face-vit", cfg.fusion.models)
     report_root = Path(report_dir) if report_dir else Path(f"{paths[0]}.decoding")
     # Every output location is checked before the (long) work, so a failing run never
     # leaves a result in a session file without its report, or the other way round.
@@ -343,8 +350,14 @@ def decode_sessions(
             f"the clip ratings give only one class ({names[int(ds.y[0])]}): decoding needs "
             "clips rated on both sides of 5 (pleasant and unpleasant)"
         )
-    if any(SIDE_INPUTS.get(n) for n in cfg.decoders):
+    if "music_supervised" in cfg.decoders:
         extra = add_music(ds, sessions, cfg)
+        for s in sessions:
+            s.notes += extra
+    if {"audio", "video"} & {x for n in cfg.decoders for x in SIDE_INPUTS.get(n, ())}:
+        from decoding.multimodal import add_voice_and_face
+
+        extra = add_voice_and_face(ds, sessions, cfg)
         for s in sessions:
             s.notes += extra
     results = {}

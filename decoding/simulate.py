@@ -73,6 +73,8 @@ class SimulationSettings:
     seed: int = 0
     participant_id: str = "SIM01"
     listening: ListeningSettings | None = None
+    voice: bool = False  # a microphone stream ``audio`` whose pitch follows the true affect
+    face: bool = False  # camera frames ``video`` of a face whose mouth follows it
 
     @property
     def recall_start(self) -> float:
@@ -305,6 +307,19 @@ def simulate_session(
             for ts_, source, label, value_ in plan.block_events:
                 events.append(Event(t0 + ts_, source, label, event_value(value_)))
         events += _key_events(plan, settings, rng, t0)
+        if settings.voice or settings.face:
+            from decoding.simulate_av import write_voice_and_face
+
+            write_voice_and_face(
+                w,
+                plan.state,
+                sf,
+                t0,
+                settings.effect,
+                np.random.default_rng(settings.seed + 7_000_003),
+                with_voice=settings.voice,
+                with_face=settings.face,
+            )
         events.sort(key=lambda e: e.timestamp)
         w.add_events(events)
     return Path(path)

@@ -42,7 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "audio), for --preset music; default: the session's own music_library",
     )
     p.add_argument(
-        "--models", type=Path, default=None, help="models folder (the audio tagger, --preset music)"
+        "--models",
+        type=Path,
+        default=None,
+        help="models folder (the audio tagger for --preset music; AST and ViT for multimodal)",
     )
     p.add_argument("--no-write", action="store_true", help="do not add results to the files")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.music.library = str(args.library)
     if args.models is not None:
         cfg.music.models = str(args.models)
+        cfg.fusion.models = str(args.models)
     progress = progress_from_args(args)
     with progress.cancellable():
         outcome = decode_sessions(

@@ -30,6 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "EEG following each clip's valence); the clips are written as a library folder "
         "OUT.library beside the session",
     )
+    p.add_argument(
+        "--voice",
+        action="store_true",
+        help="add a microphone stream 'audio' (a voice whose pitch and loudness follow the true "
+        "affect, scaled by --effect)",
+    )
+    p.add_argument(
+        "--face",
+        action="store_true",
+        help="add camera frames 'video' (a face whose mouth follows the true affect)",
+    )
     p.add_argument("--clips", type=int, default=8, help="clips in the listening block (8)")
     p.add_argument("--clip-seconds", type=float, default=20.0, help="seconds per clip (20)")
     p.set_defaults(func=run)
@@ -65,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         participant_id=args.participant,
         listening=listening,
+        voice=args.voice,
+        face=args.face,
     )
     settings.check()
     if listening is None:

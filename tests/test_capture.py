@@ -1,0 +1,443 @@
+"""The participant's face and voice beside the EEG: ``recall-lab record --camera --microphone``.
+
+The camera is a video made with FFmpeg's test source, played as if live (``file:``). The
+microphone is a real ALSA capture device, given to PortAudio through a temporary HOME with an
+``.asoundrc`` (PortAudio reads the ALSA configuration once per process, so the recording runs
+in a child process, as in ``test_app_melody.py``). Its ``file`` PCM reads a FIFO that this test
+fills with a 440 Hz tone at real time, one ALSA period at a time, so the device is paced like a
+microphone (a plain file would be read as fast as PortAudio can).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_schema.reader import UnclosedSessionWarning, read_session
+from data_schema.validator import validate_session
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "app.cli"]
+FFMPEG = "/usr/bin/ffmpeg"
+RATE = 16000
+TONE_HZ = 440.0
+FPS = 30
+
+pytestmark = pytest.mark.skipif(not Path(FFMPEG).exists(), reason="needs ffmpeg")
+
+ASOUNDRC = """
+pcm.!default {{
+    type asym
+    playback.pcm "nullout"
+    capture.pcm "mic"
+}}
+pcm.nullout {{ type null }}
+pcm.mic {{
+    type plug
+    slave {{
+        pcm {{
+            type file
+            slave.pcm "null"
+            file "/dev/null"
+            infile "{infile}"
+            format "raw"
+        }}
+        format S16_LE
+        rate {rate}
+        channels 1
+    }}
+}}
+"""
+
+# How many frames PortAudio asks the device for at a time (its ALSA period): the FIFO is fed
+# in blocks of exactly that size, so every read finds a whole block.
+PERIOD_PROBE = f"""
+import sounddevice as sd, time
+sizes = []
+with sd.InputStream(samplerate={RATE}, channels=1, dtype="float32",
+                    callback=lambda d, n, t, s: sizes.append(n)):
+    time.sleep(0.2)
+print(sizes[5])
+"""
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("video") / "testsrc.mp4"
+    subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size=320x240:rate={FPS}",
+            "-t",
+            "4",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def mic_home(tmp_path_factory) -> Path:
+    """A HOME whose ALSA default capture device reads ``mic.fifo`` (fed by :func:`tone`)."""
+    home = tmp_path_factory.mktemp("home")
+    probe = home / "probe.raw"
+    np.zeros(RATE * 5, "<i2").tofile(probe)
+    (home / ".asoundrc").write_text(ASOUNDRC.format(infile=probe, rate=RATE))
+    r = subprocess.run(
+        [sys.executable, "-c", PERIOD_PROBE],
+        env={**os.environ, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (home / "period").write_text(r.stdout.strip())
+    fifo = home / "mic.fifo"
+    os.mkfifo(fifo)
+    (home / ".asoundrc").write_text(ASOUNDRC.format(infile=fifo, rate=RATE))
+    return home
+
+
+@contextmanager
+def tone(home: Path):
+    """Feed the FIFO with a 440 Hz tone at real time while the block runs.
+
+    PortAudio opens the device more than once (listing devices, then the stream); each
+    reader gets the tone from where the last one left it.
+    """
+    fifo = home / "mic.fifo"
+    block = int((home / "period").read_text())
+    stop = threading.Event()
+
+    def feed() -> None:
+        k = 0
+        while not stop.is_set():
+            fd = os.open(fifo, os.O_WRONLY)  # waits for a reader
+            t0 = time.monotonic() - k / RATE
+            try:
+                while not stop.is_set():
+                    idx = np.arange(k, k + block)
+                    x = 0.3 * np.sin(2 * np.pi * TONE_HZ * idx / RATE)
+                    os.write(fd, (x * 32767).astype("<i2").tobytes())
+                    k += block
+                    wait = t0 + k / RATE - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+            except BrokenPipeError:
+                pass
+            finally:
+                os.close(fd)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        try:  # a feeder waiting for a reader in open() is let go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        t.join(5)
+
+
+def _record(home: Path, *args: str, **kw):
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.run(
+        [*CLI, "record", "--source", "synthetic", "--quiet", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
+
+
+def _ffmpeg_frame(video: Path, index: int) -> np.ndarray:
+    raw = subprocess.run(
+        [
+            FFMPEG,
+            "-v",
+            "error",
+            "-i",
+            str(video),
+            "-vf",
+            f"select=eq(n\\,{index})",
+            "-vframes",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(240, 320, 3)
+
+
+def test_face_and_voice_are_recorded_beside_the_eeg(tmp_path, video, mic_home):
+    out = tmp_path / "s.h5"
+    with tone(mic_home):
+        r = _record(
+            mic_home,
+            "--duration",
+            "3",
+            "--camera",
+            f"file:{video}",
+            "--microphone",
+            "default",
+            "--out",
+            str(out),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "video frames (dropped 0)" in r.stdout and "lost 0 samples" in r.stdout
+
+    s = read_session(out)
+    assert s.clean_close
+    v = s.videos["video"]
+    assert (v.width, v.height, v.nominal_rate) == (320, 240, 30)
+    assert v.clock_mapping["from"] == "file"
+    # Released at real time from the start of the recording: one frame per 1/30 s, none
+    # missing, as many as 3 s hold (the video is 4 s long).
+    np.testing.assert_allclose(np.diff(v.timestamps), 1 / FPS, atol=1e-6)
+    assert 2.4 * FPS <= v.n_frames <= 3.2 * FPS
+    eeg = s.eeg.timestamps
+    # Camera and amplifier start together on the one clock.
+    assert abs(v.timestamps[0] - eeg[0]) < 0.2
+    assert eeg[0] - 0.2 <= v.timestamps[-1] <= eeg[-1] + 0.6
+
+    # A decoded frame is the video's frame, within JPEG's error.
+    frame = v.frame(10)
+    assert frame.shape == (240, 320, 3)
+    expected = _ffmpeg_frame(video, 10)
+    assert np.mean(np.abs(frame.astype(int) - expected.astype(int))) < 4
+    assert v.jpeg(10)[:2] == b"\xff\xd8"
+
+    a = s.streams["audio"]
+    assert a.info.stream_type == "Audio" and a.info.units == ["a.u."]
+    assert a.clock_mapping["from"].startswith("portaudio")
+    span = a.timestamps[-1] - a.timestamps[0]
+    assert 2.4 < span < 3.6
+    assert a.n_samples == pytest.approx(RATE * span, rel=0.02)
+    assert np.all(np.diff(a.timestamps) > 0)
+    x = a.data[RATE // 4 :, 0]  # the device's first reads may repeat a block
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    assert np.fft.rfftfreq(len(x), 1 / RATE)[np.argmax(spectrum)] == pytest.approx(TONE_HZ, abs=2)
+    assert abs(a.timestamps[0] - eeg[0]) < 0.5
+
+    # validate and info know about the video.
+    assert [p for p in validate_session(out) if p.severity == "error"] == []
+    info = subprocess.run(
+        [*CLI, "info", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    summary = json.loads(info.stdout)
+    (vs,) = summary["videos"]
+    assert vs["frames"] == v.n_frames and vs["width"] == 320 and abs(vs["measured_rate"] - 30) < 0.1
+    assert {st["name"] for st in summary["streams"]} == {"eeg", "audio"}
+    text = subprocess.run([*CLI, "info", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert "320x240 jpeg" in text.stdout
+    val = subprocess.run([*CLI, "validate", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert val.returncode == 0, val.stdout
+
+
+def test_sigkill_keeps_frames_and_audio_up_to_the_last_flush(tmp_path, video, mic_home):
+    import pylsl
+
+    out = tmp_path / "killed.h5"
+    env = {**os.environ, "HOME": str(mic_home)}
+    with tone(mic_home):
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "record",
+                "--source",
+                "synthetic",
+                "--quiet",
+                "--out",
+                str(out),
+                "--camera",
+                f"file:{video}",
+                "--microphone",
+                "default",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while not out.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGKILL)
+        killed_at = pylsl.local_clock()
+        proc.communicate(timeout=30)
+    with pytest.warns(UnclosedSessionWarning):
+        s = read_session(out)
+    v, a = s.videos["video"], s.streams["audio"]
+    # Flushed twice a second: what is missing is at most about one flush (plus a pull).
+    assert v.n_frames > 0 and v.timestamps[-1] > killed_at - 1.2
+    assert v.n_frames >= (killed_at - v.timestamps[0] - 1.2) * FPS
+    np.testing.assert_allclose(np.diff(v.timestamps), 1 / FPS, atol=1e-6)
+    assert v.frame(v.n_frames - 1).shape == (240, 320, 3)
+    assert a.timestamps[-1] > killed_at - 1.2
+    assert s.eeg.timestamps[-1] > killed_at - 1.2
+    assert [p for p in validate_session(out) if p.severity == "error"] == []
+
+
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--camera", "/dev/video9", "no camera '/dev/video9'"),
+        ("--camera", "file:missing.mp4", "no camera 'file:missing.mp4'"),
+        ("--camera", "file:{bad}", "is not a video"),
+        ("--camera", "file:{video}?quality=500", "quality=500"),
+        ("--microphone", "nosuchdevice", "no microphone 'nosuchdevice'"),
+    ],
+)
+def test_a_device_that_cannot_be_opened_is_one_line_and_no_file(
+    tmp_path, video, flag, value, words
+):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    out = tmp_path / "never.h5"
+    r = _record(
+        Path(os.environ.get("HOME", tmp_path)),
+        "--duration",
+        "1",
+        flag,
+        value.format(bad=bad, video=video),
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], r.stderr
+    assert not out.exists()
+
+
+def test_a_session_without_video_reads_as_before(tmp_path):
+    from data_schema.types import StreamInfo
+    from data_schema.writer import SessionWriter
+
+    path = tmp_path / "plain.h5"
+    with SessionWriter(path, participant_id="P001") as w:
+        w.add_stream("eeg", StreamInfo("eeg", ["Cz"], ["eeg"], ["uV"], 250))
+        w.append("eeg", np.zeros((10, 1)), 1 + np.arange(10) / 250)
+    s = read_session(path)
+    assert s.videos == {} and s.eeg.n_samples == 10
+
+
+def test_video_frames_through_the_writer_and_reader(tmp_path):
+    """Frames of any size, one per row; n_frames, timestamps, jpeg() and frame() agree."""
+    import io
+
+    from PIL import Image
+
+    from data_schema.types import StreamInfo, VideoInfo
+    from data_schema.writer import SessionWriter
+
+    def jpeg(level: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (level, 255 - level, 128)).save(buf, "JPEG", quality=90)
+        return buf.getvalue()
+
+    path = tmp_path / "v.h5"
+    frames = [jpeg(k * 20) for k in range(12)]
+    with SessionWriter(path, participant_id="P001") as w:
+        w.add_stream("eeg", StreamInfo("eeg", ["Cz"], ["eeg"], ["uV"], 250))
+        w.append("eeg", np.zeros((250, 1)), 10 + np.arange(250) / 250)
+        w.add_video_stream("video", VideoInfo("video", 64, 48, 10.0, "file:x.mp4"))
+        w.append_frames("video", frames[:5], 10 + np.arange(5) / 10)
+        w.append_frames("video", frames[5:], 10 + np.arange(5, 12) / 10)
+    s = read_session(path)
+    v = s.videos["video"]
+    assert v.n_frames == 12 and v.jpeg(7) == frames[7] and v.jpegs(2, 4) == frames[2:4]
+    assert tuple(v.frame(3)[0, 0]) == pytest.approx((60, 195, 128), abs=3)
+    assert v.nearest(10.52) == 5
+    assert [p for p in validate_session(path) if p.severity == "error"] == []
+
+
+FUSION_QUICK = """
+fusion: {max_epochs: 4, patience: 2, d_model: 16, heads: 2, frames_per_window: 2}
+windows: {use_recall_only: false}
+evaluation: {n_folds: 3, gap: 1.0, n_permutations_refit: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("models") / "models"
+    r = subprocess.run(
+        [*CLI, "models", "make-tiny", str(d), "--only", "audio-tagger", "face-vit"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d
+
+
+def test_demo_records_face_and_voice_and_decode_runs_the_fusion(
+    tmp_path, video, mic_home, tiny_models
+):
+    out = tmp_path / "demo.h5"
+    env = {**os.environ, "HOME": str(mic_home)}
+    demo = ["demo", "--out", str(out), "--time-scale", "0.2", "--no-offline", "--quiet"]
+    devices = ["--camera", f"file:{video}?loop=true", "--microphone", "default"]
+    with tone(mic_home):
+        r = subprocess.run(
+            [*CLI, *demo, *devices],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    s = read_session(out)
+    assert s.videos["video"].n_frames > 10 * FPS and "audio" in s.streams
+    cfg = tmp_path / "quick.yaml"
+    cfg.write_text(FUSION_QUICK)
+    decode = ["decode", str(out), "--preset", "multimodal", "--models", str(tiny_models)]
+    decode += ["--config", str(cfg), "--no-write", "--report", str(tmp_path / "rep")]
+    d = subprocess.run(
+        [*CLI, *decode, "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert d.returncode == 0, d.stderr[-3000:]
+    summary = json.loads(d.stdout)
+    decoders = summary["decoders"]
+    # the fusion and its three unimodal baselines, in the same run, each with its chance level
+    assert set(decoders) == {"multimodal_fusion", "eeg_only", "audio_only", "video_only"}
+    for m in decoders.values():
+        assert m["f1_weighted"] is not None and m["chance_f1_weighted"] is not None
