@@ -7,7 +7,9 @@
 - ``brainvision``: ``.vhdr``/``.vmrk``/``.eeg`` through MNE/pybv, float32 samples; events as
   markers.
 - ``bids``: a BIDS EEG dataset through mne-bids (BrainVision data, ``events.tsv`` from the
-  events, ``channels.tsv``, sidecars); subject = the participant pseudonym.
+  events, ``channels.tsv``, sidecars); subject = the participant pseudonym. A session's face
+  video and voice go beside it into ``beh/`` (MP4, WAV, timing table, sidecars:
+  :mod:`data_schema.export_media`).
 - ``brainflow``: the text layout BrainFlow's ``DataFilter.write_file`` writes and its
   playback-file board replays, with the EEG in the rows of a chosen master board, timestamps in
   UNIX seconds (through the stored clock mapping) and events in the marker row.
@@ -162,6 +164,7 @@ def export_session(
         stream=stream,
         session_label=bids_session,
         run=bids_run,
+        progress=say,
     )
 
 
@@ -301,10 +304,18 @@ def export_bids(
     stream: str = "eeg",
     session_label: str | None = None,
     run: int | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Write ``raw`` into the BIDS dataset at ``root`` (created if missing), as
-    ``sub-<pseudonym>[_ses-<session_label>]_task-<task>[_run-<run>]``."""
+    ``sub-<pseudonym>[_ses-<session_label>]_task-<task>[_run-<run>]``.
+
+    The session's face video(s) and voice (audio streams), if any, go beside it into
+    ``beh/`` as MP4 and WAV with sidecars and a frame timing table, listed in
+    ``.bidsignore`` (:mod:`data_schema.export_media`).
+    """
     from mne_bids import BIDSPath, write_raw_bids
+
+    from data_schema.export_media import export_media, plan_media
 
     if root.exists() and not root.is_dir():
         raise SessionExistsError(f"{root} exists and is not a folder: choose another --out")
@@ -334,11 +345,14 @@ def export_bids(
         suffix="eeg",
     )
     existing = list(bids_path.directory.glob(f"{bids_path.basename}.*"))
+    stem = bids_path.basename.removesuffix("_eeg")
+    beh = Path(bids_path.directory).parent / "beh"
     if existing:
         raise SessionExistsError(
             f"{existing[0]} already exists; recall-lab never overwrites: choose another --out "
             "or --task"
         )
+    plan_media(session, stem, beh, stream)  # refuses existing media files before writing
     with warnings.catch_warnings():
         # mne-bids warns that it converts the in-memory data and that line_freq may be n/a.
         warnings.simplefilter("ignore")
@@ -353,7 +367,9 @@ def export_bids(
     files = sorted(p for p in Path(written.directory).iterdir() if p.is_file())
     source = session.streams.get(stream)
     _fix_bids_sidecars(files, raw, source.info.description if source else {})
-    return files
+    return files + export_media(
+        session, root, stem, beh, task=task, eeg_stream=stream, progress=progress
+    )
 
 
 def _bids_number(x) -> float | str:

@@ -125,6 +125,30 @@ class ReplaySource(Source):
         s = self._stream
         return float(s.timestamps[-1] - s.timestamps[0]) if s.n_samples else 0.0
 
+    # ------------------------------------------------------- the replay clock, for companions
+    @property
+    def first_timestamp(self) -> float:
+        """The recording's timestamp of the replayed stream's first sample."""
+        return float(self._stream.timestamps[0])
+
+    @property
+    def offset(self) -> float:
+        """``lsl = original + offset`` in the first pass (fixed when the source is opened)."""
+        return self._offset
+
+    @property
+    def pass_length(self) -> float:
+        """Recording seconds from one pass's first sample to the next pass's (``--loop``)."""
+        return self.duration + self._period
+
+    def due_seconds(self) -> float:
+        """Recording seconds, counted from the first sample of the first pass, that are due now.
+
+        Other streams and videos of the recording (:mod:`drivers.replay_video`) are released
+        on this same schedule, so they keep their recorded offsets to the samples.
+        """
+        return (local_clock() - self._t_start) * self.effective_speed
+
     @property
     def progress(self) -> tuple[float, float]:
         """``(seconds played in the current pass, recording duration)``."""

@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Play a recall-lab session or any recording (XDF, EDF, BDF, BrainVision, "
         "FIF, EEGLAB .set, OpenBCI GUI .txt) with its events. With --lsl the samples and "
         "events are published as LSL streams (type EEG and Markers), so LabRecorder, MNE-LSL or "
-        "the OpenBCI GUI see a live amplifier. Ctrl-C stops.",
+        "the OpenBCI GUI see a live amplifier; the recording's other streams (the voice: type "
+        "Audio) and cameras (type Video: JPEG frames in base64, and VideoFrameIndex) go out "
+        "beside it on the same clock. Ctrl-C stops.",
     )
     p.add_argument("file", type=Path, help="recording to play")
     p.add_argument(
@@ -48,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     p.add_argument("--name", default=None, help="LSL stream name (default: recall-lab-<file>)")
     p.add_argument("--stream", default="eeg", help="which stream of the recording (default eeg)")
+    p.add_argument(
+        "--only-stream",
+        action="store_true",
+        help="with --lsl: publish only --stream and the markers, not the recording's other "
+        "streams (audio) and videos",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = ReplaySource(args.file, speed=args.speed, loop=args.loop, stream=args.stream)
     info = source.open()  # a bad file fails here, before any outlet appears
-    data_outlet = marker_outlet = None
+    data_outlet = marker_outlet = media = None
     if args.lsl:
         from drivers.outlets import DataOutlet, MarkerOutlet
 
@@ -69,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
             f"{info.nominal_rate:g} Hz) and {name + '-markers'!r}",
             file=sys.stderr,
         )
+        if not getattr(args, "only_stream", False):
+            from drivers.replay_video import MediaReplay
+
+            try:
+                media = MediaReplay(source, name, say=lambda m: print(m, file=sys.stderr))
+            except BaseException:
+                data_outlet.close()
+                marker_outlet.close()
+                raise
+            if media.empty:
+                media = None
     stop = threading.Event()
     # Ctrl-C ends the replay cleanly (outlets withdrawn); only the main thread may set handlers.
     in_main = threading.current_thread() is threading.main_thread()
@@ -89,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
                 data_outlet.push_chunk(data, ts)
                 for e in events:
                     marker_outlet.push_event(e)
+            if media is not None:
+                media.poll()
+                # The voice or face may go on after the EEG's last sample.
+                finished = finished and (media.finished or source.error is not None)
             n_samples += len(ts)
             n_events += len(events)
             if show and time.monotonic() >= next_report:
@@ -104,15 +127,20 @@ def run(args: argparse.Namespace) -> int:
         if data_outlet is not None:
             data_outlet.close()
             marker_outlet.close()
+        if media is not None:
+            media.close()
     if show:
         _progress(source, n_samples, n_events)
         sys.stderr.write("\n")
     if source.error is not None:
         raise source.error
     how = "stopped by Ctrl-C" if stop.is_set() else "done"
+    also = ""
+    if media is not None:
+        also = f"; beside it {media.n_samples} samples of other streams, {media.n_frames} frames"
     print(
         f"replayed {args.file.name}: {n_samples} samples, {n_events} events in "
-        f"{time.monotonic() - started:.2f} s ({how})"
+        f"{time.monotonic() - started:.2f} s ({how}){also}"
     )
     return 0
 
