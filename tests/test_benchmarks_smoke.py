@@ -182,3 +182,32 @@ def test_bad_options_give_one_line_and_non_zero_exit(script: str) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "--seconds" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/ffmpeg").exists()
+    or importlib.util.find_spec("av") is None
+    or importlib.util.find_spec("sounddevice") is None,
+    reason="needs /usr/bin/ffmpeg (the test video) and the capture extra (PyAV, sounddevice)",
+)
+def test_bench_capture_small_run_stores_every_frame_once(tmp_path: Path) -> None:
+    proc = run_script(
+        str(BENCH / "bench_capture.py"), "--seconds", "3", "--results-dir", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "capture.json").read_text())
+    assert doc["area"] == "capture"
+    fig = doc["sections"]["record"]["figures"]
+    v = fig["video"]
+    # every frame from index 0 to the last stored one, each once, in order, readable
+    c = v["continuity"]
+    assert c["missing"] == c["missing_at_start"] == c["duplicates"] == c["out_of_order"] == 0
+    assert v["unreadable_barcodes"] == 0
+    assert v["frames_stored"] == v["frames_expected_index_range"] > 0
+    assert v["dropped_reported_by_record"] == v["dropped_in_file"] == 0
+    assert fig["capture"]["exit_code"] == fig["eeg_only"]["exit_code"] == 0
+    assert fig["clean_close"] is True and fig["ok"] is True
+    assert fig["audio"]["samples_stored"] > 0
+    assert fig["capture"]["cpu"]["cpu_s"] > 0
+    md = (tmp_path / "capture.md").read_text()
+    assert "missing / duplicated / out of order | 0 / 0 / 0 |" in md
