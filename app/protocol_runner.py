@@ -38,6 +38,7 @@ TITLES = {
     "melody": "A melody for the memory",
     "music": "Listen",
     "listening": "Listen",
+    "narration": "Tell the memory aloud",
     "sam": "How do you feel?",
 }
 
@@ -45,7 +46,7 @@ TITLES = {
 def phase_text(d: DisplayState) -> str:
     """The words the participant reads for ``d`` (instruction, cue, keys to use)."""
     parts = []
-    if d.cue and d.kind in ("cue", "recall"):
+    if d.cue and d.kind in ("cue", "recall", "narration"):
         parts.append(f"<p style='font-size:34px'><b>{d.cue}</b></p>")
     if d.text:
         parts.append(f"<p>{d.text}</p>")

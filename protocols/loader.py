@@ -246,6 +246,7 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
         "music": m.MusicPhase,
         "sam": m.SamPhase,
         "listening": m.ListeningPhase,
+        "narration": m.NarrationPhase,
         "repeat": m.RepeatPhase,
     }
     parent = loc[:-1]

@@ -30,12 +30,13 @@ PHASE_KINDS = (
     "music",
     "sam",
     "listening",
+    "narration",
     "repeat",
 )
 
 #: Phase kinds that concern one memory: inside a ``repeat`` they get the current memory,
 #: outside one they must name it with ``memory:``.
-MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody")
+MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody", "narration")
 
 Until = Literal["time", "submit", "key"]
 
@@ -208,6 +209,15 @@ class MusicPhase(_Phase):
     file: str | None = None
 
 
+class NarrationPhase(_Phase):
+    """The participant tells the memory aloud (think-aloud narration) while the camera and the
+    microphone record (``recall-lab record --camera ... --microphone ...``); by default the
+    participant presses ``continue_key`` when done (``max_duration`` bounds it)."""
+
+    kind: Literal["narration"]
+    default_until: ClassVar[str] = "key"
+
+
 class SamPhase(_Phase):
     """Self-Assessment Manikin ratings, 1-9, of the scales listed; ends when all are given."""
 
@@ -293,6 +303,7 @@ Phase = Annotated[
     | MusicPhase
     | SamPhase
     | ListeningPhase
+    | NarrationPhase
     | RepeatPhase,
     Field(discriminator="kind"),
 ]
@@ -310,6 +321,7 @@ SimplePhase = (
     | MusicPhase
     | SamPhase
     | ListeningPhase
+    | NarrationPhase
 )
 
 

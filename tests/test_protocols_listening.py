@@ -190,3 +190,30 @@ def test_listening_demo_runs_headless_into_a_valid_file(tmp_path):
         [sys.executable, "-m", "app.cli", "validate", str(out)], capture_output=True, cwd=REPO
     )
     assert v.returncode == 0
+
+
+def test_narration_phase_runs_per_memory_and_ends_on_the_key():
+    text = """
+version: 1
+name: narrate
+memories: [{id: m1, cue: A summer by the lake}]
+phases:
+  - id: each
+    kind: repeat
+    phases:
+      - {id: tell, kind: narration, text: Tell the memory aloud., max_duration: 60}
+"""
+    events = []
+    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    engine.start(0.0)
+    d = engine.display()
+    assert d.kind == "narration" and d.memory_id == "m1" and d.expects == "continue_key"
+    engine.key_down("space", 12.0)
+    engine.key_up("space", 12.1)
+    engine.tick(12.2)
+    assert engine.state == "finished"
+    end = next(json.loads(e.value) for e in events if e.label == "phase_end")
+    assert end["kind"] == "narration" and end["reason"] == "key" and end["memory"] == "m1"
+    alone = "version: 1\nname: n\nphases:\n  - {id: tell, kind: narration}\n"
+    with pytest.raises(ConfigError, match="narration phase 'tell' is outside a repeat"):
+        parse_protocol(alone)
