@@ -105,7 +105,7 @@ class ProtocolRunner(QtCore.QObject):
             ),
             on_change=self._on_change,
             base_dir=base_dir,
-            participant_id=getattr(controller.writer, "participant_id", "") or "",
+            participant_id=controller.writer.participant_id if controller.writer else "",
         )
         self.clips = ClipPlayer(self)
         self.clips.started.connect(self._clip_started)

@@ -219,6 +219,8 @@ class SessionWriter:
             check_pseudonym(participant_id)
         except ValueError as exc:
             raise SessionFileError(str(exc)) from None
+        #: The pseudonym (also a root attribute): the protocol seeds clip orders with it.
+        self.participant_id = participant_id
         check_new_session_path(self.path)
         self.flush_interval = float(flush_interval)
         self.durable = bool(durable)

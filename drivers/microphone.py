@@ -239,20 +239,25 @@ class MicrophoneSource(Source):
         # Blocks PortAudio dropped (an input overflow: the device's buffer was full) show as a
         # jump in the blocks' capture times: counted as lost samples, and the timestamps start
         # a new line there instead of being smoothed across the hole.
+        stamped: list[np.ndarray] = []
+        run: list[np.ndarray] = []
         for b, t in taken:
             if self._next_adc is not None:
                 missing = round((t - self._next_adc) * self.rate)
                 if missing >= max(2, len(b) // 2):
                     at = t + self._offset
                     self.emit(Event(at, "recorder", "samples_lost", f"{self.info.name}:{missing}"))
+                    if run:
+                        stamped.append(self._dejitter(np.concatenate(run)))
+                        run = []
                     self._dejitter.reset()
             self._next_adc = t + len(b) * period
+            run.append(t + self._offset + np.arange(len(b)) * period)
+        stamped.append(self._dejitter(np.concatenate(run)))
         if overflows:  # PortAudio's own flag, also when the capture times show no hole
             value = f"{self.info.name}:{overflows}"
             self.emit(Event(local_clock(), "microphone", "input_overflow", value))
-        data = np.concatenate([b for b, _ in taken])
-        ts = np.concatenate([t + self._offset + np.arange(len(b)) * period for b, t in taken])
-        return data, self._dejitter(ts)
+        return np.concatenate([b for b, _ in taken]), np.concatenate(stamped)
 
     def _maybe_reopen(self) -> None:
         """A stream PortAudio ended (device unplugged): try to open the device again."""

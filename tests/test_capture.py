@@ -441,3 +441,28 @@ def test_demo_records_face_and_voice_and_decode_runs_the_fusion(
     assert set(decoders) == {"multimodal_fusion", "eeg_only", "audio_only", "video_only"}
     for m in decoders.values():
         assert m["f1_weighted"] is not None and m["chance_f1_weighted"] is not None
+
+
+def test_blocks_portaudio_dropped_are_counted_and_do_not_bend_the_timestamps():
+    # The callback's blocks as PortAudio hands them over an input overflow: the third block's
+    # capture time jumps by two blocks (800 samples never delivered).
+    from data_schema.types import StreamInfo
+    from drivers.clock import Dejitter
+    from drivers.microphone import MicrophoneSource
+
+    mic = MicrophoneSource(rate=16000)
+    mic.info = StreamInfo("audio", ["mic"], ["misc"], ["a.u."], 16000.0, "Audio", "test", {})
+    mic._dejitter = Dejitter(16000.0)
+    block = np.zeros((400, 1), np.float32)
+    status = type("S", (), {"input_overflow": False})()
+    for k, adc in enumerate((10.0, 10.025, 10.1, 10.125)):
+        status.input_overflow = k == 2
+        mic._callback(block, 400, type("T", (), {"inputBufferAdcTime": adc})(), status)
+    _, ts = mic._pull(10_000)
+    lost = [e for e in mic.events.read_since(0)[0] if e.label == "samples_lost"]
+    assert [e.value for e in lost] == ["audio:800"]
+    assert abs(lost[0].timestamp - 10.1) < 1e-9
+    # the samples after the hole keep their own capture times
+    assert ts[800] == pytest.approx(10.1, abs=1e-6) and ts[0] == pytest.approx(10.0, abs=1e-6)
+    overflow = [e for e in mic.events.read_since(0)[0] if e.label == "input_overflow"]
+    assert [e.value for e in overflow] == ["audio:1"]
