@@ -152,10 +152,12 @@ def resolve_library(explicit: str | Path | None, session: Session):
         folder = Path(str(own))
         if not folder.is_absolute():
             folder = Path(session.path).parent / folder
-        return load_library(folder)
+        if folder.is_dir():
+            return load_library(folder)
     raise RecallLabError(
         f"{Path(session.path).name} has listening blocks but no music library was given: pass "
-        "--library DIR (the folder with clips.csv the protocol played)"
+        "--library DIR, or set music.library in --config (study decode), to the folder with "
+        "clips.csv the protocol played"
     )
 
 
