@@ -56,9 +56,10 @@ class LabelConfig:
     press_duration: float = 0.2
     min_chunk: float = 0.0
     threshold: float = 1 / 3  # continuous -> classes
-    # Where labels come from: "reports" (valence keys or cursor during recall) or
+    # Where labels come from: "reports" (valence keys or cursor during recall),
     # "clip_ratings" (listening blocks: every window of a clip gets the participant's SAM
-    # valence rating of that clip, above 5 positive, below 5 negative, 5 neutral).
+    # valence rating of that clip, above 5 positive, below 5 negative, 5 neutral) or
+    # "trial_labels" (imported datasets whose trial markers carry a valence, e.g. EAV).
     source: str = "reports"
 
 
@@ -237,8 +238,10 @@ class DecodeConfig:
                 "audio_only, video_only) only"
             )
         self.fusion.check()
-        if self.labels.source not in ("reports", "clip_ratings"):
-            raise ConfigError(f"labels.source: {self.labels.source!r}; use reports or clip_ratings")
+        if self.labels.source not in ("reports", "clip_ratings", "trial_labels"):
+            raise ConfigError(
+                f"labels.source: {self.labels.source!r}; use reports, clip_ratings or trial_labels"
+            )
         if "music_supervised" in self.decoders and w.input != "de":
             raise ConfigError(
                 "decoders: music_supervised reads differential entropy: set windows.input: de "

@@ -66,6 +66,8 @@ def load_session_windows(path: str | Path, cfg: DecodeConfig) -> SessionWindows:
     )
     if lc.source == "clip_ratings":
         return _listening_windows(path, session, cfg, notes)
+    if lc.source == "trial_labels":
+        return _trial_windows(path, session, cfg, notes)
     # Check the reports before the (slow) preprocessing, so a bad file fails at once.
     reported_trajectory(session, session.eeg.timestamps[:1], kind=lc.kind, rules=rules)
     prepared = preprocess(session, cfg.preprocess)
@@ -162,6 +164,61 @@ def _listening_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> Se
         row_length,
         clip[keep],
         offset[keep],
+    )
+
+
+def _trial_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> SessionWindows:
+    """Windows inside trials whose protocol marker carries a ``valence`` label (imported
+    datasets such as EAV: ``labels.source: trial_labels``); the trial is each window's
+    ``memory`` (``evaluation.split: memories`` holds out whole trials)."""
+    from decoding.listening import ClipPlay, label_windows
+    from decoding.preprocess import preprocess
+
+    trials: list[ClipPlay] = []
+    opened: dict[str, tuple[float, dict]] = {}
+    for e in session.events_where(source="protocol"):
+        if e.label not in ("phase_start", "phase_end"):
+            continue
+        try:
+            v = json.loads(e.value)
+        except (json.JSONDecodeError, TypeError):
+            continue
+        if not isinstance(v, dict) or v.get("valence") not in (-1, 0, 1):
+            continue
+        if e.label == "phase_start":
+            opened[str(v.get("phase"))] = (e.timestamp, v)
+        elif str(v.get("phase")) in opened:
+            t0, v0 = opened.pop(str(v.get("phase")))
+            # a ClipPlay whose "valence" is on the SAM scale: 9 / 5 / 1 for +1 / 0 / -1
+            sam = 5 + 4 * v0["valence"]
+            trials.append(ClipPlay(str(v0["phase"]), "", t0, e.timestamp, None, sam))
+    if not trials:
+        raise RecallLabError(
+            f"{Path(path).name} has no labelled trials (labels.source: trial_labels needs "
+            "protocol phases whose marker carries a valence, as imported EAV sessions have)"
+        )
+    prepared = preprocess(session, cfg.preprocess)
+    notes += prepared.notes
+    win, row_length = _windows(prepared, cfg)
+    starts = win.starts if win.starts is not None else win.times
+    last = row_length - 1.0 / float(prepared.raw.info["sfreq"])
+    keep, y, trial, _ = label_windows(trials, win.times, starts, last)
+    if not keep.any():
+        raise RecallLabError(
+            f"{Path(path).name}: no {cfg.windows.length:g} s window fits inside a trial"
+        )
+    return SessionWindows(
+        Path(path),
+        session.session_id,
+        session.participant_id,
+        session.eeg.timestamps,
+        win.times[keep],
+        win.X[keep],
+        y[keep],
+        trial[keep],
+        win.feature_names,
+        notes,
+        row_length,
     )
 
 

@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "file",
         type=Path,
-        help="the recording (.xdf, .edf, .bdf, .vhdr, .fif, .set, .txt, DEAP sNN.dat), or a "
-        "DEAP data_preprocessed_python folder",
+        help="the recording (.xdf, .edf, .bdf, .vhdr, .fif, .set, .txt, DEAP sNN.dat), a "
+        "DEAP data_preprocessed_python folder, or an EAV subjectNN folder",
     )
     p.add_argument(
         "--out",
@@ -70,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.file.is_dir() and deap_files(args.file):
         return _run_deap_folder(args, show)
+    from data_schema.import_eav import is_eav_participant
+
+    if is_eav_participant(args.file):
+        return _run_eav(args, show, progress)
     if args.file.suffix.lower() == ".dat":
         return _run_deap(args, show, progress)
     if show:
@@ -91,6 +95,27 @@ def run(args: argparse.Namespace) -> int:
         typing = describe_typing(s.info.description or {})
         if typing:
             print(f"channels of {name}: {typing}")
+    return 0
+
+
+def _run_eav(args: argparse.Namespace, show: bool, progress: Callable[[int, int], None]) -> int:
+    """One EAV ``subjectNN`` folder: EEG, voice and face of its trials (docs/capture.md)."""
+    from data_schema.import_eav import import_eav
+    from data_schema.reader import read_session
+
+    if show:
+        sys.stderr.write(f"reading {args.file.name}...\n")
+    out = import_eav(args.file, args.out, participant_id=args.participant, progress=progress)
+    if show:
+        sys.stderr.write("\n")
+    s = read_session(out)
+    video = s.videos.get("video")
+    print(
+        f"wrote {out}: eav ({args.file.name}) -> eeg {s.eeg.n_samples} x 30 @ 500 Hz, "
+        f"{'audio, ' if 'audio' in s.streams else ''}"
+        f"{video.n_frames if video else 0} video frames, "
+        f"{len(s.events_where(label='phase_start'))} trials"
+    )
     return 0
 
 
