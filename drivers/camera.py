@@ -131,6 +131,7 @@ class CameraSource:
         self._stream = None
         self._first = None  # a frame read by open() (V4L2), delivered first
         self._queue: deque[tuple[bytes, float]] = deque()
+        self.recording = True  # False: frames pass unstored (set_recording)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -404,8 +405,18 @@ class CameraSource:
             self._deliver(frame, ts)
             frame = None
 
+    def set_recording(self, on: bool) -> None:
+        """Keep frames (``True``, the default) or let them pass unstored (the protocol's
+        ``capture`` says the camera must not record now); the device stays open."""
+        self.recording = bool(on)
+
     def _deliver(self, frame, ts: float) -> None:
         """Encode ``frame`` and queue it with its LSL time ``ts``."""
+        if not self.recording:
+            with self._lock:  # not stored by design: neither a stall nor a drop
+                self._last_frame_wall = time.monotonic()
+                self._last_ts = float(ts)
+            return
         image = frame.to_image()  # RGB (PIL), converted by FFmpeg's swscale
         if image.size != (self.info.width, self.info.height):
             from PIL import Image

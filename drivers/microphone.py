@@ -95,6 +95,7 @@ class MicrophoneSource(Source):
         self._qlock = threading.Lock()
         self._overflows = 0
         self._next_adc: float | None = None  # capture time the next block should start at
+        self.recording = True  # False: the sound passes unstored (set_recording)
         self._lost = 0
         self._stream = None
         self._offset = 0.0
@@ -199,8 +200,18 @@ class MicrophoneSource(Source):
         return dict(self._mapping)
 
     # ------------------------------------------------------------------ PortAudio's thread
+    def set_recording(self, on: bool) -> None:
+        """Keep the sound (``True``, the default) or let it pass unstored (the protocol's
+        ``capture`` says the microphone must not record now); the device stays open."""
+        with self._qlock:
+            self.recording = bool(on)
+            if not on:
+                self._next_adc = None  # the next kept block starts a new line, not a hole
+
     def _callback(self, indata, frames, time_info, status) -> None:
         # Only a copy and an append here: this runs on PortAudio's real-time thread.
+        if not self.recording:
+            return
         t = time_info.inputBufferAdcTime or (time_info.currentTime - frames / self.rate)
         block = indata.copy()
         with self._qlock:

@@ -41,6 +41,9 @@ protocol   phase_end             same plus ``"reason"``: time, submit, key, time
                                  skip, abort
 protocol   paused / resumed      phase id
 protocol   session_end           JSON ``{"reason": "completed" | "aborted", ...}``
+protocol   capture               JSON ``{"camera": bool, "microphone": bool}``: which
+                                 devices record from now on (the protocol's
+                                 ``capture`` section), at every change
 keyboard   key_down / key_up     JSON ``{"key", "valence", "phase"}``, valence null
                                  for keys that mean none; ``key_up`` adds
                                  ``"repeats"`` (auto-repeats during the hold) and
@@ -344,6 +347,8 @@ class DisplayState:
     music_path: Path | None = None
     clip: Clip | None = None
     block: str | None = None
+    #: Whether the camera and the microphone record now (the protocol's ``capture``).
+    capture: dict[str, bool] = field(default_factory=lambda: {"camera": True, "microphone": True})
 
 
 _EXPECTS: dict[str, Expects] = {
@@ -450,6 +455,8 @@ class ProtocolEngine:
         # phase boundary, pressed in a text phase, or pressed before the engine saw them.
         self._ignored: dict[str, float] = {}  # key -> its last down or repeat
         self.events: list[Event] = []  # everything emitted, for summaries and tests
+        # the devices' state as last announced (a "capture" event at every change)
+        self._capture_state: dict[str, bool] = {"camera": True, "microphone": True}
 
     # ------------------------------------------------------------------ queries
     @property
@@ -476,7 +483,9 @@ class ProtocolEngine:
         t = self._now if now is None else max(now, self._now)
         run = self._run
         if run is None:
-            return DisplayState(self._state, max(self._index, 0), len(self.steps))
+            return DisplayState(
+                self._state, max(self._index, 0), len(self.steps), capture=self._capture(None)
+            )
         step, phase = run.step, run.step.phase
         elapsed = max(0.0, self._elapsed(run, t))
         limit = phase.duration if phase.end == "time" else phase.max_duration
@@ -521,6 +530,7 @@ class ProtocolEngine:
             music_path=music,
             clip=step.clip,
             block=step.block,
+            capture=self._capture(step),
         )
 
     # ------------------------------------------------------------------ experimenter
@@ -611,6 +621,7 @@ class ProtocolEngine:
             "session_end",
             self._json({"reason": "aborted", "detail": reason, "at_step": self._index}),
         )
+        self._capture_event(now, None)
         self._changed()
 
     # ------------------------------------------------------------------ participant
@@ -917,6 +928,26 @@ class ProtocolEngine:
     def _json(obj: dict[str, Any]) -> str:
         return json.dumps(obj, separators=(",", ":"))
 
+    def _capture(self, step: Step | None) -> dict[str, bool]:
+        """Which devices record during ``step`` (None: before the start or after the end,
+        when only devices without a phase list record)."""
+        cfg = self.protocol.capture
+        out = {}
+        for device in ("camera", "microphone"):
+            if getattr(cfg, device) is None:
+                out[device] = True
+            else:
+                out[device] = step is not None and cfg.records(
+                    device, step.kind, step.phase.id, step.block
+                )
+        return out
+
+    def _capture_event(self, t: float, step: Step | None) -> None:
+        state = self._capture(step)
+        if state != self._capture_state:
+            self._capture_state = state
+            self._event(t, "protocol", "capture", self._json(state))
+
     def _valence_config(self, phase: SimplePhase):
         if not isinstance(phase, RecallPhase):
             return None
@@ -993,6 +1024,7 @@ class ProtocolEngine:
             self._run = None
             self._state = "finished"
             self._event(t, "protocol", "session_end", self._json({"reason": "completed"}))
+            self._capture_event(t, None)
             return
         step = self.steps[index]
         run = _Run(step, t)
@@ -1005,6 +1037,7 @@ class ProtocolEngine:
             run.reporter = ValenceReporter(vcfg, t)
         self._run = run
         self._event(t, "protocol", "phase_start", self._json(step.marker()))
+        self._capture_event(t, step)
 
     def _leave(self, t: float, reason: str) -> None:
         run = self._run

@@ -161,9 +161,18 @@ def run_headless(
         participant_id=participant_id,
     )
     participant = SimulatedParticipant(engine, seed=seed, time_scale=time_scale)
+
+    def gate() -> None:
+        """Camera and microphone record only when the protocol's ``capture`` says so."""
+        capture = engine.display().capture
+        for dev, key in ((camera, "camera"), (microphone, "microphone")):
+            if dev is not None and hasattr(dev, "set_recording"):
+                dev.set_recording(capture[key])
+
     started = time.monotonic()
     stopped_by = ""
     try:
+        gate()
         recorder.start()
         time.sleep(min(0.5, 2 * tick_interval + 0.1))  # some EEG before the first marker
         engine.start(local_clock())
@@ -171,11 +180,13 @@ def run_headless(
             now = local_clock()
             participant.act(now)
             engine.tick(now)
+            gate()
             if recorder.error is not None or source.error is not None:
                 stopped_by = str(recorder.error or source.error)
                 engine.abort(local_clock(), reason=stopped_by)
                 break
             time.sleep(tick_interval)
+        gate()
         time.sleep(min(0.5, 2 * tick_interval + 0.1))  # EEG after the last marker
     except KeyboardInterrupt:
         engine.abort(local_clock(), reason="interrupted")

@@ -325,6 +325,25 @@ SimplePhase = (
 )
 
 
+class CaptureConfig(_Model):
+    """When the participant's camera and microphone record (``record --camera/--microphone``).
+
+    Each lists the phase kinds or phase ids during which the device records; left out, it
+    records the whole session. Outside those phases nothing is kept of it: frames and sound
+    are not stored (the device stays open, so it resumes at once), and the engine writes a
+    ``protocol`` ``capture`` event at every change.
+    """
+
+    camera: list[str] | None = None
+    microphone: list[str] | None = None
+
+    def records(self, device: str, kind: str, phase_id: str, block: str | None = None) -> bool:
+        """Whether ``device`` records in a phase of ``kind`` and ``phase_id`` (a listening
+        block's steps also match the block's own id)."""
+        allowed = getattr(self, device)
+        return allowed is None or kind in allowed or phase_id in allowed or block in allowed
+
+
 class Protocol(_Model):
     """A session protocol, as read from a YAML file."""
 
@@ -333,6 +352,7 @@ class Protocol(_Model):
     title: str = ""
     description: str = ""
     valence: ValenceConfig = Field(default_factory=ValenceConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
     memories: list[MemoryCue] = Field(default_factory=list)
     phases: list[Phase] = Field(min_length=1)
 
@@ -355,6 +375,23 @@ class Protocol(_Model):
                 raise ValueError(f"memory id {m.id!r} is used twice; give each memory its own id")
             seen.add(m.id)
         return memories
+
+    @model_validator(mode="after")
+    def _check_capture(self) -> Protocol:
+        ids = set()
+        for p in self.phases:
+            ids.add(p.id)
+            if isinstance(p, RepeatPhase):
+                ids.update(q.id for q in p.phases)
+        for device in ("camera", "microphone"):
+            for name in getattr(self.capture, device) or []:
+                if name not in PHASE_KINDS and name not in ids:
+                    raise ProtocolValueError(
+                        ("capture", device),
+                        f"{name!r} is neither a phase kind ({', '.join(PHASE_KINDS)}) nor a "
+                        "phase id of this protocol",
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check_phases(self) -> Protocol:

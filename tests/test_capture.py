@@ -466,3 +466,46 @@ def test_blocks_portaudio_dropped_are_counted_and_do_not_bend_the_timestamps():
     assert ts[800] == pytest.approx(10.1, abs=1e-6) and ts[0] == pytest.approx(10.0, abs=1e-6)
     overflow = [e for e in mic.events.read_since(0)[0] if e.label == "input_overflow"]
     assert [e.value for e in overflow] == ["audio:1"]
+
+
+CAPTURE_PROTOCOL = """
+version: 1
+name: cap
+capture: {camera: [recall]}
+memories: [{id: m1, cue: A summer by the lake}]
+phases:
+  - {id: rest, kind: baseline, duration: 3}
+  - id: each
+    kind: repeat
+    phases:
+      - {id: recall, kind: recall, duration: 3}
+      - {id: after, kind: baseline, duration: 2}
+"""
+
+
+def test_the_camera_records_only_in_the_phases_the_protocol_names(tmp_path, video):
+    proto = tmp_path / "cap.yaml"
+    proto.write_text(CAPTURE_PROTOCOL)
+    out = tmp_path / "cap.h5"
+    demo = ["demo", "--protocol", str(proto), "--out", str(out), "--no-offline", "--quiet"]
+    r = subprocess.run(
+        [*CLI, *demo, "--time-scale", "1", "--camera", f"file:{video}?loop=true"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = read_session(out)
+    spans = {}
+    for e in s.events_where(source="protocol"):
+        if e.label in ("phase_start", "phase_end"):
+            v = json.loads(e.value)
+            spans.setdefault(v["phase"], []).append(e.timestamp)
+    lo, hi = spans["recall"]
+    ts = s.videos["video"].timestamps
+    # about 3 s of frames, all inside the recall (a frame may cross a boundary by one tick)
+    assert 2.5 * FPS <= len(ts) <= 3.3 * FPS
+    assert ts.min() >= lo - 0.1 and ts.max() <= hi + 0.1
+    changes = [json.loads(e.value) for e in s.events_where(source="protocol", label="capture")]
+    assert [c["camera"] for c in changes] == [False, True, False]

@@ -217,3 +217,37 @@ phases:
     alone = "version: 1\nname: n\nphases:\n  - {id: tell, kind: narration}\n"
     with pytest.raises(ConfigError, match="narration phase 'tell' is outside a repeat"):
         parse_protocol(alone)
+
+
+def test_capture_section_says_when_camera_and_microphone_record():
+    text = """
+version: 1
+name: cap
+capture: {camera: [narration, recall], microphone: [narration]}
+memories: [{id: m1, cue: A summer by the lake}]
+phases:
+  - {id: rest, kind: baseline, duration: 5}
+  - id: each
+    kind: repeat
+    phases:
+      - {id: recall, kind: recall, duration: 5}
+      - {id: tell, kind: narration, max_duration: 5}
+"""
+    events = []
+    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    assert engine.display().capture == {"camera": False, "microphone": False}
+    engine.start(0.0)
+    seen = [engine.display().capture]
+    for t in (5.5, 10.5, 16.0):
+        engine.tick(t)
+        seen.append(engine.display().capture)
+    assert seen == [
+        {"camera": False, "microphone": False},  # baseline
+        {"camera": True, "microphone": False},  # recall
+        {"camera": True, "microphone": True},  # narration
+        {"camera": False, "microphone": False},  # finished
+    ]
+    changes = [json.loads(e.value) for e in events if e.label == "capture"]
+    assert changes == seen  # one event per change, the first at the start
+    with pytest.raises(ConfigError, match="'narate' is neither a phase kind"):
+        parse_protocol(text.replace("microphone: [narration]", "microphone: [narate]"))
