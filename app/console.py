@@ -21,9 +21,10 @@ from app.participant_input import ParticipantInput
 from app.protocol_runner import ProtocolRunner, free_key_valence
 from app.scope import ScopeWidget
 from app.scope_feed import DisplayFilter, ScopeFeed
-from app.session_controller import SessionController
+from app.session_controller import SessionController, open_capture
 from app.session_names import earlier_sessions, next_session_file
 from app.settings import AppSettings
+from app.widgets.capture_panel import CapturePanel, level_db
 from app.widgets.display_panel import DisplayPanel
 from app.widgets.event_log import EventLogView
 from app.widgets.jobs_panel import JobsPanel
@@ -40,6 +41,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds of EEG recorded after a protocol's last marker before the file is closed.
 PROTOCOL_TAIL_S = 0.5
+
+#: Camera preview and microphone level refresh (ms): at most 5 Hz, a glance, not a monitor.
+LIVE_CAPTURE_MS = 200
+#: Seconds of audio the level meter measures.
+LEVEL_WINDOW_S = 0.2
 
 
 #: Events drawn on the scope's traces (key presses would crowd it; they are in the log).
@@ -77,6 +83,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     recording_stopped = QtCore.pyqtSignal(str)  # file path
     _keyboards_listed = QtCore.pyqtSignal(list)  # drivers.keyboard.KeyboardInfo (worker -> GUI)
     _closed = QtCore.pyqtSignal(object, object)  # path or None, error or None (worker -> GUI)
+    # recording plan, camera, microphone, error text (worker -> GUI)
+    _capture_opened = QtCore.pyqtSignal(object, object, object, str)
 
     def __init__(
         self,
@@ -105,12 +113,17 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._scope_evpos = 0
         self._protocol_dir: Path | None = None
         self._closing = False
+        self._opening_capture = False  # devices are being opened for a recording
+        self._preview_seen = 0  # frames the camera tap had taken at the last preview
+        self.preview_frames = 0  # previews drawn (this recording)
+        self._capture_shown = (False, False)  # what the participant's indicator says
 
         s = self.settings
         self.source_panel = SourcePanel(s)
         self.display_panel = DisplayPanel(s)
         self.session_panel = SessionPanel(s)
         self.session_panel.set_protocols(_builtin_protocols())
+        self.capture_panel = CapturePanel(s)
         self.participant_panel = ParticipantPanel(s)
         # Listing input devices talks to the X server and opens device files: off this thread.
         self._keyboards_listed.connect(self.participant_panel.set_keyboards)
@@ -128,6 +141,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.source_panel,
             self.display_panel,
             self.session_panel,
+            self.capture_panel,
             self.participant_panel,
             self.jobs_panel,
         ):
@@ -174,6 +188,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         sp.note_added.connect(self._note_added)
         sp.marker_requested.connect(self._marker)
         self._closed.connect(self._recording_closed)
+        self._capture_opened.connect(self._capture_ready)
         sp.protocol_start.connect(self.start_protocol)
         sp.protocol_pause.connect(lambda paused: self.runner and self.runner.pause(paused))
         sp.protocol_skip.connect(lambda: self.runner and self.runner.skip())
@@ -191,6 +206,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.status_timer.setInterval(250)
         self.status_timer.timeout.connect(self.refresh_status)
         self.status_timer.start()
+        self.live_timer = QtCore.QTimer(self)
+        self.live_timer.setInterval(LIVE_CAPTURE_MS)
+        self.live_timer.timeout.connect(self.refresh_capture)
+        self.live_timer.start()
 
     def _list_keyboards(self) -> None:  # worker thread
         keyboards = _participant_keyboards()
@@ -275,7 +294,17 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ recording
     def start_recording(self) -> Path | None:
+        """The Record button: check the session, then open the capture devices (if any, on a
+        worker) and create the file.
+
+        Returns the new file's path when it was created at once (no camera or microphone to
+        open); with devices to open it returns ``None`` and the recording starts once they
+        are open (or is refused, with one message, if one cannot be opened).
+        """
+        if self._opening_capture or self.controller.recording:
+            return None
         v = self.session_panel.values()
+        capture = self.capture_panel.values()
         out_dir = Path(str(v["out_dir"])).expanduser()
         try:
             if not v["participant"]:
@@ -288,25 +317,94 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 out_dir, str(v["participant"]), str(v["protocol"]), earlier=earlier
             )
             target.parent.mkdir(parents=True, exist_ok=True)  # a study's sub-*/ses-*/ too
+        except (RecallLabError, OSError) as exc:
+            self._warn("Cannot start recording", str(exc))
+            return None
+        plan = {"target": target, "session": v, "capture": capture, "protocol": protocol}
+        camera, microphone = str(capture["camera"]), str(capture["microphone"])
+        if not (camera or microphone):
+            return self._begin_recording(plan)
+        # Opening a camera reads its first frame and a microphone measures its clock: never on
+        # the GUI thread. Nothing exists yet, so a device that cannot be opened costs nothing.
+        self._opening_capture = True
+        opening = [n for n, d in (("the camera", camera), ("the microphone", microphone)) if d]
+        self.statusBar().showMessage(f"opening {' and '.join(opening)}…")
+        self._update_buttons()
+
+        def work() -> None:
+            try:
+                cam, mic = open_capture(camera, microphone)
+                error = ""
+            except RecallLabError as exc:
+                cam = mic = None
+                error = str(exc)
+            except Exception as exc:  # a driver bug must not take the console down
+                log.exception("opening the camera/microphone")
+                cam = mic = None
+                error = f"could not open the camera/microphone: {type(exc).__name__}: {exc}"
+            try:
+                self._capture_opened.emit(plan, cam, mic, error)
+            except RuntimeError:  # the console is gone
+                _stop_devices(cam, mic)
+
+        threading.Thread(target=work, name="open-capture", daemon=True).start()
+        return None
+
+    def _capture_ready(self, plan: dict, camera, microphone, error: str) -> None:
+        """The worker opened the devices (or could not): start the recording, or refuse it."""
+        self._opening_capture = False
+        if error:
+            # A demanding experimenter chose this device and the participant consented: a
+            # session recorded silently without it would be a lost session, so none is started.
+            self._update_buttons()
+            self._warn(
+                "Cannot start recording",
+                f"{error}. Nothing was recorded: connect the device, or choose none (or leave "
+                "its consent unticked) to record without it.",
+            )
+            return
+        if self._closing or not self.controller.connected or self.controller.recording:
+            _stop_devices_later(camera, microphone)
+            self._update_buttons()
+            return
+        self._begin_recording(plan, camera, microphone)
+
+    def _begin_recording(self, plan: dict, camera=None, microphone=None) -> Path | None:
+        """Create the file and start the recorder (with the opened capture devices)."""
+        v, capture, protocol = plan["session"], plan["capture"], plan["protocol"]
+        try:
             input_attrs = self.input.open_device(str(self.participant_panel.values()["keyboard"]))
             path = self.controller.start_recording(
-                target,
+                plan["target"],
                 participant=str(v["participant"]),
                 notes=str(v["notes"]),
                 protocol=protocol.label if protocol is not None else "",
                 valence_rate=uses_continuous_valence(protocol) if protocol is not None else None,
-                attrs={"participant_input": json.dumps(input_attrs)},
+                attrs={
+                    "participant_input": json.dumps(input_attrs),
+                    # What the participant agreed to for this session; a stream without
+                    # consent was not recorded (its device was not even opened).
+                    "consent_video": bool(capture["consent_video"]),
+                    "consent_audio": bool(capture["consent_audio"]),
+                },
+                camera=camera,
+                microphone=microphone,
             )
         except (RecallLabError, OSError) as exc:
             self.input.close_device()
+            _stop_devices_later(camera, microphone)
+            self._update_buttons()
             self._warn("Cannot start recording", str(exc))
             return None
         self._protocol = protocol
         self._markers = 0
+        self._preview_seen = 0
+        self.preview_frames = 0
         self.session_panel.phase.setText("–")  # the last session's phase is not this one's
         self.session_panel.progress.setText("–")
         self.session_panel.file.setText(str(path))
-        self.statusBar().showMessage(f"recording to {path}")
+        self._show_capture(camera is not None, microphone is not None)
+        self.statusBar().showMessage(f"recording to {path}{_capture_note(capture)}")
         self._update_buttons()
         return path
 
@@ -447,6 +545,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         return None
 
     def _recording_closed(self, path: Path | None, error: str | None) -> None:
+        self._show_capture(False, False)  # the devices are stopped by now
+        self.capture_panel.new_session()  # consent is asked again for the next session
         if error is not None:
             self._warn("Recording stopped with an error", error)
         if path is not None:
@@ -529,6 +629,30 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.controller.connected and not self.controller.recording
         )
         self.participant_panel.set_recording(self.controller.recording)
+        self.capture_panel.set_recording(self.controller.recording, busy=self._opening_capture)
+        if self._opening_capture:
+            self.session_panel.record_button.setEnabled(False)
+
+    def _show_capture(self, camera: bool, microphone: bool) -> None:
+        """Tell the participant what records them (only when it changes)."""
+        if (camera, microphone) != self._capture_shown:
+            self._capture_shown = (camera, microphone)
+            self.participant.set_capture(camera, microphone)
+
+    def refresh_capture(self) -> None:
+        """Timer slot: the camera's newest recorded frame and the microphone's level.
+
+        Reads only what the recorder and the microphone's thread already hold in memory (a
+        reference to the last JPEG, a snapshot of the ring buffer's last 0.2 s).
+        """
+        tap, mic = self.controller.camera, self.controller.microphone
+        if tap is not None and tap.taken != self._preview_seen and tap.latest is not None:
+            self._preview_seen = tap.taken
+            if self.capture_panel.show_frame(tap.latest):
+                self.preview_frames += 1
+        if mic is not None and mic.buffer is not None:
+            data, _ = mic.buffer.latest(int(LEVEL_WINDOW_S * mic.rate))
+            self.capture_panel.show_level(level_db(data) if len(data) else None)
 
     def refresh_status(self) -> None:
         """Timer slot: rate, drops, quality, recording status, new events."""
@@ -550,6 +674,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         else:
             self.display_panel.clear_source()
         if st.recording:
+            self._show_capture(st.camera_on, st.microphone_on)
             self.session_panel.progress.setText(
                 f"{st.elapsed:.0f} s, {human_bytes(st.file_bytes)}, "
                 f"{human_bytes(st.free_bytes)} free, {st.events_written} events"
@@ -610,6 +735,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.stop_recording()
         self.jobs_panel.shutdown()
         self.status_timer.stop()
+        self.live_timer.stop()
         self._close_feed()
         self.controller.close()
         self.settings.set("window/geometry", self.saveGeometry())
@@ -631,6 +757,38 @@ def _participant_keyboards() -> list:
         return []
 
 
+def _capture_note(capture: dict) -> str:
+    """What the status bar adds about the face and voice when a recording starts."""
+    on = [n for n, k in (("camera", "camera"), ("microphone", "microphone")) if capture[k]]
+    note = f" with the {' and the '.join(on)}" if on else ""
+    skipped = [
+        f"no {what} (no consent)"
+        for what, chosen, key in (
+            ("video", "camera_chosen", "consent_video"),
+            ("audio", "microphone_chosen", "consent_audio"),
+        )
+        if capture[chosen] and not capture[key]
+    ]
+    return note + (f"; {', '.join(skipped)}" if skipped else "")
+
+
+def _stop_devices(*devices) -> None:
+    for dev in devices:
+        if dev is not None:
+            try:
+                dev.stop()
+            except Exception:  # closing a broken device must not hide what went wrong
+                log.exception("stopping %s", type(dev).__name__)
+
+
+def _stop_devices_later(*devices) -> None:
+    """Stop devices on a worker (closing a device may wait on it)."""
+    if any(d is not None for d in devices):
+        threading.Thread(
+            target=_stop_devices, args=devices, name="stop-capture", daemon=True
+        ).start()
+
+
 def _builtin_protocols() -> list[str]:
     try:
         from protocols.loader import BUILTIN_PROTOCOLS
@@ -645,3 +803,6 @@ def _finish_recording(finish: Callable[[], Path]) -> tuple[Path | None, str | No
         return finish(), None
     except RecallLabError as exc:
         return None, str(exc)
+    except Exception as exc:  # a bug must not leave the console "closing the file…" for ever
+        log.exception("closing the recording")
+        return None, f"closing the recording failed: {type(exc).__name__}: {exc}"

@@ -43,6 +43,9 @@ class ParticipantWindow(QtWidgets.QWidget):
         The participant pressed the melody phase's "Done" button.
     closed()
         The window was closed (after :attr:`confirm_close` agreed).
+
+    The capture indicator (:meth:`set_capture`) says "Camera on" / "Microphone on" while the
+    participant's face or voice is being recorded.
     """
 
     description_submitted = QtCore.pyqtSignal(str, float)
@@ -73,6 +76,13 @@ class ParticipantWindow(QtWidgets.QWidget):
         self.countdown.setStyleSheet("font-size: 22px; color: #555;")
         self.valence = ValenceIndicator()
         self.valence.hide()
+        # The participant always knows when they are filmed or heard.
+        self.capture_indicator = QtWidgets.QLabel()
+        self.capture_indicator.setAccessibleName("Capture indicator")
+        self.capture_indicator.setStyleSheet(
+            "font-size: 18px; font-weight: bold; color: #c00; padding: 2px 8px;"
+        )
+        self.capture_indicator.hide()
 
         self.pages = QtWidgets.QStackedWidget()
         self.text = QtWidgets.QLabel()
@@ -110,6 +120,7 @@ class ParticipantWindow(QtWidgets.QWidget):
         self.pages.addWidget(self.sam)
 
         top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.capture_indicator)
         top.addWidget(self.title, 1)
         top.addWidget(self.countdown)
         lay = QtWidgets.QVBoxLayout(self)
@@ -168,6 +179,12 @@ class ParticipantWindow(QtWidgets.QWidget):
         else:
             self.setFocus()  # keys reach keyPressEvent, not a button
         self.set_remaining(remaining)
+
+    def set_capture(self, camera: bool, microphone: bool) -> None:
+        """Show "Camera on" / "Microphone on" while they record (hidden when neither does)."""
+        parts = [name for name, on in (("Camera on", camera), ("Microphone on", microphone)) if on]
+        self.capture_indicator.setText("● " + "  ● ".join(parts) if parts else "")
+        self.capture_indicator.setVisible(bool(parts))
 
     def set_valence(self, valence: str) -> None:
         self.valence.set_valence(valence)

@@ -88,6 +88,7 @@ class ProtocolRunner(QtCore.QObject):
     ) -> None:
         super().__init__(parent)
         self.protocol = protocol
+        self.controller = controller
         self.participant = participant
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self.melody_dir = melody_dir
@@ -127,6 +128,7 @@ class ProtocolRunner(QtCore.QObject):
     # ------------------------------------------------------------------ experimenter
     def start(self) -> None:
         self.engine.start(local_clock())
+        self._gate_capture(self.engine.display())
         self.timer.start()
 
     def pause(self, paused: bool) -> None:
@@ -216,8 +218,16 @@ class ProtocolRunner(QtCore.QObject):
         self.engine.finish_melody(t, origin=self.participant.melody.origin or "none")
 
     # ------------------------------------------------------------------ display
+    def _gate_capture(self, d: DisplayState) -> None:
+        """Camera and microphone store only in the phases the protocol's ``capture`` names."""
+        c = self.controller
+        for dev, key in ((c.camera, "camera"), (c.microphone, "microphone")):
+            if dev is not None:
+                dev.set_recording(d.capture[key])
+
     def tick(self) -> None:
         d = self.engine.tick(self.horizon(local_clock()))
+        self._gate_capture(d)
         self.participant.set_remaining(d.remaining)
         if d.expects == "valence_keys":
             self.participant.set_valence(d.valence)

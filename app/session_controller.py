@@ -24,6 +24,8 @@ from data_schema.writer import SessionWriter
 from drivers.base import EventLog, Source
 
 if TYPE_CHECKING:
+    from drivers.camera import CameraSource
+    from drivers.microphone import MicrophoneSource
     from protocols.engine import MemoryRecord
     from protocols.storage import MemoryWriter
     from protocols.valence_source import ValenceSource
@@ -50,6 +52,62 @@ class SessionStatus:
     events_written: int = 0
     error: str = ""
     stalled_for: float = 0.0  # seconds without samples (the current gap)
+    camera_on: bool = False  # a camera is recording and delivering (not ended, not failed)
+    microphone_on: bool = False
+    frames_written: int = 0
+
+
+def open_capture(
+    camera: str = "", microphone: str = ""
+) -> tuple[CameraSource | None, MicrophoneSource | None]:
+    """Open the camera and the microphone named (``""``: none); blocks, so call it off the GUI
+    thread.
+
+    A device that cannot be opened raises :class:`SourceError` with one line, after what was
+    already opened is closed again (the session file does not exist yet, nothing is lost).
+    """
+    cam = mic = None
+    try:
+        if camera:
+            from drivers.camera import parse_camera
+
+            cam = parse_camera(camera)
+            cam.open()
+        if microphone:
+            from drivers.microphone import parse_microphone
+
+            mic = parse_microphone(microphone)
+            mic.open()
+    except BaseException:
+        for dev in (cam, mic):
+            if dev is not None:
+                dev.stop()
+        raise
+    return cam, mic
+
+
+class PreviewTap:
+    """A camera as the recorder sees it, keeping the newest JPEG frame for a live preview.
+
+    The recorder takes the camera's frames once per flush of the file (twice a second); the
+    tap keeps a reference to the last one (no copy, no decoding here), which the console
+    decodes at its own pace. Everything else is the camera's own.
+    """
+
+    def __init__(self, camera: CameraSource) -> None:
+        self.camera = camera
+        self.latest: bytes | None = None
+        self.taken = 0  # frames seen (the preview redraws when this changes)
+
+    def take(self):
+        frames, ts = self.camera.take()
+        if frames:
+            self.latest = frames[-1]  # one reference assignment: safe to read from the GUI
+            self.taken += len(frames)
+        return frames, ts
+
+    def __getattr__(self, name: str):
+        return getattr(self.camera, name)
 
 
 class SessionController:
@@ -80,6 +138,8 @@ class SessionController:
         self.recorder: Recorder | None = None
         self.valence_source: ValenceSource | None = None  # continuous rating, when recording
         self.writer: SessionWriter | None = None
+        self.camera: PreviewTap | None = None  # recording the participant's face, or None
+        self.microphone: MicrophoneSource | None = None  # recording their voice, or None
         self.memory_writer: MemoryWriter | None = None
         self.outlet = None
         self.log = EventLog()  # everything the console's event log shows
@@ -124,11 +184,17 @@ class SessionController:
         protocol: str = "",
         valence_rate: float | None = None,
         attrs: dict[str, object] | None = None,
+        camera: CameraSource | None = None,
+        microphone: MicrophoneSource | None = None,
     ) -> Path:
         """Create the session file and start writing the source and events into it.
 
         With ``valence_rate`` (a protocol with continuous valence rating) the rating cursor is
         recorded as the stream ``valence``; the engine feeds :attr:`valence_source`.
+        ``camera`` and ``microphone`` (opened by :func:`open_capture`) are recorded as the
+        video ``video`` and the stream ``audio``, and stopped with the recording; if this
+        raises, they are still the caller's to stop (stopping a device may block: the console
+        does it off the GUI thread).
         """
         if self.source is None:
             raise SourceError("connect a source before recording")
@@ -150,9 +216,14 @@ class SessionController:
 
             self.valence_source = ValenceSource(valence_rate)
             sources["valence"] = self.valence_source
-        recorder = Recorder(writer, sources, event_sinks=sinks)
+        if microphone is not None:
+            sources[microphone.name] = microphone
+        tap = PreviewTap(camera) if camera is not None else None
+        cameras = {camera.name: tap} if tap is not None else {}
+        recorder = Recorder(writer, sources, event_sinks=sinks, frame_sources=cameras)
         recorder.start(from_now=True)  # the file starts now, not with the scope's buffer
         self.writer, self.recorder = writer, recorder
+        self.camera, self.microphone = tap, microphone
         from protocols.storage import MemoryWriter
 
         self.memory_writer = MemoryWriter(writer)
@@ -178,6 +249,8 @@ class SessionController:
         memory_writer, self.memory_writer = self.memory_writer, None
         valence, self.valence_source = self.valence_source, None
         outlet, self.outlet = self.outlet, None
+        microphone, self.microphone = self.microphone, None
+        self.camera = None  # the recorder stops cameras with the recording
         self.writer = None
 
         def finish() -> Path:
@@ -186,6 +259,8 @@ class SessionController:
             recorder.stop(stop_sources=False)  # the scope keeps showing the signal
             if valence is not None:
                 valence.stop()
+            if microphone is not None:
+                microphone.stop()  # the EEG goes on for the scope; the microphone does not
             if outlet is not None:
                 outlet.close()  # lingers while LSL consumers take the last markers
             if recorder.error is not None:
@@ -274,4 +349,11 @@ class SessionController:
             mw = self.memory_writer
             st.error = r.error or st.error or str(mw.error if mw and mw.error else "")
             st.free_bytes = r.free_bytes
+            st.frames_written = sum(r.frames_written.values())
+            cam, mic = self.camera, self.microphone
+            # on = stored now: not ended or failed, and not paused by the protocol's capture
+            st.camera_on = (
+                cam is not None and cam.error is None and not cam.finished and cam.recording
+            )
+            st.microphone_on = mic is not None and mic.error is None and mic.recording
         return st

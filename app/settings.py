@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "session/time_scale": 1.0,
     "session/pause_on_stall": False,
     "session/beep_on_stall": False,
+    "capture/camera_kind": "none",  # none | device | file
+    "capture/camera_device": "/dev/video0",
+    "capture/camera_file": "",
+    "capture/microphone": "none",  # none | default | a device index or name
     "participant/screen": 0,
     "participant/fullscreen": False,
     "participant/keyboard": "qt",

@@ -535,7 +535,10 @@ class SessionWriter:
             try:
                 n0 = t.shape[0]
                 fr.resize((n0 + len(ts),))
-                fr[n0:] = rows
+                # One element at a time: h5py reads an object array whose frames happen to
+                # have equal lengths (a single frame, identical frames) as a 2-D block.
+                for i, row in enumerate(rows):
+                    fr[n0 + i] = row
                 t.resize((n0 + len(ts),))
                 t[n0:] = ts
                 self._unflushed += nbytes

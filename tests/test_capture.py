@@ -509,3 +509,26 @@ def test_the_camera_records_only_in_the_phases_the_protocol_names(tmp_path, vide
     assert ts.min() >= lo - 0.1 and ts.max() <= hi + 0.1
     changes = [json.loads(e.value) for e in s.events_where(source="protocol", label="capture")]
     assert [c["camera"] for c in changes] == [False, True, False]
+
+
+def test_a_single_frame_batch_is_written(tmp_path):
+    # The recorder hands the writer whatever the camera queued since the last flush: one
+    # frame is a normal batch (h5py turned a one-element vlen array into a 2-D shape).
+    import io
+
+    from PIL import Image
+
+    from data_schema.types import VideoInfo
+    from data_schema.writer import SessionWriter
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), (10, 200, 30)).save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+    out = tmp_path / "one.h5"
+    with SessionWriter(out, participant_id="P001") as w:
+        w.add_video_stream("video", VideoInfo("video", 8, 6, 30.0, "test"))
+        w.append_frames("video", [jpeg], np.array([1.0]))
+        w.append_frames("video", [jpeg, jpeg], np.array([1.1, 1.2]))
+        w.append_frames("video", [jpeg], np.array([1.3]))
+    v = read_session(out).videos["video"]
+    assert v.n_frames == 4 and v.jpeg(0) == jpeg and v.jpeg(3) == jpeg

@@ -45,6 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default) | x11:<device name> | evdev:/dev/input/eventN (read directly, focus or not; "
         "`recall-lab boards --keyboards` lists them)",
     )
+    p.add_argument(
+        "--camera",
+        default=None,
+        metavar="SPEC",
+        help="camera offered for recording the participant's face: none | /dev/videoN | N | "
+        "file:VIDEO[?loop=true] (kept in the settings; recorded only with the participant's "
+        "consent, ticked in the console for each session; docs/capture.md)",
+    )
+    p.add_argument(
+        "--microphone",
+        default=None,
+        metavar="SPEC",
+        help="microphone offered for recording the participant's voice: none | default | a "
+        "device index or name (kept in the settings; recorded only with consent)",
+    )
     p.add_argument("--settings", type=Path, default=None, help="use this INI settings file")
     p.add_argument(
         "--or-demo",
@@ -126,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
         console.session_panel.participant.setText(args.participant)
     if args.source:
         console.source_panel.set_spec(args.source)
+    if args.camera is not None:
+        console.capture_panel.set_camera(args.camera)
+    if args.microphone is not None:
+        console.capture_panel.set_microphone(args.microphone)
     console.show()
     console.show_participant()
     if not args.no_connect:

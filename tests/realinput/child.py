@@ -351,6 +351,15 @@ class Inspector(QtCore.QObject):
                 "done": bool(runner.engine.done),
             }
         st["participant_visible"] = bool(c.participant.isVisible())
+        indicator = c.participant.capture_indicator
+        st["capture"] = {
+            # What the participant display tells the participant ("" when hidden).
+            "indicator": indicator.text() if indicator.isVisible() else "",
+            "camera_open": ctl.camera is not None,
+            "microphone_open": ctl.microphone is not None,
+            "preview_frames": c.preview_frames,
+            "level": c.capture_panel.level.format(),
+        }
         job = getattr(c.jobs_panel, "job", None)
         st["job_running"] = bool(job is not None and getattr(job, "running", False))
         modal = QtWidgets.QApplication.activeModalWidget()

@@ -1,0 +1,131 @@
+"""Face and voice from the console: per-stream consent ticked by the experimenter's clicks, the
+devices opened only for consented streams, and the participant told while they record.
+
+The real app on Xvfb under openbox (``tests/realinput``) with the camera of
+``tests/test_capture.py`` (FFmpeg's test source played as if live) and its ALSA microphone (a
+FIFO fed with a 440 Hz tone at real time, through a temporary HOME's ``.asoundrc``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_capture as capture
+from realinput.recorded import closed_session
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not Path(capture.FFMPEG).exists(), reason="needs ffmpeg"),
+]
+
+# The FFmpeg test video and the FIFO-fed microphone's HOME (module fixtures of test_capture).
+video = capture.video
+mic_home = capture.mic_home
+
+
+def _checked(app, name: str) -> bool:
+    w = app.find(name)
+    return bool(w and w["checked"])
+
+
+def _tick(app, name: str) -> None:
+    assert not _checked(app, name), f"{name!r} must start unticked"
+    app.click(name)
+    app.wait_until(lambda: _checked(app, name), 5, what=f"{name!r} ticked")
+
+
+def _record(app, *, seconds: float) -> dict:
+    """Click Record, wait until the file is being written, record ``seconds``; the state then."""
+    app.click("Record")
+    if app.answer("Yes", timeout=1.0):  # the pseudonym already has a session: go on
+        app.note("confirmed another session")
+    app.wait_until(lambda: app.state()["recording"], 20, what="recording")
+    time.sleep(seconds)
+    return app.state()
+
+
+def test_consented_streams_are_recorded_and_the_participant_is_told(real_app, video, mic_home):
+    camera = f"file:{video}?loop=true"
+    with capture.tone(mic_home):
+        app = real_app(
+            participant="P042",
+            protocol="none",
+            extra_args=("--camera", camera, "--microphone", "default"),
+            env={"HOME": str(mic_home)},
+        )
+        app.connected()
+        assert app.state()["capture"]["indicator"] == ""
+
+        # Both streams consented to: camera and microphone recorded, the participant told.
+        _tick(app, "Participant consents to video")
+        _tick(app, "Participant consents to audio")
+        st = _record(app, seconds=0.5)
+        shown = app.wait_until(
+            lambda: app.state()["capture"]["indicator"], 5, what="the participant's indicator"
+        )
+        assert "Camera on" in shown and "Microphone on" in shown, shown
+        assert st["capture"]["camera_open"] and st["capture"]["microphone_open"]
+        time.sleep(2.5)
+        live = app.state()["capture"]
+        assert live["indicator"] == shown  # on for as long as they record
+        assert live["preview_frames"] >= 2, live  # the console's live preview
+        level = float(live["level"].split()[0])  # "-14 dBFS": the tone at 0.3 of full scale
+        assert -20 <= level <= -8, live
+        first = app.stop_recording_and_wait()
+        assert app.state()["capture"]["indicator"] == "", "the indicator stays after recording"
+
+        # The next session asks again; the participant agrees to audio only.
+        assert not _checked(app, "Participant consents to video")
+        assert not _checked(app, "Participant consents to audio")
+        app.click("Participant pseudonym")
+        app.type_text("P042")
+        _tick(app, "Participant consents to audio")
+        st = _record(app, seconds=1.5)
+        assert not st["capture"]["camera_open"], "a camera without consent was opened"
+        assert st["capture"]["indicator"] == "● Microphone on"
+        assert "no video (no consent)" in (app.text("Status bar") or "")
+        second = app.stop_recording_and_wait()
+
+    s = closed_session(first)
+    assert bool(s.attrs["consent_video"]) and bool(s.attrs["consent_audio"])
+    v = s.videos["video"]
+    assert (v.width, v.height) == (320, 240)
+    assert v.n_frames >= 2.5 * capture.FPS
+    np.testing.assert_allclose(np.diff(v.timestamps), 1 / capture.FPS, atol=1e-6)
+    assert v.jpeg(0)[:2] == b"\xff\xd8"
+    a = s.streams["audio"]
+    assert a.info.stream_type == "Audio"
+    span = a.timestamps[-1] - a.timestamps[0]
+    assert span > 2.5 and a.n_samples == pytest.approx(capture.RATE * span, rel=0.02)
+    x = a.data[capture.RATE // 4 :, 0]
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    peak = np.fft.rfftfreq(len(x), 1 / capture.RATE)[np.argmax(spectrum)]
+    assert peak == pytest.approx(capture.TONE_HZ, abs=2)
+    eeg = s.eeg.timestamps
+    assert abs(v.timestamps[0] - eeg[0]) < 0.5 and abs(a.timestamps[0] - eeg[0]) < 0.5
+
+    s2 = closed_session(second)
+    assert not bool(s2.attrs["consent_video"]) and bool(s2.attrs["consent_audio"])
+    assert s2.videos == {}, "video recorded without consent"
+    assert s2.streams["audio"].n_samples > capture.RATE
+
+
+def test_a_camera_that_cannot_be_opened_refuses_the_recording_in_one_message(real_app):
+    """A consented camera that is not there: one message, no file; the console stays usable."""
+    app = real_app(participant="P042", protocol="none", extra_args=("--camera", "/dev/video97"))
+    app.connected()
+    _tick(app, "Participant consents to video")
+    app.click("Record")
+    modal = app.wait_until(lambda: app.state()["modal"], 15, what="the message")
+    assert "no camera '/dev/video97'" in modal["text"] and "Nothing was recorded" in modal["text"]
+    app.answer("OK")
+    app.wait_until(lambda: app.state()["modal"] is None, 5, what="the message closed")
+    st = app.state()
+    assert not st["recording"] and st["capture"]["indicator"] == ""
+    assert not list(app.out_dir.glob("**/*.h5")), "a file was created"
+    assert _checked(app, "Participant consents to video")  # the choice stays for a retry
+    app.wait_until(lambda: app.find("Record")["enabled"], 5, what="Record usable again")
