@@ -25,6 +25,7 @@ followed by ``?width=640&height=480&fps=30&quality=85&loop=true``.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -382,6 +383,10 @@ class CameraSource:
                     return
             if not self.loop or last is None:
                 self._finished = True
+                # The video file is over: said in the file, the EEG recording goes on.
+                at = (start or local_clock()) + (last or 0.0) + period
+                value = json.dumps({"video": self.name, "frames": self.frames})
+                self.events.append(Event(at, "camera", "video_ended", value))
                 return
             self._container.seek(0)
             shift = last + period

@@ -532,3 +532,40 @@ def test_a_single_frame_batch_is_written(tmp_path):
         w.append_frames("video", [jpeg], np.array([1.3]))
     v = read_session(out).videos["video"]
     assert v.n_frames == 4 and v.jpeg(0) == jpeg and v.jpeg(3) == jpeg
+
+
+def test_a_camera_that_fails_or_ends_mid_recording_leaves_an_event_and_the_eeg_goes_on(
+    tmp_path, video
+):
+    import time as _time
+
+    from data_schema.recorder import Recorder
+    from data_schema.writer import SessionWriter
+    from drivers.camera import parse_camera
+    from drivers.spec import parse_source
+
+    class Unplugged(type(parse_camera(f"file:{video}"))):
+        """The device goes away after 15 frames (as a USB camera pulled out)."""
+
+        def _deliver(self, frame, ts):
+            if self.frames >= 15:
+                raise OSError("No such device")
+            super()._deliver(frame, ts)
+
+    for cam, label in ((Unplugged(f"file:{video}"), "source_error"), (None, "video_ended")):
+        if cam is None:  # the video file ends after 4 s, the recording goes on to 5 s
+            cam = parse_camera(f"file:{video}")
+        eeg = parse_source("synthetic")
+        out = tmp_path / f"{label}.h5"
+        writer = SessionWriter(out, participant_id="P001")
+        rec = Recorder(writer, {"eeg": eeg}, frame_sources={"video": cam})
+        rec.start()
+        _time.sleep(5.0)
+        rec.stop()
+        s = read_session(out)
+        assert s.clean_close and rec.error is None
+        assert s.eeg.timestamps[-1] - s.eeg.timestamps[0] > 4.0  # the EEG went on
+        (ev,) = [e for e in s.events if e.label == label]
+        v = s.videos["video"]
+        assert ev.timestamp >= v.timestamps[-1]
+        assert v.n_frames == (15 if label == "source_error" else 4 * FPS)
