@@ -52,10 +52,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import math
-import os
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
@@ -68,7 +66,12 @@ import numpy as np
 from data_schema.errors import ConfigError, RecallLabError
 from decoding.decoders import Decoder, _full_proba
 from decoding.labels import CLASS_CODES
-from decoding.music_supervised import split_validation
+from decoding.music_supervised import (
+    checked_settings,
+    resolve_device,
+    split_validation,
+    torch_scope,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -171,14 +174,7 @@ class FusionConfig:
 
 
 def _settings(settings: dict[str, Any] | None) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(FusionConfig)}
-    given = dict(settings or {})
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ConfigError(f"fusion: unknown field(s) {unknown}; known: {sorted(known)}")
-    cfg = FusionConfig(**given)
-    cfg.check()
-    return vars(cfg)
+    return checked_settings(FusionConfig, settings, "fusion")
 
 
 # feature layout ------------------------------------------------------------------------------
@@ -218,13 +214,7 @@ def parse_raw_layout(feature_names: Sequence[str]) -> tuple[list[str], int]:
 
 # helpers -------------------------------------------------------------------------------------
 def _resolve_device(want: str) -> str:
-    import torch
-
-    if want in ("cuda_if_available", "cuda") and torch.cuda.is_available():
-        return "cuda"
-    if want == "cuda":
-        raise RecallLabError("fusion.device is cuda but torch sees no CUDA device")
-    return "cpu"
+    return resolve_device(want, "fusion")
 
 
 def _config_digest(folder: Path) -> str:
@@ -396,28 +386,8 @@ class MultimodalFusion(Decoder):
         """Rows of the last fit's early-stopping block."""
         return int(self.validation_rows.size)
 
-    @contextlib.contextmanager
-    def _torch_scope(self, seeded: bool = False) -> Iterator[None]:
-        """Torch threads from the settings, and (``seeded``) the global RNGs forked and seeded
-        so that weights and dropout are reproducible without touching anyone else's state."""
-        import torch
-
-        threads = self.settings["cpu_threads"]
-        if threads is None:
-            cores = os.cpu_count() or 1
-            threads = 1 if cores < 4 else min(8, cores // 2)
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            if seeded:
-                devices = [torch.cuda.current_device()] if self.device == "cuda" else []
-                with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(self.seed)
-                    yield
-            else:
-                yield
-        finally:
-            torch.set_num_threads(before)
+    def _torch_scope(self, seeded: bool = False):
+        return torch_scope(self.settings["cpu_threads"], self.seed, self.device, seeded)
 
     def _check_fitted(self) -> None:
         if self.net is None:

@@ -281,15 +281,21 @@ class MusicSupervisedConfig:
             raise ConfigError(f"{where}.cpu_threads must be >= 1 (or null)")
 
 
-def _settings(settings: dict[str, Any] | None) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(MusicSupervisedConfig)}
+def checked_settings(cls: type, settings: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    """``settings`` completed with the defaults of the config dataclass ``cls`` and checked
+    (``cls.check``); unknown fields are one :class:`ConfigError` naming ``where``."""
+    known = {f.name for f in dataclasses.fields(cls)}
     given = dict(settings or {})
     unknown = sorted(set(given) - known)
     if unknown:
-        raise ConfigError(f"music_supervised: unknown field(s) {unknown}; known: {sorted(known)}")
-    cfg = MusicSupervisedConfig(**given)
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    cfg = cls(**given)
     cfg.check()
     return vars(cfg)
+
+
+def _settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    return checked_settings(MusicSupervisedConfig, settings, "music_supervised")
 
 
 def split_validation(
@@ -325,14 +331,44 @@ def _sorted_rows(parts: list[np.ndarray]) -> np.ndarray:
 
 
 # the decoder ---------------------------------------------------------------------------------
-def _resolve_device(want: str) -> str:
+def resolve_device(want: str, where: str = "music_supervised") -> str:
+    """``cuda`` when asked for (``cuda``, ``cuda_if_available``) and present, else ``cpu``;
+    ``cuda`` without a device is one error naming ``where``."""
     import torch
 
     if want in ("cuda_if_available", "cuda") and torch.cuda.is_available():
         return "cuda"
     if want == "cuda":
-        raise RecallLabError("music_supervised.device is cuda but torch sees no CUDA device")
+        raise RecallLabError(f"{where}.device is cuda but torch sees no CUDA device")
     return "cpu"
+
+
+@contextlib.contextmanager
+def torch_scope(
+    cpu_threads: int | None, seed: int, device: str, seeded: bool = False
+) -> Iterator[None]:
+    """Torch threads for a small model's fit (``cpu_threads``; None: 1 on machines with fewer
+    than 4 cores, where torch's thread pool slows training many-fold when other processes
+    compete, else half the cores, at most 8), and (``seeded``) the global RNGs forked and
+    seeded so that weights and dropout are reproducible without changing anyone else's state."""
+    import torch
+
+    threads = cpu_threads
+    if threads is None:
+        cores = os.cpu_count() or 1
+        threads = 1 if cores < 4 else min(8, cores // 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        if seeded:
+            devices = [torch.cuda.current_device()] if device == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                yield
+        else:
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class MusicSupervised(Decoder):
@@ -388,30 +424,8 @@ class MusicSupervised(Decoder):
         """Rows of the last fit's early-stopping block."""
         return int(self.validation_rows.size)
 
-    @contextlib.contextmanager
-    def _torch_scope(self, seeded: bool = False) -> Iterator[None]:
-        """Torch threads from the settings, and (``seeded``) the global RNGs forked and seeded
-        so that dropout is reproducible without changing anyone else's random state."""
-        import torch
-
-        threads = self.settings["cpu_threads"]
-        if threads is None:
-            # Small LSTMs gain little from threads, and torch's thread pool slows training
-            # many-fold when other processes compete for a small machine's cores.
-            cores = os.cpu_count() or 1
-            threads = 1 if cores < 4 else min(8, cores // 2)
-        before = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            if seeded:
-                devices = [torch.cuda.current_device()] if self.device == "cuda" else []
-                with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(self.seed)
-                    yield
-            else:
-                yield
-        finally:
-            torch.set_num_threads(before)
+    def _torch_scope(self, seeded: bool = False):
+        return torch_scope(self.settings["cpu_threads"], self.seed, self.device, seeded)
 
     def _checked_features(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, np.float32)
@@ -556,7 +570,7 @@ class MusicSupervised(Decoder):
         else:
             self.m_mean = self.m_scale = None
 
-        self.device = _resolve_device(s["device"])
+        self.device = resolve_device(s["device"])
         with self._torch_scope(seeded=True):
             net = self._build_net()
             self._train(net, X, y, M, has_music, fit_rows, val_rows)
@@ -816,7 +830,7 @@ class MusicSupervised(Decoder):
         dec.loss_history = list(state["loss_history"])
         dec.val_history = list(state["val_history"])
         dec.best_epoch = int(state["best_epoch"])
-        dec.device = _resolve_device(dec.settings["device"])
+        dec.device = resolve_device(dec.settings["device"])
         net = dec._build_net()
         net.load_state_dict(state["state_dict"])
         net.eval()
