@@ -89,6 +89,7 @@ class ParticipantWindow(QtWidgets.QWidget):
         self.text.setWordWrap(True)
         self.text.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.text.setStyleSheet("font-size: 26px;")
+        self.text.setAccessibleName("Phase text")
         self.pages.addWidget(self.text)
 
         self.description = QtWidgets.QPlainTextEdit()

@@ -52,7 +52,16 @@ def phase_text(d: DisplayState) -> str:
         parts.append(f"<p>{d.text}</p>")
     if d.kind == "baseline":
         parts.insert(0, "<p style='font-size:80px'>+</p>")
-    if d.continue_key:
+    if d.narrating is False and d.continue_key:
+        parts.append(
+            f"<p style='color:#666'>Press <b>{d.continue_key}</b> when you begin to speak.</p>"
+        )
+    elif d.narrating and d.continue_key:
+        parts.append(
+            "<p style='color:#2a7'><b>Speaking</b></p>"
+            f"<p style='color:#666'>Press <b>{d.continue_key}</b> when you have finished.</p>"
+        )
+    elif d.continue_key:
         parts.append(f"<p style='color:#666'>Press <b>{d.continue_key}</b> to continue.</p>")
     return "".join(parts)
 
@@ -223,7 +232,8 @@ class ProtocolRunner(QtCore.QObject):
         c = self.controller
         for dev, key in ((c.camera, "camera"), (c.microphone, "microphone")):
             if dev is not None:
-                dev.set_recording(d.capture[key])
+                # Switched at the phase boundary's time, not at this tick's.
+                dev.set_recording(d.capture[key], at=d.capture_since.get(key))
 
     def tick(self) -> None:
         d = self.engine.tick(self.horizon(local_clock()))
@@ -284,6 +294,8 @@ class ProtocolRunner(QtCore.QObject):
             # Pause and resume keep the page (and what the participant typed or drew).
             title = TITLES.get(d.kind, d.kind)
             p.title.setText(f"{title} (paused)" if d.state == "paused" else title)
+            if d.narrating != last.narrating:  # the participant began to speak
+                p.text.setText(phase_text(d))
         elif d.state == "finished":
             p.show_phase("", "Thank you", "The session is complete.")
         elif d.state == "aborted":

@@ -132,6 +132,10 @@ class CameraSource:
         self._stream = None
         self._first = None  # a frame read by open() (V4L2), delivered first
         self._queue: deque[tuple[bytes, float]] = deque()
+        # Frames left out lately (not recording), for a start dated a moment ago.
+        self._preroll: deque[tuple[Any, float]] = deque()
+        self.preroll_seconds = 1.0
+        self._cut: float | None = None  # LSL time of the last switch (set_recording)
         self.recording = True  # False: frames pass unstored (set_recording)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -410,18 +414,56 @@ class CameraSource:
             self._deliver(frame, ts)
             frame = None
 
-    def set_recording(self, on: bool) -> None:
+    def set_recording(self, on: bool, at: float | None = None) -> None:
         """Keep frames (``True``, the default) or let them pass unstored (the protocol's
-        ``capture`` says the camera must not record now); the device stays open."""
-        self.recording = bool(on)
+        ``capture`` says the camera must not record now); the device stays open.
+
+        ``at``: the LSL time the switch takes effect (the phase boundary), usually a moment
+        ago. Frames are kept or left out by their own timestamps, not by when this is called:
+        frames from after a stop that were not yet taken are left out, and a start reaches
+        back into the last :attr:`preroll_seconds` of frames left out (encoded on the capture
+        thread with the next frame, never here). Without ``at``: from now.
+        """
+        on = bool(on)
+        with self._lock:
+            if on == self.recording:
+                return
+            self.recording = on
+            self._cut = None if at is None else float(at)
+            if at is None:
+                self._preroll.clear()
+            elif not on:
+                kept = [(jpeg, t) for jpeg, t in self._queue if t < at]
+                self.frames -= len(self._queue) - len(kept)
+                self._queue = deque(kept)
+
+    def _keeps(self, ts: float) -> bool:
+        """Whether a frame stamped ``ts`` is recorded (the state on its side of the cut)."""
+        if self._cut is None or ts >= self._cut:
+            return self.recording
+        return not self.recording
 
     def _deliver(self, frame, ts: float) -> None:
         """Encode ``frame`` and queue it with its LSL time ``ts``."""
-        if not self.recording:
-            with self._lock:  # not stored by design: neither a stall nor a drop
+        with self._lock:
+            keep = self._keeps(ts)
+            if keep:
+                # A start that reaches back: the frames left out since its time come first.
+                back = [(f, t) for f, t in self._preroll if self._keeps(t)]
+                self._preroll.clear()
+            else:  # not stored by design: neither a stall nor a drop
+                self._preroll.append((frame, float(ts)))
+                while self._preroll and ts - self._preroll[0][1] > self.preroll_seconds:
+                    self._preroll.popleft()
                 self._last_frame_wall = time.monotonic()
                 self._last_ts = float(ts)
-            return
+                return
+        for f, t in back:
+            self._store(f, t)
+        self._store(frame, ts)
+
+    def _store(self, frame, ts: float) -> None:
+        """Encode ``frame`` and queue it with its LSL time ``ts``."""
         image = frame.to_image()  # RGB (PIL), converted by FFmpeg's swscale
         if image.size != (self.info.width, self.info.height):
             from PIL import Image

@@ -13,6 +13,7 @@ its first one, and smooths the result like the other regular sources
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -90,12 +91,21 @@ class MicrophoneSource(Source):
             )
         self.name = name
         self.max_queue = int(max_queue_seconds * self.rate)
-        self._blocks: deque[tuple[np.ndarray, float]] = deque()
+        # (samples, capture time of the first on PortAudio's clock, starts a new line): a
+        # block after a stretch left out is not a hole in the recording.
+        self._blocks: deque[tuple[np.ndarray, float, bool]] = deque()
+        # The last seconds left out (not recording), so a start dated a moment ago loses
+        # nothing; never stored unless a start reaches back into them.
+        self._preroll: deque[tuple[np.ndarray, float]] = deque()
+        self._preroll_n = 0
+        self._cut: float | None = None  # PortAudio time of the last switch (set_recording)
+        self._fresh = False  # the next queued block starts a new line
         self._queued = 0
         self._qlock = threading.Lock()
         self._overflows = 0
         self._next_adc: float | None = None  # capture time the next block should start at
         self.recording = True  # False: the sound passes unstored (set_recording)
+        self.preroll_seconds = 2.0
         self._lost = 0
         self._stream = None
         self._offset = 0.0
@@ -193,6 +203,9 @@ class MicrophoneSource(Source):
             with self._qlock:
                 self._blocks.clear()
                 self._queued = 0
+                self._preroll.clear()
+                self._preroll_n = 0
+                self._cut = None
         super().start()
 
     @property
@@ -200,27 +213,93 @@ class MicrophoneSource(Source):
         return dict(self._mapping)
 
     # ------------------------------------------------------------------ PortAudio's thread
-    def set_recording(self, on: bool) -> None:
+    def set_recording(self, on: bool, at: float | None = None) -> None:
         """Keep the sound (``True``, the default) or let it pass unstored (the protocol's
-        ``capture`` says the microphone must not record now); the device stays open."""
+        ``capture`` says the microphone must not record now); the device stays open.
+
+        ``at``: the LSL time the switch takes effect (the phase boundary), usually a moment
+        ago. Sound is kept or left out by its own capture time, not by when this is called:
+        what was captured before a stop but not yet taken is kept (the participant's last
+        words), and a start reaches back into the last :attr:`preroll_seconds` of sound left
+        out. Sound already taken by the recorder stays stored. Without ``at``: from now.
+        """
+        on = bool(on)
         with self._qlock:
-            self.recording = bool(on)
-            if not on:
-                self._next_adc = None  # the next kept block starts a new line, not a hole
+            if on == self.recording:
+                return
+            self.recording = on
+            if at is None:
+                self._cut = None
+                self._preroll.clear()
+                self._preroll_n = 0
+                self._fresh = self._fresh or on
+                return
+            cut = float(at) - self._offset  # on PortAudio's clock
+            self._cut = cut
+            if on:  # the part of the pre-roll from ``at`` on is recorded after all
+                self._fresh = True
+                for block, t in self._preroll:
+                    _, after = self._split(block, t, cut)
+                    if after is not None:
+                        self._enqueue(*after)
+                self._preroll.clear()
+                self._preroll_n = 0
+            else:  # queued sound from ``at`` on was not to be recorded
+                kept: deque[tuple[np.ndarray, float, bool]] = deque()
+                for block, t, fresh in self._blocks:
+                    before, after = self._split(block, t, cut)
+                    if before is not None:
+                        kept.append((*before, fresh))
+                    if after is not None:
+                        self._keep_out(*after)
+                self._blocks = kept
+                self._queued = sum(len(b) for b, _, _ in kept)
+
+    def _split(self, block: np.ndarray, t: float, cut: float):
+        """``block`` (captured from ``t``) before and from ``cut``: two ``(samples, t)`` or
+        ``None``."""
+        # The samples captured before ``cut``: i / rate < cut - t.
+        n = min(len(block), max(0, math.ceil((cut - t) * self.rate - 1e-6)))
+        before = (block[:n], t) if n else None
+        after = (block[n:], t + n / self.rate) if n < len(block) else None
+        return before, after
+
+    def _enqueue(self, block: np.ndarray, t: float) -> None:
+        self._blocks.append((block, t, self._fresh))
+        self._fresh = False
+        self._queued += len(block)
+        while self._queued > self.max_queue and len(self._blocks) > 1:
+            old, _, _ = self._blocks.popleft()
+            self._queued -= len(old)
+            self._lost += len(old)
+
+    def _keep_out(self, block: np.ndarray, t: float) -> None:
+        self._preroll.append((block, t))
+        self._preroll_n += len(block)
+        limit = self.preroll_seconds * self.rate
+        while self._preroll and self._preroll_n - len(self._preroll[0][0]) >= limit:
+            self._preroll_n -= len(self._preroll.popleft()[0])
 
     def _callback(self, indata, frames, time_info, status) -> None:
         # Only a copy and an append here: this runs on PortAudio's real-time thread.
-        if not self.recording:
-            return
         t = time_info.inputBufferAdcTime or (time_info.currentTime - frames / self.rate)
         block = indata.copy()
         with self._qlock:
-            self._blocks.append((block, t))
-            self._queued += len(block)
-            while self._queued > self.max_queue and len(self._blocks) > 1:
-                old, _ = self._blocks.popleft()
-                self._queued -= len(old)
-                self._lost += len(old)
+            parts = [(block, t, self.recording)]
+            if self._cut is not None and t < self._cut:
+                # Captured (partly) before the last switch: that part follows the state before.
+                before, after = self._split(block, t, self._cut)
+                parts = []
+                if before is not None:
+                    parts.append((*before, not self.recording))
+                if after is not None:
+                    parts.append((*after, self.recording))
+            for b, bt, keep in parts:
+                if keep:
+                    self._enqueue(b, bt)
+                else:
+                    self._fresh = True
+                    self._keep_out(b, bt)
             if status.input_overflow:
                 self._overflows += 1
 
@@ -232,7 +311,7 @@ class MicrophoneSource(Source):
         with self._qlock:
             lost, self._lost = self._lost, 0
             overflows, self._overflows = self._overflows, 0
-            taken: list[tuple[np.ndarray, float]] = []
+            taken: list[tuple[np.ndarray, float, bool]] = []
             n = 0
             while self._blocks and n + len(self._blocks[0][0]) <= max_samples:
                 block = self._blocks.popleft()
@@ -252,7 +331,14 @@ class MicrophoneSource(Source):
         # a new line there instead of being smoothed across the hole.
         stamped: list[np.ndarray] = []
         run: list[np.ndarray] = []
-        for b, t in taken:
+        for b, t, fresh in taken:
+            if fresh:
+                # After a stretch the protocol left out: a new line, not a hole.
+                self._next_adc = None
+                if run:
+                    stamped.append(self._dejitter(np.concatenate(run)))
+                    run = []
+                self._dejitter.reset()
             if self._next_adc is not None:
                 missing = round((t - self._next_adc) * self.rate)
                 if missing >= max(2, len(b) // 2):
@@ -268,7 +354,7 @@ class MicrophoneSource(Source):
         if overflows:  # PortAudio's own flag, also when the capture times show no hole
             value = f"{self.info.name}:{overflows}"
             self.emit(Event(local_clock(), "microphone", "input_overflow", value))
-        return np.concatenate([b for b, _ in taken]), np.concatenate(stamped)
+        return np.concatenate([b for b, _, _ in taken]), np.concatenate(stamped)
 
     def _maybe_reopen(self) -> None:
         """A stream PortAudio ended (device unplugged): try to open the device again."""

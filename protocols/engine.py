@@ -68,6 +68,11 @@ participant sketch_unsubmitted   JSON ``{"memory", "points", "width", "height",
                                  "reason"}``: as above for a sketch
 participant sketch_submitted     JSON ``{"memory", "points", "width", "height"}``
 participant melody_submitted     JSON ``{"memory", "origin", "seconds"}``
+participant narration_start      JSON ``{"memory", "key"}``: the participant began to
+                                 speak (the start key's time; ``key`` null when the
+                                 narration starts with the phase)
+participant narration_end        JSON ``{"memory", "reason", "seconds"}``: the
+                                 narration ended (reason as in ``phase_end``)
 ========== ===================== ====================================================
 """
 
@@ -92,6 +97,7 @@ from protocols.model import (
     MelodyPhase,
     MemoryCue,
     MusicPhase,
+    NarrationPhase,
     Protocol,
     RecallPhase,
     RepeatPhase,
@@ -347,8 +353,14 @@ class DisplayState:
     music_path: Path | None = None
     clip: Clip | None = None
     block: str | None = None
+    #: In a ``narration`` phase: whether the participant has begun to speak (``None`` in
+    #: other phases). Before that, ``continue_key`` is the phase's ``start_key``.
+    narrating: bool | None = None
     #: Whether the camera and the microphone record now (the protocol's ``capture``).
     capture: dict[str, bool] = field(default_factory=lambda: {"camera": True, "microphone": True})
+    #: Since when (LSL time) each device's ``capture`` setting holds (the phase boundary that
+    #: switched it; absent before the protocol started): devices switch by capture time.
+    capture_since: dict[str, float] = field(default_factory=dict)
 
 
 _EXPECTS: dict[str, Expects] = {
@@ -377,6 +389,8 @@ class _Run:
     draft_stored: tuple[str, float] | None = None  # the version last handed to ``store``
     description_submitted: bool = False
     clip_start: float | None = None  # when the clip's sound began (listening steps)
+    narration_start: float | None = None  # when the participant began to speak
+    narration_paused: float = 0.0  # the phase's pauses before that
 
 
 @dataclass
@@ -457,6 +471,7 @@ class ProtocolEngine:
         self.events: list[Event] = []  # everything emitted, for summaries and tests
         # the devices' state as last announced (a "capture" event at every change)
         self._capture_state: dict[str, bool] = {"camera": True, "microphone": True}
+        self._capture_since: dict[str, float] = {}
 
     # ------------------------------------------------------------------ queries
     @property
@@ -484,7 +499,11 @@ class ProtocolEngine:
         run = self._run
         if run is None:
             return DisplayState(
-                self._state, max(self._index, 0), len(self.steps), capture=self._capture(None)
+                self._state,
+                max(self._index, 0),
+                len(self.steps),
+                capture=self._capture(None),
+                capture_since=dict(self._capture_since),
             )
         step, phase = run.step, run.step.phase
         elapsed = max(0.0, self._elapsed(run, t))
@@ -503,6 +522,12 @@ class ProtocolEngine:
             music = Path(phase.file)
             if not music.is_absolute() and self.base_dir is not None:
                 music = self.base_dir / music
+        continue_key = phase.continue_key if phase.end == "key" else None
+        narrating = None
+        if isinstance(phase, NarrationPhase):
+            narrating = run.narration_start is not None
+            if not narrating:
+                continue_key = phase.start_key
         pending: tuple[str, ...] = ()
         if isinstance(phase, SamPhase):
             pending = tuple(s for s in phase.scales if s not in run.sam)
@@ -519,7 +544,7 @@ class ProtocolEngine:
             remaining=remaining,
             expects=expects,
             can_continue=elapsed >= phase.min_duration,
-            continue_key=phase.continue_key if phase.end == "key" else None,
+            continue_key=continue_key,
             valence_mode=vcfg.mode if vcfg is not None else None,
             valence=rep.state if rep is not None else "neutral",
             cursor=rep.cursor if rep is not None and rep.mode == "continuous" else None,
@@ -531,6 +556,8 @@ class ProtocolEngine:
             clip=step.clip,
             block=step.block,
             capture=self._capture(step),
+            capture_since=dict(self._capture_since),
+            narrating=narrating,
         )
 
     # ------------------------------------------------------------------ experimenter
@@ -676,11 +703,20 @@ class ProtocolEngine:
         phase = run.step.phase.id if run is not None else None
         self._held[k] = _HeldKey(timestamp, phase, valence)
         self._key_event(timestamp, "key_down", k, valence, phase)
+        if run is None:
+            return
+        p = run.step.phase
+        if isinstance(p, NarrationPhase) and p.start_key and run.narration_start is None:
+            # Before the participant began to speak only the start key counts (with the
+            # default keys, the first space starts and the next one ends).
+            if self._state == "running" and k == normalize_key(p.start_key):
+                self._narration_start(run, timestamp, k)
+                self._changed()
+            return
         if (
-            run is not None
-            and self._state in ("running", "paused")
-            and run.step.phase.end == "key"
-            and k == normalize_key(run.step.phase.continue_key)
+            self._state in ("running", "paused")
+            and p.end == "key"
+            and k == normalize_key(p.continue_key)
         ):
             self._request_end(timestamp, "key")
 
@@ -945,6 +981,9 @@ class ProtocolEngine:
     def _capture_event(self, t: float, step: Step | None) -> None:
         state = self._capture(step)
         if state != self._capture_state:
+            for device, on in state.items():
+                if self._capture_state.get(device) != on:
+                    self._capture_since[device] = float(t)
             self._capture_state = state
             self._event(t, "protocol", "capture", self._json(state))
 
@@ -1038,6 +1077,14 @@ class ProtocolEngine:
         self._run = run
         self._event(t, "protocol", "phase_start", self._json(step.marker()))
         self._capture_event(t, step)
+        if isinstance(step.phase, NarrationPhase) and not step.phase.start_key:
+            self._narration_start(run, t, None)
+
+    def _narration_start(self, run: _Run, t: float, key: str | None) -> None:
+        run.narration_start = t
+        run.narration_paused = run.paused_total
+        memory = run.step.memory.id if run.step.memory is not None else None
+        self._event(t, "participant", "narration_start", self._json({"memory": memory, "key": key}))
 
     def _leave(self, t: float, reason: str) -> None:
         run = self._run
@@ -1075,6 +1122,15 @@ class ProtocolEngine:
                 "played": round(max(0.0, t - run.clip_start - run.paused_total), 6),
             }
             self._event(t, "stimulus", "clip_end", self._json(played))
+        if run.narration_start is not None:
+            spoken = {
+                "memory": run.step.memory.id if run.step.memory is not None else None,
+                "reason": reason,
+                "seconds": round(
+                    max(0.0, t - run.narration_start - run.paused_total + run.narration_paused), 6
+                ),
+            }
+            self._event(t, "participant", "narration_end", self._json(spoken))
         marker = {**run.step.marker(), "reason": reason}
         self._event(t, "protocol", "phase_end", self._json(marker))
         if isinstance(run.step.phase, BaselinePhase):

@@ -164,10 +164,10 @@ def run_headless(
 
     def gate() -> None:
         """Camera and microphone record only when the protocol's ``capture`` says so."""
-        capture = engine.display().capture
+        d = engine.display()
         for dev, key in ((camera, "camera"), (microphone, "microphone")):
             if dev is not None and hasattr(dev, "set_recording"):
-                dev.set_recording(capture[key])
+                dev.set_recording(d.capture[key], at=d.capture_since.get(key))
 
     started = time.monotonic()
     stopped_by = ""

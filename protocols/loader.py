@@ -21,7 +21,7 @@ from data_schema.errors import ConfigError
 from protocols.model import PHASE_KINDS, Protocol, ProtocolValueError
 
 #: Protocols shipped with recall-lab, by name (``recall-lab demo --protocol demo``).
-BUILTIN_PROTOCOLS = ("demo", "rym_recall", "listening_demo")
+BUILTIN_PROTOCOLS = ("demo", "rym_recall", "listening_demo", "narration_demo")
 
 _MAX_REPORTED = 3
 

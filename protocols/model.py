@@ -211,11 +211,16 @@ class MusicPhase(_Phase):
 
 class NarrationPhase(_Phase):
     """The participant tells the memory aloud (think-aloud narration) while the camera and the
-    microphone record (``recall-lab record --camera ... --microphone ...``); by default the
-    participant presses ``continue_key`` when done (``max_duration`` bounds it)."""
+    microphone record (``recall-lab record --camera ... --microphone ...``).
+
+    The participant presses ``start_key`` on starting to speak and ``continue_key`` when done
+    (by default both are ``space``: the first press starts, the next one ends the phase);
+    ``max_duration`` bounds it. ``start_key: null`` starts the narration with the phase.
+    """
 
     kind: Literal["narration"]
     default_until: ClassVar[str] = "key"
+    start_key: str | None = Field("space", min_length=1)
 
 
 class SamPhase(_Phase):

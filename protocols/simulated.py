@@ -30,6 +30,7 @@ from protocols.engine import ProtocolEngine, Step
 from protocols.model import (
     DescriptionPhase,
     MelodyPhase,
+    NarrationPhase,
     RecallPhase,
     SamPhase,
     SketchPhase,
@@ -163,7 +164,14 @@ class SimulatedParticipant:
         t = self._limit(phase, self._u(2.0, 4.0))
         if isinstance(phase, RecallPhase):
             t = self._limit(phase, 20.0)  # recall for a while before going on
-        key = phase.continue_key
+        if isinstance(phase, NarrationPhase) and phase.start_key:
+            # Think a moment, press the start key, speak for a while, press the end key.
+            begin = self._limit(phase, self._u(0.5, 1.5))
+            self._press_key(phase.start_key, begin)
+            t = max(self._limit(phase, self._u(10.0, 20.0)), begin + 0.5 * self.scale)
+        self._press_key(phase.continue_key, t)
+
+    def _press_key(self, key: str, t: float) -> None:
         self._at(t, lambda ts: self.engine.key_down(key, ts))
         self._at(t + 0.12 * self.scale, lambda ts: self.engine.key_up(key, ts), carry=True)
 

@@ -192,7 +192,7 @@ def test_listening_demo_runs_headless_into_a_valid_file(tmp_path):
     assert v.returncode == 0
 
 
-def test_narration_phase_runs_per_memory_and_ends_on_the_key():
+def test_narration_phase_runs_per_memory_with_a_start_and_a_stop_key():
     text = """
 version: 1
 name: narrate
@@ -208,15 +208,87 @@ phases:
     engine.start(0.0)
     d = engine.display()
     assert d.kind == "narration" and d.memory_id == "m1" and d.expects == "continue_key"
+    assert d.narrating is False and d.continue_key == "space"
+    # The first space: the participant begins to speak; the phase goes on.
+    engine.key_down("space", 2.0)
+    engine.key_up("space", 2.1)
+    engine.tick(5.0)
+    assert engine.state == "running" and engine.display().narrating is True
     engine.key_down("space", 12.0)
     engine.key_up("space", 12.1)
     engine.tick(12.2)
     assert engine.state == "finished"
-    end = next(json.loads(e.value) for e in events if e.label == "phase_end")
+    by_label = {e.label: e for e in events}
+    start = by_label["narration_start"]
+    assert start.source == "participant" and start.timestamp == 2.0
+    assert json.loads(start.value) == {"memory": "m1", "key": "space"}
+    stop = by_label["narration_end"]
+    assert stop.timestamp == 12.0
+    assert json.loads(stop.value) == {"memory": "m1", "reason": "key", "seconds": 10.0}
+    end = json.loads(by_label["phase_end"].value)
     assert end["kind"] == "narration" and end["reason"] == "key" and end["memory"] == "m1"
+    # Both key presses are recorded as key events too.
+    downs = [e.timestamp for e in events if e.label == "key_down"]
+    assert downs == [2.0, 12.0]
     alone = "version: 1\nname: n\nphases:\n  - {id: tell, kind: narration}\n"
     with pytest.raises(ConfigError, match="narration phase 'tell' is outside a repeat"):
         parse_protocol(alone)
+
+
+def test_narration_with_its_own_start_key_pauses_and_a_timeout():
+    text = """
+version: 1
+name: narrate
+memories: [{id: m1, cue: A summer by the lake}]
+phases:
+  - id: each
+    kind: repeat
+    phases:
+      - {id: tell, kind: narration, start_key: s, continue_key: e, max_duration: 30}
+"""
+    events = []
+    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    engine.start(0.0)
+    assert engine.display().continue_key == "s"
+    # The end key before the participant began to speak ends nothing.
+    engine.key_down("e", 1.0)
+    engine.key_up("e", 1.1)
+    engine.tick(1.5)
+    assert engine.state == "running" and engine.display().narrating is False
+    engine.key_down("s", 3.0)
+    engine.key_up("s", 3.1)
+    assert engine.display().continue_key == "e"
+    engine.pause(5.0)
+    engine.resume(9.0)  # 4 s of pause: not speaking time
+    engine.tick(40.0)  # max_duration: 30 s of phase time (+4 s paused) ends it at 34 s
+    assert engine.state == "finished"
+    stop = next(e for e in events if e.label == "narration_end")
+    assert stop.timestamp == 34.0
+    assert json.loads(stop.value) == {"memory": "m1", "reason": "timeout", "seconds": 27.0}
+
+
+def test_narration_without_a_start_key_starts_with_the_phase():
+    text = """
+version: 1
+name: narrate
+memories: [{id: m1, cue: A summer by the lake}]
+phases:
+  - id: each
+    kind: repeat
+    phases:
+      - {id: tell, kind: narration, start_key: null, max_duration: 60}
+"""
+    events = []
+    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    engine.start(0.0)
+    assert engine.display().narrating is True
+    engine.key_down("space", 7.0)
+    engine.tick(7.5)
+    assert engine.state == "finished"
+    start = next(e for e in events if e.label == "narration_start")
+    assert start.timestamp == 0.0 and json.loads(start.value)["key"] is None
+    stop = next(e for e in events if e.label == "narration_end")
+    assert json.loads(stop.value)["seconds"] == 7.0
 
 
 def test_capture_section_says_when_camera_and_microphone_record():

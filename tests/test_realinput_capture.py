@@ -8,6 +8,7 @@ FIFO fed with a 440 Hz tone at real time, through a temporary HOME's ``.asoundrc
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -129,3 +130,65 @@ def test_a_camera_that_cannot_be_opened_refuses_the_recording_in_one_message(rea
     assert not list(app.out_dir.glob("**/*.h5")), "a file was created"
     assert _checked(app, "Participant consents to video")  # the choice stays for a retry
     app.wait_until(lambda: app.find("Record")["enabled"], 5, what="Record usable again")
+
+
+NARRATION = """\
+version: 1
+name: narrate-rig
+capture: {camera: [narration], microphone: [narration]}
+memories: [{id: m1, cue: A summer by the lake}]
+phases:
+  - {id: cue, kind: cue, memory: m1, duration: 1}
+  - {id: tell, kind: narration, memory: m1, max_duration: 60}
+"""
+
+
+def test_narration_is_started_and_ended_by_the_participants_key(
+    real_app, video, mic_home, tmp_path
+):
+    proto = tmp_path / "narrate.yaml"
+    proto.write_text(NARRATION)
+    with capture.tone(mic_home):
+        app = real_app(
+            participant="P042",
+            protocol=str(proto),
+            time_scale=1.0,
+            extra_args=("--camera", f"file:{video}?loop=true", "--microphone", "default"),
+            env={"HOME": str(mic_home)},
+        )
+        app.connected()
+        _tick(app, "Participant consents to video")
+        _tick(app, "Participant consents to audio")
+        _record(app, seconds=0.2)
+        app.click("Start protocol")
+        app.wait_phase("narration")
+        shown = app.text("Phase text", window="participant display") or ""
+        assert "A summer by the lake" in shown and "when you begin to speak" in shown, shown
+        assert app.state()["engine"]["narrating"] is False
+        app.click_window("participant display")
+        start = app.press("space")
+        app.wait_until(lambda: app.state()["engine"]["narrating"], 5, what="narrating")
+        shown = app.text("Phase text", window="participant display") or ""
+        assert "Speaking" in shown and "when you have finished" in shown, shown
+        time.sleep(2.5)
+        assert app.state()["engine"]["kind"] == "narration", "the phase ended before the key"
+        stop = app.press("space")
+        app.wait_until(lambda: app.state()["engine"]["done"], 10, what="the protocol's end")
+        s = closed_session(app.stop_recording_and_wait())
+
+    (began,) = s.events_where(source="participant", label="narration_start")
+    (ended,) = s.events_where(source="participant", label="narration_end")
+    assert start.check("key_down", began.timestamp) == ""
+    assert stop.check("key_down", ended.timestamp) == ""
+    info = json.loads(ended.value)
+    assert info["memory"] == "m1" and info["reason"] == "key"
+    assert info["seconds"] == pytest.approx(stop.down - start.down, abs=0.01)
+    # The voice and the face of the whole narration are in the file.
+    a = s.streams["audio"]
+    v = s.videos["video"]
+    for ts in (a.timestamps, v.timestamps):
+        assert ts[0] <= began.timestamp + 0.1 and ts[-1] >= ended.timestamp - 0.6
+    during = (a.timestamps >= began.timestamp) & (a.timestamps <= ended.timestamp)
+    assert np.count_nonzero(during) == pytest.approx(
+        capture.RATE * (ended.timestamp - began.timestamp), rel=0.03
+    )

@@ -49,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol",
         default="demo",
-        help="protocol file or built-in name (demo, rym_recall, listening_demo); default demo",
+        help=(
+            "protocol file or built-in name (demo, rym_recall, listening_demo, "
+            "narration_demo); default demo"
+        ),
     )
     p.add_argument(
         "--source",

@@ -349,6 +349,7 @@ class Inspector(QtCore.QObject):
                 "valence": d.valence,
                 "remaining": d.remaining,
                 "done": bool(runner.engine.done),
+                "narrating": d.narrating,
             }
         st["participant_visible"] = bool(c.participant.isVisible())
         indicator = c.participant.capture_indicator
