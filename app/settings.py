@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "capture/camera_kind": "none",  # none | device | file
     "capture/camera_device": "/dev/video0",
     "capture/camera_file": "",
+    "capture/camera_size": "",  # "" (as delivered) or WIDTHxHEIGHT
+    "capture/camera_fps": "",  # "" (as delivered) or frames per second (devices)
     "capture/microphone": "none",  # none | default | a device index or name
     "participant/screen": 0,
     "participant/fullscreen": False,

@@ -62,6 +62,35 @@ def parse_camera(spec: str, **overrides: Any) -> CameraSource:
     return CameraSource(target, **params)
 
 
+#: Where Linux lists its video devices (one folder per /dev/videoN).
+V4L2_SYSFS = Path("/sys/class/video4linux")
+
+
+def list_cameras(sysfs: Path | str = V4L2_SYSFS) -> list[dict[str, str]]:
+    """The V4L2 video capture devices present: ``[{"spec": "/dev/video0", "name": ...}]``.
+
+    Read from sysfs without opening any device (a camera in use elsewhere is listed too).
+    A UVC camera also creates a metadata node (``index`` 1, no frames): only the first node of
+    each device (``index`` 0) is listed. Empty where there is no sysfs (not Linux).
+    """
+    root = Path(sysfs)
+    found = []
+    try:
+        entries = sorted(root.glob("video*"), key=lambda p: (len(p.name), p.name))
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            index = (entry / "index").read_text().strip()
+            name = (entry / "name").read_text().strip()
+        except OSError:
+            continue
+        if index not in ("", "0"):
+            continue
+        found.append({"spec": f"/dev/{entry.name}", "name": name})
+    return found
+
+
 def _number(name: str, value: Any, kind: type, lo: float, hi: float) -> Any:
     try:
         v = kind(value)

@@ -27,7 +27,7 @@ from drivers.base import Source
 
 log = logging.getLogger(__name__)
 
-HINT = "`python -m sounddevice` lists devices"
+HINT = "`recall-lab boards --microphones` lists devices"
 
 
 def parse_microphone(spec: str, **source_options: Any) -> MicrophoneSource:
@@ -40,6 +40,51 @@ def parse_microphone(spec: str, **source_options: Any) -> MicrophoneSource:
     if unknown:
         raise SourceError(f"microphone {spec!r}: unknown option {unknown[0]!r}; use rate, channels")
     return MicrophoneSource(device or "default", **params, **source_options)
+
+
+def list_microphones(*, rescan: bool = False) -> list[dict[str, Any]]:
+    """PortAudio's input devices: ``[{"spec", "name", "hostapi", "channels", "rate",
+    "default"}]``; ``spec`` is what ``--microphone`` takes (the device's name, or its index
+    where two share a name).
+
+    Listing initialises PortAudio, which probes the sound system (ALSA can take a second):
+    call it off the GUI thread. PortAudio keeps the devices it found then; ``rescan``
+    restarts it to see devices plugged in since, which stops every open PortAudio stream:
+    only when none is open. Raises :class:`SourceError` when PortAudio is missing.
+    """
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as exc:
+        raise SourceError(
+            f"cannot list microphones: {exc} (install libportaudio2 and the capture extra)"
+        ) from None
+    try:
+        if rescan:
+            sd._terminate()  # sounddevice's own way to refresh PortAudio's device list
+            sd._initialize()
+        default_in = sd.default.device[0]
+        devices = sd.query_devices()
+        apis = [h["name"] for h in sd.query_hostapis()]
+    except Exception as exc:  # PortAudioError: the sound system could not be probed
+        raise SourceError(f"cannot list microphones: {exc}") from None
+    inputs = [(i, d) for i, d in enumerate(devices) if int(d.get("max_input_channels", 0)) >= 1]
+    names = [str(d["name"]) for _, d in inputs]
+    out = []
+    for i, d in inputs:
+        # The name survives unplugging and replugging (the index may not); the index where
+        # two devices share a name.
+        name = str(d["name"])
+        out.append(
+            {
+                "spec": name if names.count(name) == 1 and not name.isdigit() else str(i),
+                "name": str(d["name"]),
+                "hostapi": apis[d["hostapi"]] if 0 <= d["hostapi"] < len(apis) else "",
+                "channels": int(d["max_input_channels"]),
+                "rate": float(d["default_samplerate"]),
+                "default": i == default_in,
+            }
+        )
+    return out
 
 
 class MicrophoneSource(Source):

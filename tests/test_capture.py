@@ -658,3 +658,58 @@ def test_a_camera_that_fails_or_ends_mid_recording_leaves_an_event_and_the_eeg_g
         v = s.videos["video"]
         assert ev.timestamp >= v.timestamps[-1]
         assert v.n_frames == (15 if label == "source_error" else 4 * FPS)
+
+
+def test_cameras_are_listed_from_sysfs_without_their_metadata_nodes(tmp_path):
+    # The layout Linux gives a UVC webcam: a capture node (index 0) and a metadata node
+    # (index 1) per camera; only capture nodes are cameras.
+    from drivers.camera import list_cameras
+
+    for node, name, index in (
+        ("video0", "Integrated Camera: Integrated C", 0),
+        ("video1", "Integrated Camera: Integrated C", 1),
+        ("video10", "USB Webcam", 0),
+        ("video2", "USB Webcam", 1),
+    ):
+        (tmp_path / node).mkdir()
+        (tmp_path / node / "name").write_text(name + "\n")
+        (tmp_path / node / "index").write_text(f"{index}\n")
+    assert list_cameras(tmp_path) == [
+        {"spec": "/dev/video0", "name": "Integrated Camera: Integrated C"},
+        {"spec": "/dev/video10", "name": "USB Webcam"},
+    ]
+    assert list_cameras(tmp_path / "absent") == []
+
+
+def test_boards_lists_cameras_and_microphones(mic_home):
+    with tone(mic_home):  # PortAudio opens each device to probe it: the FIFO needs a writer
+        r = subprocess.run(
+            [*CLI, "boards", "--cameras", "--microphones", "--json"],
+            cwd=REPO,
+            env={**os.environ, "HOME": str(mic_home)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = json.loads(r.stdout)
+    assert isinstance(found["cameras"], list)
+    names = [m["spec"] for m in found["microphones"]]
+    assert "default" in names  # the ALSA default of this HOME: the FIFO microphone
+    for m in found["microphones"]:
+        assert m["channels"] >= 1 and m["rate"] > 0
+
+
+def test_the_console_builds_camera_specifications():
+    from app.widgets.capture_panel import camera_spec
+
+    assert camera_spec("none", "/dev/video0") == ""
+    assert camera_spec("device", "/dev/video0", size="1280x720", fps="30") == (
+        "/dev/video0?width=1280&height=720&fps=30"
+    )
+    assert camera_spec("device", " 2 ") == "2"
+    # a file is scaled but keeps its own rate; options typed with it are kept
+    assert camera_spec("file", file="a.mp4?loop=true", size="640x480", fps="30") == (
+        "file:a.mp4?loop=true&width=640&height=480"
+    )
+    assert camera_spec("file", file="  ") == ""

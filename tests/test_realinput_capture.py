@@ -192,3 +192,54 @@ def test_narration_is_started_and_ended_by_the_participants_key(
     assert np.count_nonzero(during) == pytest.approx(
         capture.RATE * (ended.timestamp - began.timestamp), rel=0.03
     )
+
+
+def test_devices_are_listed_and_chosen_in_the_console(real_app, video, mic_home):
+    # The experimenter picks the microphone from the devices the console found (not typed),
+    # a video file as the camera and a frame size, all with mouse and keyboard.
+    with capture.tone(mic_home):
+        app = real_app(participant="P042", protocol="none", env={"HOME": str(mic_home)})
+        app.connected()
+        found = app.wait_until(
+            lambda: "found" in (app.text("Devices found") or "") and app.text("Devices found"),
+            20,
+            what="the device list",
+        )
+        assert "0 camera(s)" in found and "0 microphone(s)" not in found, found
+        # Camera: a video file, scaled to 640 x 480.
+        app.click("Camera")
+        for key in ("Down", "Down", "Return"):  # None -> Camera device -> Video file
+            app.press(key)
+        app.click("Camera video file")
+        app.type_text(f"{video}?loop=true")
+        app.click("Camera frame size")
+        for key in ("Down", "Down", "Return"):  # as delivered -> 320 x 240 -> 640 x 480
+            app.press(key)
+        assert app.text("Camera frame size") == "640 x 480"
+        # Microphone: down the list (none, default, then what PortAudio listed) to the ALSA
+        # device "default" as PortAudio found it (here the one that hears the tone).
+        app.click("Microphone")
+        seen = []
+        for _ in range(12):
+            app.press("Down")
+            seen.append(app.text("Microphone"))
+            if seen[-1].startswith("default ("):
+                break
+        chosen = seen[-1]
+        assert chosen.startswith("default ("), seen
+        _tick(app, "Participant consents to video")
+        _tick(app, "Participant consents to audio")
+        st = _record(app, seconds=2.0)
+        assert st["capture"]["camera_open"] and st["capture"]["microphone_open"], st
+        s = closed_session(app.stop_recording_and_wait())
+
+    v = s.videos["video"]
+    assert (v.width, v.height) == (640, 480)
+    assert v.n_frames >= 1.5 * capture.FPS
+    a = s.streams["audio"]
+    # the device chosen in the list, by its name (the list's "name (host API)")
+    assert a.info.source == "microphone:" + chosen.rsplit(" (", 1)[0], a.info.source
+    x = a.data[capture.RATE // 4 :, 0]
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    peak = np.fft.rfftfreq(len(x), 1 / capture.RATE)[np.argmax(spectrum)]
+    assert peak == pytest.approx(capture.TONE_HZ, abs=2)

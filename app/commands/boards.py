@@ -23,6 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also list keyboards readable directly (for `app --participant-keyboard`)",
     )
     p.add_argument(
+        "--cameras",
+        action="store_true",
+        help="also list V4L2 cameras (for `record --camera` and the console's Capture panel)",
+    )
+    p.add_argument(
+        "--microphones",
+        action="store_true",
+        help="also list sound input devices (for `record --microphone`)",
+    )
+    p.add_argument(
         "--wait",
         type=float,
         default=1.0,
@@ -57,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
         from drivers.keyboard import list_keyboards
 
         result["keyboards"] = [asdict(k) for k in list_keyboards()]
+    if args.cameras:
+        from drivers.camera import list_cameras
+
+        result["cameras"] = list_cameras()
+    if args.microphones:
+        from drivers.microphone import list_microphones
+
+        result["microphones"] = list_microphones()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -101,4 +119,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("Keyboards (app --participant-keyboard SPEC):")
             print(_table(result["keyboards"], [("spec", "spec"), ("detail", "detail")]))
+    if args.cameras:
+        print()
+        if not result["cameras"]:
+            print("no V4L2 camera found (/sys/class/video4linux is empty)")
+        else:
+            print("Cameras (--camera SPEC[?width=&height=&fps=]):")
+            print(_table(result["cameras"], [("spec", "spec"), ("name", "name")]))
+    if args.microphones:
+        print()
+        if not result["microphones"]:
+            print("no sound input device found (PortAudio lists none)")
+        else:
+            rows = [{**m, "default": "yes" if m["default"] else ""} for m in result["microphones"]]
+            print("Microphones (--microphone SPEC, or default):")
+            columns = [("spec", "spec"), ("hostapi", "host API"), ("channels", "ch")]
+            columns += [("rate", "Hz"), ("default", "default")]
+            print(_table(rows, columns))
     return 0

@@ -59,7 +59,7 @@ def add_capture_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DEVICE",
         help="also record the participant's voice: default, a device index or name "
-        "(`python -m sounddevice` lists them), with ?rate=16000&channels=1; stored as "
+        "(`recall-lab boards --microphones` lists them), with ?rate=16000&channels=1; stored as "
         "/streams/audio",
     )
 

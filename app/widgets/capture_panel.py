@@ -4,11 +4,16 @@ The panel only says what to record (device specifications as ``recall-lab record
 and ``--microphone`` take them, see docs/capture.md) and whether the participant consented to
 each stream; the console opens the devices on a worker when recording starts. Consent is given
 per session: a box is unticked whenever its device is chosen and after every recording.
+
+The cameras (V4L2, read from sysfs) and microphones (PortAudio) present are listed on a worker
+thread when the panel opens and on *Refresh devices* (PortAudio probes the sound system, which
+can take a second the GUI thread never waits for); a device can also be typed.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 from PyQt6 import QtCore, QtGui, QtWidgets
 
@@ -23,15 +28,70 @@ CAMERA_KINDS = (
 PREVIEW_SIZE = QtCore.QSize(192, 144)
 #: Level meter range, dB relative to full scale.
 LEVEL_FLOOR_DB = -60
+#: Frame sizes offered ("" = as the camera or file delivers them).
+CAMERA_SIZES = ("", "320x240", "640x480", "800x600", "1280x720", "1920x1080")
+#: Frame rates offered to a camera device ("" = the camera's default).
+CAMERA_RATES = ("", "15", "25", "30", "60")
 
 
-def camera_spec(kind: str, device: str = "", file: str = "") -> str:
-    """The camera specification for the panel's fields (``""``: no camera)."""
+def camera_spec(kind: str, device: str = "", file: str = "", size: str = "", fps: str = "") -> str:
+    """The camera specification for the panel's fields (``""``: no camera).
+
+    ``size`` (``WIDTHxHEIGHT``) is asked of a device and scales a file's frames; ``fps`` is
+    asked of a device (a file keeps its own rate).
+    """
+    options = []
+    if size:
+        width, _, height = size.partition("x")
+        options += [f"width={width}", f"height={height}"]
     if kind == "device":
-        return device.strip()
-    if kind == "file":
-        return f"file:{file.strip()}" if file.strip() else ""
-    return ""
+        target = device.strip()
+        if fps:
+            options.append(f"fps={fps}")
+    elif kind == "file":
+        target = f"file:{file.strip()}" if file.strip() else ""
+    else:
+        return ""
+    if not target:
+        return ""
+    if options:
+        return target + ("&" if "?" in target else "?") + "&".join(options)
+    return target
+
+
+def _combo_value(combo: QtWidgets.QComboBox) -> str:
+    """A combo box's value: the chosen item's data, or the text typed into it."""
+    text = combo.currentText().strip()
+    i = combo.currentIndex()
+    if i >= 0 and text == combo.itemText(i) and combo.itemData(i) is not None:
+        return str(combo.itemData(i))
+    return text
+
+
+def _select(combo: QtWidgets.QComboBox, value: str) -> None:
+    """Show ``value`` in ``combo``: its item if one has it as data or text, else as text."""
+    for i in range(combo.count()):
+        if combo.itemData(i) == value or combo.itemText(i) == value:
+            combo.setCurrentIndex(i)
+            return
+    if combo.isEditable():
+        combo.setEditText(value)
+
+
+def list_devices(*, rescan: bool = False) -> dict[str, object]:
+    """Cameras and microphones present now (see :func:`drivers.camera.list_cameras` and
+    :func:`drivers.microphone.list_microphones`, ``rescan`` as there); ``error`` says why a
+    list is missing."""
+    from data_schema.errors import SourceError
+    from drivers.camera import list_cameras
+    from drivers.microphone import list_microphones
+
+    out: dict[str, object] = {"cameras": list_cameras(), "microphones": [], "error": ""}
+    try:
+        out["microphones"] = list_microphones(rescan=rescan)
+    except SourceError as exc:
+        out["error"] = str(exc)
+    return out
 
 
 def microphone_spec(text: str) -> str:
@@ -62,7 +122,12 @@ class CapturePanel(QtWidgets.QGroupBox):
         The camera's latest recorded frame (while recording).
     level
         The microphone's level over the last 0.2 s (while recording).
+    devices_listed
+        Signal: the devices found by :meth:`refresh_devices` (a dict, see
+        :func:`list_devices`), delivered on the GUI thread.
     """
+
+    devices_listed = QtCore.pyqtSignal(object)
 
     def __init__(self, settings: AppSettings, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__("Capture (face and voice)", parent)
@@ -70,17 +135,33 @@ class CapturePanel(QtWidgets.QGroupBox):
         self.camera_kind = QtWidgets.QComboBox()
         for key, label in CAMERA_KINDS:
             self.camera_kind.addItem(label, key)
-        self.camera_device = QtWidgets.QLineEdit(settings.get("capture/camera_device"))
-        self.camera_device.setPlaceholderText("/dev/video0 or an index, e.g. 0")
+        self.camera_device = QtWidgets.QComboBox()
+        self.camera_device.setEditable(True)
+        self.camera_device.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        self.camera_device.lineEdit().setPlaceholderText("/dev/video0 or an index, e.g. 0")
+        self.camera_device.setEditText(settings.get("capture/camera_device"))
+        self.camera_size = QtWidgets.QComboBox()
+        for size in CAMERA_SIZES:
+            self.camera_size.addItem(size.replace("x", " x ") or "as delivered", size)
+        self.camera_fps = QtWidgets.QComboBox()
+        for fps in CAMERA_RATES:
+            self.camera_fps.addItem(f"{fps} fps" if fps else "camera default", fps)
+        _select(self.camera_size, settings.get("capture/camera_size") or "")
+        _select(self.camera_fps, settings.get("capture/camera_fps") or "")
+        self.refresh = QtWidgets.QPushButton("Refresh devices")
+        self.devices_note = QtWidgets.QLabel("")
+        self.devices_note.setWordWrap(True)
+        self.devices_note.setStyleSheet("color: #666;")
         self.camera_file = QtWidgets.QLineEdit(settings.get("capture/camera_file"))
         self.camera_file.setPlaceholderText("a video played as if live (?loop=true repeats it)")
         self.camera_browse = QtWidgets.QPushButton("Browse…")
         self.microphone = QtWidgets.QComboBox()
         self.microphone.setEditable(True)
         self.microphone.addItems(["none", "default"])
+        self.microphone.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
         self.microphone.setToolTip(
-            "none, default, or a device index or (part of a) name as `python -m sounddevice` "
-            "lists them"
+            "none, default, a device listed here, or an index or (part of a) name as "
+            "`recall-lab boards --microphones` lists them"
         )
         self.microphone.setCurrentText(settings.get("capture/microphone") or "none")
         self.consent_video = QtWidgets.QCheckBox("Participant consents to video")
@@ -97,6 +178,10 @@ class CapturePanel(QtWidgets.QGroupBox):
         for w, name in (
             (self.camera_kind, "Camera"),
             (self.camera_device, "Camera device"),
+            (self.camera_size, "Camera frame size"),
+            (self.camera_fps, "Camera frame rate"),
+            (self.refresh, "Refresh devices"),
+            (self.devices_note, "Devices found"),
             (self.camera_file, "Camera video file"),
             (self.camera_browse, "Browse camera video"),
             (self.microphone, "Microphone"),
@@ -111,7 +196,10 @@ class CapturePanel(QtWidgets.QGroupBox):
         form.addRow("Camera", self.camera_kind)
         form.addRow("Device", self.camera_device)
         form.addRow("Video", _row(self.camera_file, self.camera_browse))
+        form.addRow("Frame size", self.camera_size)
+        form.addRow("Frame rate", self.camera_fps)
         form.addRow("Microphone", self.microphone)
+        form.addRow(_row(self.refresh, self.devices_note))
         form.addRow(self.consent_video)
         form.addRow(self.consent_audio)
         self._form = form
@@ -126,24 +214,81 @@ class CapturePanel(QtWidgets.QGroupBox):
         i = self.camera_kind.findData(settings.get("capture/camera_kind"))
         self.camera_kind.setCurrentIndex(max(0, i))
         self.camera_kind.currentIndexChanged.connect(self._camera_changed)
-        self.camera_device.textEdited.connect(self._camera_changed)
+        self.camera_device.currentTextChanged.connect(self._camera_changed)
+        self.camera_size.currentIndexChanged.connect(self._camera_changed)
+        self.camera_fps.currentIndexChanged.connect(self._camera_changed)
+        self.refresh.clicked.connect(lambda: self.refresh_devices(rescan=True))
+        self.devices_listed.connect(self._fill_devices)
+        self._lister: threading.Thread | None = None
         self.camera_file.textEdited.connect(self._camera_changed)
         self.microphone.currentTextChanged.connect(self._microphone_changed)
         self.camera_browse.clicked.connect(self._browse)
         self._recording = False
         self._camera_changed()
         self._microphone_changed()
+        self.refresh_devices()
 
     # ------------------------------------------------------------------ values
     def camera(self) -> str:
         """The chosen camera's specification (``""``: none), consented to or not."""
         return camera_spec(
-            self.camera_kind.currentData(), self.camera_device.text(), self.camera_file.text()
+            self.camera_kind.currentData(),
+            _combo_value(self.camera_device),
+            self.camera_file.text(),
+            self.camera_size.currentData() or "",
+            self.camera_fps.currentData() or "",
         )
 
     def microphone_choice(self) -> str:
         """The chosen microphone's specification (``""``: none), consented to or not."""
-        return microphone_spec(self.microphone.currentText())
+        return microphone_spec(_combo_value(self.microphone))
+
+    # ------------------------------------------------------------------ devices
+    def refresh_devices(self, *, rescan: bool = False) -> None:
+        """List the cameras and microphones on a worker; :attr:`devices_listed` brings them.
+
+        ``rescan`` (the button) restarts PortAudio to see microphones plugged in since it
+        started: never while recording (the button is disabled then).
+        """
+        if self._lister is not None and self._lister.is_alive():
+            return
+        rescan = rescan and not self._recording
+        self.refresh.setEnabled(False)
+        self.devices_note.setText("looking for devices…")
+
+        def work() -> None:
+            try:
+                found = list_devices(rescan=rescan)
+            except Exception as exc:  # never leave the button disabled
+                found = {"cameras": [], "microphones": [], "error": str(exc)}
+            self.devices_listed.emit(found)
+
+        self._lister = threading.Thread(target=work, name="list-devices", daemon=True)
+        self._lister.start()
+
+    def _fill_devices(self, found: dict) -> None:
+        """Offer the devices found, keeping what is chosen or typed."""
+        cameras, mics = found.get("cameras", []), found.get("microphones", [])
+        cam, mic = _combo_value(self.camera_device), _combo_value(self.microphone)
+        for combo in (self.camera_device, self.microphone):
+            combo.blockSignals(True)
+        self.camera_device.clear()
+        for c in cameras:
+            self.camera_device.addItem(f"{c['name']} ({c['spec']})", c["spec"])
+        _select(self.camera_device, cam)
+        self.microphone.clear()
+        self.microphone.addItem("none", "none")
+        self.microphone.addItem("default", "default")
+        for m in mics:
+            self.microphone.addItem(f"{m['name']} ({m['hostapi']})", m["spec"])
+        _select(self.microphone, mic or "none")
+        for combo in (self.camera_device, self.microphone):
+            combo.blockSignals(False)
+        note = f"{len(cameras)} camera(s), {len(mics)} microphone(s) found"
+        if found.get("error"):
+            note += f"; {found['error']}"
+        self.devices_note.setText(note)
+        self.refresh.setEnabled(not self._recording)
 
     def values(self) -> dict[str, object]:
         """What to open and what the participant consented to (also saved to the settings).
@@ -153,7 +298,9 @@ class CapturePanel(QtWidgets.QGroupBox):
         """
         s = self.settings
         s.set("capture/camera_kind", self.camera_kind.currentData())
-        s.set("capture/camera_device", self.camera_device.text().strip())
+        s.set("capture/camera_device", _combo_value(self.camera_device))
+        s.set("capture/camera_size", self.camera_size.currentData() or "")
+        s.set("capture/camera_fps", self.camera_fps.currentData() or "")
         s.set("capture/camera_file", self.camera_file.text().strip())
         s.set("capture/microphone", self.microphone_choice() or "none")
         cam, mic = self.camera(), self.microphone_choice()
@@ -177,12 +324,12 @@ class CapturePanel(QtWidgets.QGroupBox):
             self.camera_file.setText(spec[len("file:") :])
         else:
             kind = "device"
-            self.camera_device.setText(spec)
+            self.camera_device.setEditText(spec)
         self.camera_kind.setCurrentIndex(max(0, self.camera_kind.findData(kind)))
         self._camera_changed()
 
     def set_microphone(self, spec: str) -> None:
-        self.microphone.setCurrentText(spec.strip() or "none")
+        _select(self.microphone, spec.strip() or "none")
 
     # ------------------------------------------------------------------ state
     def set_recording(self, recording: bool, *, busy: bool = False) -> None:
@@ -190,7 +337,15 @@ class CapturePanel(QtWidgets.QGroupBox):
         locked = recording or busy
         was = self._recording
         self._recording = locked
-        for w in (self.camera_kind, self.camera_device, self.camera_file, self.camera_browse):
+        for w in (
+            self.camera_kind,
+            self.camera_device,
+            self.camera_file,
+            self.camera_browse,
+            self.camera_size,
+            self.camera_fps,
+            self.refresh,
+        ):
             w.setEnabled(not locked)
         self.microphone.setEnabled(not locked)
         if not locked:
@@ -211,6 +366,8 @@ class CapturePanel(QtWidgets.QGroupBox):
         kind = self.camera_kind.currentData()
         self._form.setRowVisible(self.camera_device, kind == "device")
         self._form.setRowVisible(self.camera_file.parentWidget(), kind == "file")
+        self._form.setRowVisible(self.camera_size, kind in ("device", "file"))
+        self._form.setRowVisible(self.camera_fps, kind == "device")
         chosen = bool(self.camera())
         if not keep_consent:
             self.consent_video.setChecked(False)  # a new device: consent is asked for it
