@@ -19,8 +19,11 @@ gaps, like DEAP's (the dataset keeps no recording times). Each trial is a protoc
 ``{"kind": "listening"|"speaking", "trial": k, "emotion": ..., "valence": -1|0|1}``; valence
 is the emotion's side (happiness and calmness positive, sadness and anger negative, neutral
 0), so ``recall-lab decode --preset eav`` labels windows by it (``labels.source:
-trial_labels``). The five-class figures of the paper are therefore not what recall-lab
-reports: it reports valence, and says so. Video frames are kept every ``video_step``-th
+trial_labels``). ``recall-lab decode --preset eav_emotion`` (``labels.target: emotion``)
+labels them by the marker's ``emotion`` instead, the paper's five classes (codes 0-4 in the
+order of :data:`EMOTIONS`, ``decoding.labels.EMOTION_CLASSES``), and reports five-class
+accuracy, balanced accuracy, 5 x 5 confusion matrices and their permutation chance, to set
+beside Yin et al. (arXiv 2411.00822). Video frames are kept every ``video_step``-th
 frame (default every 6th: 5 fps), scaled to at most ``video_size`` pixels, as JPEG; the
 voice of speaking trials is the stream ``audio``.
 """

@@ -61,6 +61,10 @@ class LabelConfig:
     # valence rating of that clip, above 5 positive, below 5 negative, 5 neutral) or
     # "trial_labels" (imported datasets whose trial markers carry a valence, e.g. EAV).
     source: str = "reports"
+    # What the decoders tell apart: "valence" (negative / neutral / positive, codes -1, 0, 1)
+    # or "emotion" (the trial's emotion, EAV's five: neutral, sadness, anger, happiness,
+    # calmness, codes 0-4; only with source trial_labels, whose markers name the emotion).
+    target: str = "valence"
 
 
 @dataclass
@@ -241,6 +245,16 @@ class DecodeConfig:
         if self.labels.source not in ("reports", "clip_ratings", "trial_labels"):
             raise ConfigError(
                 f"labels.source: {self.labels.source!r}; use reports, clip_ratings or trial_labels"
+            )
+        from decoding.labels import TARGETS
+
+        if self.labels.target not in TARGETS:
+            raise ConfigError(f"labels.target: {self.labels.target!r}; use {' or '.join(TARGETS)}")
+        if self.labels.target != "valence" and self.labels.source != "trial_labels":
+            raise ConfigError(
+                f"labels.target {self.labels.target} needs labels.source: trial_labels (trial "
+                f"markers naming the {self.labels.target}, as imported EAV sessions have; the "
+                "eav_emotion preset sets both)"
             )
         if "music_supervised" in self.decoders and w.input != "de":
             raise ConfigError(

@@ -9,8 +9,10 @@ data) beside the honest one. New decoders (an LSTM-attention encoder trained wit
 supervision, a transformer fusing EEG, audio and video) subclass :class:`Decoder` and register
 in :data:`DECODERS`.
 
-Classes are the valence codes -1, 0, 1 (negative, neutral, positive); ``predict_proba``
-always returns these three columns, in that order, even if a class was absent in training.
+Classes are the run's class codes (:attr:`Decoder.class_codes`, set by :func:`make_decoder`
+from ``labels.target``): the valence codes -1, 0, 1 (negative, neutral, positive) by default,
+EAV's five emotion codes 0-4 with ``labels.target: emotion``. ``predict_proba`` always returns
+one column per code, in that order, even if a class was absent in training.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ if TYPE_CHECKING:
     from decoding.config import DecodeConfig
 
 
-def _full_proba(classes: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    out = np.zeros((proba.shape[0], len(CLASS_CODES)), np.float32)
+def _full_proba(
+    classes: np.ndarray, proba: np.ndarray, codes: tuple[int, ...] = CLASS_CODES
+) -> np.ndarray:
+    """``proba`` (columns in the order of the fitted ``classes``) spread onto one column per
+    code of ``codes``; a code absent in training gets probability 0."""
+    out = np.zeros((proba.shape[0], len(codes)), np.float32)
     for j, c in enumerate(classes):
-        out[:, CLASS_CODES.index(int(c))] = proba[:, j]
+        out[:, codes.index(int(c))] = proba[:, j]
     return out
 
 
@@ -55,6 +61,9 @@ class Decoder:
     side_inputs: tuple[str, ...] = ()
     #: Column names of ``X`` (set by the harness before fitting).
     feature_names: list[str] | None = None
+    #: The class codes of the run, one probability column each (:func:`make_decoder` sets
+    #: them from ``labels.target``).
+    class_codes: tuple[int, ...] = CLASS_CODES
 
     def __init__(self) -> None:
         self.loss_history: list[float] = []
@@ -75,17 +84,17 @@ class Decoder:
 
     # sklearn facade ----------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray) -> Decoder:
-        """Fit representation and read-out on ``X`` (windows x features), ``y`` (-1/0/1)."""
+        """Fit representation and read-out on ``X`` (windows x features), ``y`` (class codes)."""
         self.fit_representation(X, y)
         return self.fit_readout(self.transform(X), y)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities of negative, neutral, positive ``[windows x 3]``."""
+        """Probabilities of the classes :attr:`class_codes` ``[windows x classes]``."""
         return self.predict_proba_from(self.transform(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted class codes -1 / 0 / 1."""
-        return np.asarray(CLASS_CODES, np.int8)[self.predict_proba(X).argmax(axis=1)]
+        """Predicted class codes (of :attr:`class_codes`)."""
+        return np.asarray(self.class_codes, np.int8)[self.predict_proba(X).argmax(axis=1)]
 
     def save(self, path: Path) -> list[Path]:
         """Save fitted parts under ``path`` (a file stem); returns the files written."""
@@ -124,8 +133,8 @@ class _KNNReadout:
         self.model.fit(Z, y)
         return self
 
-    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
-        return _full_proba(self.model.classes_, self.model.predict_proba(Z))
+    def predict_proba(self, Z: np.ndarray, codes: tuple[int, ...] = CLASS_CODES) -> np.ndarray:
+        return _full_proba(self.model.classes_, self.model.predict_proba(Z), codes)
 
 
 @contextlib.contextmanager
@@ -188,7 +197,8 @@ class CebraKNN(Decoder):
         self.model = self._new_model(len(Xs))
         with seeded_cebra_samplers(self.seed):
             if self.behavior:
-                # CEBRA's discrete sampler wants non-negative integers: codes -1/0/1 -> 0/1/2.
+                # CEBRA's discrete sampler wants non-negative integers: codes -1/0/1 -> 0/1/2
+                # (emotion codes 0-4 -> 1-5: still one integer per class).
                 self.model.fit(Xs, (np.asarray(y) + 1).astype(np.int64))
             else:
                 self.model.fit(Xs)
@@ -247,7 +257,7 @@ class CebraKNN(Decoder):
         return self
 
     def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:
-        return self.readout.predict_proba(Z)
+        return self.readout.predict_proba(Z, self.class_codes)
 
     def save(self, path: Path) -> list[Path]:
         out = Path(f"{path}.{self.name}.pt")
@@ -289,7 +299,7 @@ class BandPowerLogReg(Decoder):
         return self
 
     def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:
-        return _full_proba(self.readout.classes_, self.readout.predict_proba(Z))
+        return _full_proba(self.readout.classes_, self.readout.predict_proba(Z), self.class_codes)
 
     def save(self, path: Path) -> list[Path]:
         import pickle
@@ -338,5 +348,10 @@ RAW_EEG = ("multimodal_fusion", "eeg_only", "audio_only", "video_only")
 
 
 def make_decoder(name: str, cfg: DecodeConfig, seed: int = 0) -> Decoder:
-    """A new, unfitted decoder by registry name."""
-    return DECODERS[name](cfg, seed)
+    """A new, unfitted decoder by registry name, predicting the classes of
+    ``cfg.labels.target``."""
+    from decoding.labels import class_set
+
+    dec = DECODERS[name](cfg, seed)
+    dec.class_codes = class_set(cfg.labels.target).codes
+    return dec

@@ -10,7 +10,8 @@ Honest protocol, per decoder:
 2. In each fold, fit the representation (e.g. the CEBRA embedding) and the read-out on the
    training windows only, and predict the test windows. Every window is predicted once, by a
    model that never saw it.
-3. Weighted F1 and balanced accuracy over all predicted windows.
+3. Weighted F1, balanced accuracy and accuracy over all predicted windows, and the confusion
+   matrix, for the run's classes (``Dataset.classes``: valence's three or EAV's five emotions).
 4. Chance: repeat 1-3 with the label sequence circularly shifted against the EEG (per session,
    by at least ``min_shift`` of its length). A shift keeps the labels' temporal structure
    (chunk lengths, class balance, autocorrelation) and breaks only their relation to the EEG.
@@ -34,15 +35,16 @@ import numpy as np
 from data_schema.errors import RecallLabError
 from decoding.config import DecodeConfig
 from decoding.decoders import Decoder, make_decoder
-from decoding.labels import CLASS_CODES
+from decoding.labels import VALENCE_CLASSES, ClassSet
 
 
 @dataclass
 class Dataset:
     """Windows of one or more sessions, ready for evaluation.
 
-    ``X`` ``[windows x features]``, ``y`` class codes, ``times`` LSL seconds of window centres,
-    ``session`` index into ``session_ids``, ``participant`` and ``memory`` per window.
+    ``X`` ``[windows x features]``, ``y`` class codes (of ``classes``), ``times`` LSL seconds
+    of window centres, ``session`` index into ``session_ids``, ``participant`` and ``memory``
+    per window.
     """
 
     X: np.ndarray
@@ -60,6 +62,8 @@ class Dataset:
     #: embedding of the music the window heard); never features of the other decoders.
     side: dict[str, np.ndarray] = field(default_factory=dict)
     library: Any = None  # the music library of the listening blocks, when loaded
+    #: What ``y`` codes (``labels.target``): valence by default, or EAV's five emotions.
+    classes: ClassSet = VALENCE_CLASSES
 
 
 @dataclass
@@ -76,7 +80,7 @@ class DecoderResult:
 
     name: str
     split: str
-    proba: np.ndarray  # [windows x 3], NaN where never tested
+    proba: np.ndarray  # [windows x classes], NaN where never tested
     fold: np.ndarray  # test fold of each window, -1 if never tested
     f1: float
     balanced_accuracy: float
@@ -91,13 +95,20 @@ class DecoderResult:
     loss_history: list[float] = field(default_factory=list)
     leaky_representation: Decoder | None = None
     leaky_embedding: np.ndarray | None = None
+    classes: ClassSet = VALENCE_CLASSES  # the columns of proba, rows of confusion
 
     @property
     def predicted(self) -> np.ndarray:
         out = np.zeros(self.proba.shape[0], np.int8)
         ok = self.fold >= 0
-        out[ok] = np.asarray(CLASS_CODES)[self.proba[ok].argmax(axis=1)]
+        out[ok] = np.asarray(self.classes.codes)[self.proba[ok].argmax(axis=1)]
         return out
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of tested windows decoded as their class (the trace of the confusion)."""
+        cm = np.asarray(self.confusion, float)
+        return float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan")
 
     def metrics(self) -> dict:
         return {
@@ -114,7 +125,10 @@ class DecoderResult:
             "leaky_protocol": "representation fitted on all windows and labels (RYM); LEAKY",
             "n_windows_tested": self.n_windows_tested,
             "confusion": self.confusion,
-            "classes": list(CLASS_CODES),
+            "classes": list(self.classes.codes),
+            "class_names": list(self.classes.names),
+            "target": self.classes.target,
+            "accuracy": self.accuracy,
         }
 
 
@@ -239,7 +253,7 @@ def _cross_validate(
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Out-of-fold probabilities. ``cache`` holds (decoder, Z_train, Z_test) per fold for
     label-free representations: reused across permutations (they never saw the labels)."""
-    proba = np.full((len(y), len(CLASS_CODES)), np.nan, np.float32)
+    proba = np.full((len(y), len(ds.classes)), np.nan, np.float32)
     fold_of = np.full(len(y), -1, np.int16)
     loss: list[float] = []
     for k, f in enumerate(folds):
@@ -284,7 +298,8 @@ def _null_scores(
         ds, y_perm, folds, factory, cache, tick if tick is not None else (lambda: None)
     )
     ok = f_perm >= 0
-    return _scores(y_perm[ok], np.asarray(CLASS_CODES)[np.nan_to_num(p_perm[ok]).argmax(1)])
+    codes = np.asarray(ds.classes.codes)
+    return _scores(y_perm[ok], codes[np.nan_to_num(p_perm[ok]).argmax(1)])
 
 
 def _null_scores_in_worker(
@@ -311,12 +326,19 @@ def evaluate_decoder(
 
     ev = cfg.evaluation
     classes_present = np.unique(ds.y)
-    if classes_present.size < 2:
+    if classes_present.size < 2 and ds.classes.target == "valence":
         raise RecallLabError(
             "the valence reports give only one class "
             f"({', '.join(str(c) for c in classes_present)}): decoding needs at least two "
             "(e.g. positive presses and neutral time)"
         )
+    if classes_present.size < 2:
+        raise RecallLabError(
+            f"the trials give only one {ds.classes.target} "
+            f"({', '.join(ds.classes.name_of(c) for c in classes_present)}): decoding needs at "
+            "least two"
+        )
+    codes = np.asarray(ds.classes.codes)
     split = choose_split(ds, ev.split)
     folds = make_folds(ds, split, ev.n_folds, ev.gap)
     for k, f in enumerate(folds):
@@ -337,7 +359,7 @@ def evaluate_decoder(
     cache: list | None = None if refit else []
     proba, fold_of, loss = _cross_validate(ds, ds.y, folds, factory, cache, tick)
     tested = fold_of >= 0
-    pred = np.asarray(CLASS_CODES)[np.nan_to_num(proba[tested]).argmax(axis=1)]
+    pred = codes[np.nan_to_num(proba[tested]).argmax(axis=1)]
     f1, bacc = _scores(ds.y[tested], pred)
 
     rng = np.random.default_rng(ev.seed + 7919)
@@ -384,12 +406,12 @@ def evaluate_decoder(
             readout = copy.copy(leaky_rep)  # shares the fitted representation
             readout.fit_readout(leaky_z[f.train], ds.y[f.train])
             proba_f = readout.predict_proba_from(leaky_z[f.test])
-            lp[f.test] = np.asarray(CLASS_CODES)[proba_f.argmax(1)]
+            lp[f.test] = codes[proba_f.argmax(1)]
         ok = lp != -9
         leaky_f1 = _scores(ds.y[ok], lp[ok])[0]
         tick()
 
-    cm = confusion_matrix(ds.y[tested], pred, labels=list(CLASS_CODES)).tolist()
+    cm = confusion_matrix(ds.y[tested], pred, labels=list(ds.classes.codes)).tolist()
     return DecoderResult(
         name=name,
         split=split,
@@ -408,4 +430,5 @@ def evaluate_decoder(
         loss_history=loss,
         leaky_representation=leaky_rep,
         leaky_embedding=leaky_z,
+        classes=ds.classes,
     )

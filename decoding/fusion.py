@@ -306,8 +306,9 @@ class MultimodalFusion(Decoder):
     keeps it, so the harness's leaky protocol gets the same head every time).
 
     Classes follow the labels present in training (``classes_``); :meth:`predict_proba_from`
-    maps them onto the harness's three valence columns -1/0/1, :meth:`class_proba_from` gives
-    one column per trained class (for other label sets, such as EAV's five emotions).
+    maps them onto the run's class columns (:attr:`class_codes`: the valence codes -1/0/1, or
+    EAV's five emotion codes 0-4 with ``labels.target: emotion``), :meth:`class_proba_from`
+    gives one column per trained class.
 
     Parameters
     ----------
@@ -891,14 +892,14 @@ class MultimodalFusion(Decoder):
         return p.cpu().numpy().astype(np.float32)
 
     def predict_proba_from(self, Z: np.ndarray) -> np.ndarray:
-        """Fused rows ``[n x d_model]`` -> ``[n x 3]`` probabilities of -1, 0, 1 (zero for a
-        class absent in training)."""
-        if not set(int(c) for c in self.classes_) <= set(CLASS_CODES):
+        """Fused rows ``[n x d_model]`` -> ``[n x len(class_codes)]`` probabilities of the
+        run's classes (zero for a class absent in training)."""
+        if not set(int(c) for c in self.classes_) <= set(self.class_codes):
             raise RecallLabError(
-                f"{self.name}: trained on classes {self.classes_.tolist()}, not the valence "
-                f"codes {list(CLASS_CODES)}; use class_proba_from"
+                f"{self.name}: trained on classes {self.classes_.tolist()}, not the run's class "
+                f"codes {list(self.class_codes)}; use class_proba_from"
             )
-        return _full_proba(self.classes_, self.class_proba_from(Z))
+        return _full_proba(self.classes_, self.class_proba_from(Z), tuple(self.class_codes))
 
     # sklearn facade with side inputs ---------------------------------------------------------
     def fit(
@@ -913,7 +914,8 @@ class MultimodalFusion(Decoder):
         return self.fit_readout(self.transform(X, side), y)
 
     def predict_proba(self, X: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """Probabilities of -1, 0, 1 ``[n x 3]`` for ``X`` and the rows' ``side`` inputs."""
+        """Probabilities of :attr:`class_codes` ``[n x classes]`` for ``X`` and the rows'
+        ``side`` inputs."""
         return self.predict_proba_from(self.transform(X, side))
 
     def predict(self, X: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
@@ -941,6 +943,7 @@ class MultimodalFusion(Decoder):
                 "seed": self.seed,
                 "feature_names": list(self.layout_names),
                 "classes": [c.item() for c in np.asarray(self.classes_)],
+                "class_codes": [int(c) for c in self.class_codes],
                 "backbone_digests": dict(self.backbone_digests),
                 "notes": list(self.notes),
                 "loss_history": list(self.loss_history),
@@ -990,6 +993,8 @@ class MultimodalFusion(Decoder):
         dec._set_layout(state["feature_names"])
         dec.feature_names = list(state["feature_names"])
         dec.classes_ = np.asarray(state["classes"])
+        # Files written before labels.target: the valence codes.
+        dec.class_codes = tuple(int(c) for c in state.get("class_codes", CLASS_CODES))
         dec.notes = list(state["notes"])
         dec.loss_history = list(state["loss_history"])
         dec.val_history = list(state["val_history"])

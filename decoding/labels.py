@@ -30,6 +30,76 @@ VALENCE_CODES: dict[str, int] = {"negative": -1, "neutral": 0, "positive": 1}
 CLASS_NAMES: tuple[str, ...] = ("negative", "neutral", "positive")
 CLASS_CODES: tuple[int, ...] = (-1, 0, 1)
 
+#: The five emotions of the EAV dataset (Lee et al. 2024) in the dataset's own class order;
+#: an emotion's class code is its position here (neutral 0 ... calmness 4).
+EMOTION_NAMES: tuple[str, ...] = ("neutral", "sadness", "anger", "happiness", "calmness")
+#: Each emotion's valence side (happiness and calmness positive, sadness and anger negative).
+EMOTION_VALENCE: dict[str, int] = {
+    "neutral": 0,
+    "sadness": -1,
+    "anger": -1,
+    "happiness": 1,
+    "calmness": 1,
+}
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """The classes one decode run tells apart (``labels.target``).
+
+    Attributes
+    ----------
+    target
+        ``"valence"`` or ``"emotion"``.
+    codes
+        Integer class codes, in the order of the columns of every probability array and of
+        the rows and columns of every confusion matrix.
+    names
+        One name per code, same order.
+    valence
+        Each class's valence (-1..1): decoded probabilities become a valence trajectory as
+        the probability-weighted sum of these (for valence: P(positive) - P(negative)).
+    """
+
+    target: str
+    codes: tuple[int, ...]
+    names: tuple[str, ...]
+    valence: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def name_of(self, code: int) -> str:
+        """The name of class ``code``."""
+        return self.names[self.codes.index(int(code))]
+
+    def expected_valence(self, proba: np.ndarray) -> np.ndarray:
+        """Probabilities ``[n x len(codes)]`` -> the valence they imply ``[n]``."""
+        out = np.zeros(proba.shape[0], proba.dtype)
+        for j, v in enumerate(self.valence):
+            if v:  # valence: exactly P(positive) - P(negative), as stored before targets
+                out = out + v * proba[:, j]
+        return out
+
+
+VALENCE_CLASSES = ClassSet("valence", CLASS_CODES, CLASS_NAMES, (-1.0, 0.0, 1.0))
+EMOTION_CLASSES = ClassSet(
+    "emotion",
+    tuple(range(len(EMOTION_NAMES))),
+    EMOTION_NAMES,
+    tuple(float(EMOTION_VALENCE[n]) for n in EMOTION_NAMES),
+)
+#: ``labels.target`` -> its classes.
+TARGETS: dict[str, ClassSet] = {"valence": VALENCE_CLASSES, "emotion": EMOTION_CLASSES}
+
+
+def class_set(target: str) -> ClassSet:
+    """The classes of ``labels.target`` ``target``."""
+    try:
+        return TARGETS[target]
+    except KeyError:
+        raise RecallLabError(f"labels.target: {target!r}; use {' or '.join(TARGETS)}") from None
+
 
 class NoValenceReportsError(RecallLabError):
     """A session holds no valence reports to build labels from."""

@@ -11,6 +11,7 @@ each EEG window heard (the tagger embedding of that moment of the clip).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,25 +117,30 @@ def rating_class(valence: float | None) -> int | None:
 
 
 def label_windows(
-    plays: list[ClipPlay], times: np.ndarray, starts: np.ndarray, length: float = 0.0
+    plays: list[ClipPlay],
+    times: np.ndarray,
+    starts: np.ndarray,
+    length: float = 0.0,
+    code: Callable[[ClipPlay], int | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per window (centre ``times``, start ``starts``, last sample ``length`` s after its
     start): whether it is
     inside a played and rated clip, its class, the clip id and the seconds from the clip's
     sound start to the window's start. Windows are kept only when they lie wholly inside the
-    clip's sound (after it began, before its phase ended)."""
+    clip's sound (after it began, before its phase ended). A clip's class is ``code(play)``
+    (default: :func:`rating_class` of its valence rating); ``None`` leaves it out."""
     keep = np.zeros(times.size, bool)
     y = np.zeros(times.size, np.int8)
     clip = np.full(times.size, "", dtype=object)
     offset = np.full(times.size, np.nan)
     for p in plays:
-        code = rating_class(p.valence)
-        if p.error or code is None:
+        code_of = code(p) if code is not None else rating_class(p.valence)
+        if p.error or code_of is None:
             continue
         sel = (times >= p.start) & (times < p.end) & (starts >= p.start - 1e-6)
         sel &= starts + length <= p.end + 1e-6  # wholly inside: not across a gap
         keep |= sel
-        y[sel] = code
+        y[sel] = code_of
         clip[sel] = p.clip
         offset[sel] = starts[sel] - p.start
     return keep, y, clip.astype(str), offset

@@ -168,14 +168,20 @@ def _listening_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> Se
 
 
 def _trial_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> SessionWindows:
-    """Windows inside trials whose protocol marker carries a ``valence`` label (imported
-    datasets such as EAV: ``labels.source: trial_labels``); the trial is each window's
-    ``memory`` (``evaluation.split: memories`` holds out whole trials)."""
+    """Windows inside trials whose protocol marker carries a label (imported datasets such as
+    EAV: ``labels.source: trial_labels``): the marker's ``valence`` (-1/0/1), or with
+    ``labels.target: emotion`` its ``emotion`` (EAV's five, codes 0-4). The trial is each
+    window's ``memory`` (``evaluation.split: memories`` holds out whole trials)."""
+    from decoding.labels import class_set
     from decoding.listening import ClipPlay, label_windows
     from decoding.preprocess import preprocess
 
+    target = cfg.labels.target
+    classes = class_set(target)
     trials: list[ClipPlay] = []
-    opened: dict[str, tuple[float, dict]] = {}
+    codes: dict[str, int] = {}
+    opened: dict[str, tuple[float, dict, int]] = {}
+    unknown: dict[str, int] = {}
     for e in session.events_where(source="protocol"):
         if e.label not in ("phase_start", "phase_end"):
             continue
@@ -183,26 +189,41 @@ def _trial_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> Sessio
             v = json.loads(e.value)
         except (json.JSONDecodeError, TypeError):
             continue
-        if not isinstance(v, dict) or v.get("valence") not in (-1, 0, 1):
+        if not isinstance(v, dict):
+            continue
+        if target == "emotion":
+            emotion = str(v.get("emotion") or "").lower()
+            if emotion not in classes.names:
+                if emotion and e.label == "phase_start":
+                    unknown[emotion] = unknown.get(emotion, 0) + 1
+                continue
+            code = classes.codes[classes.names.index(emotion)]
+        elif v.get("valence") in (-1, 0, 1):
+            code = int(v["valence"])
+        else:
             continue
         if e.label == "phase_start":
-            opened[str(v.get("phase"))] = (e.timestamp, v)
+            opened[str(v.get("phase"))] = (e.timestamp, v, code)
         elif str(v.get("phase")) in opened:
-            t0, v0 = opened.pop(str(v.get("phase")))
-            # a ClipPlay whose "valence" is on the SAM scale: 9 / 5 / 1 for +1 / 0 / -1
-            sam = 5 + 4 * v0["valence"]
-            trials.append(ClipPlay(str(v0["phase"]), "", t0, e.timestamp, None, sam))
+            t0, v0, code0 = opened.pop(str(v.get("phase")))
+            trials.append(ClipPlay(str(v0["phase"]), "", t0, e.timestamp))
+            codes[str(v0["phase"])] = code0
+    for emotion, n in unknown.items():
+        notes.append(
+            f"{n} trial(s) labelled {emotion!r}, not one of {', '.join(classes.names)}: left out"
+        )
     if not trials:
         raise RecallLabError(
             f"{Path(path).name} has no labelled trials (labels.source: trial_labels needs "
-            "protocol phases whose marker carries a valence, as imported EAV sessions have)"
+            f"protocol phases whose marker carries a{'n' if target == 'emotion' else ''} "
+            f"{target}, as imported EAV sessions have)"
         )
     prepared = preprocess(session, cfg.preprocess)
     notes += prepared.notes
     win, row_length = _windows(prepared, cfg)
     starts = win.starts if win.starts is not None else win.times
     last = row_length - 1.0 / float(prepared.raw.info["sfreq"])
-    keep, y, trial, _ = label_windows(trials, win.times, starts, last)
+    keep, y, trial, _ = label_windows(trials, win.times, starts, last, code=lambda t: codes[t.clip])
     if not keep.any():
         raise RecallLabError(
             f"{Path(path).name}: no {cfg.windows.length:g} s window fits inside a trial"
@@ -225,6 +246,7 @@ def _trial_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> Sessio
 def build_dataset(sessions: Sequence[SessionWindows], cfg: DecodeConfig):
     """Pool sessions into one :class:`~decoding.evaluation.Dataset` on their common features."""
     from decoding.evaluation import Dataset
+    from decoding.labels import class_set
 
     common = [f for f in sessions[0].feature_names if all(f in s.feature_names for s in sessions)]
     if not common:
@@ -248,6 +270,7 @@ def build_dataset(sessions: Sequence[SessionWindows], cfg: DecodeConfig):
         session_ids=[s.session_id for s in sessions],
         window_length=sessions[0].window_length,
         feature_names=common,
+        classes=class_set(cfg.labels.target),
         clip=np.concatenate([_clips(s) for s in sessions]),
         clip_offset=np.concatenate(
             [
@@ -433,12 +456,15 @@ def decode_sessions(
         "participants": sorted(set(ds.participant.tolist())),
         "primary_decoder": primary,
         "n_windows": len(ds.y),
-        "class_counts": {str(c): int((ds.y == c).sum()) for c in (-1, 0, 1)},
+        "class_counts": {str(c): int((ds.y == c).sum()) for c in ds.classes.codes},
+        "target": ds.classes.target,
+        "class_names": {str(c): n for c, n in zip(ds.classes.codes, ds.classes.names)},
         "device": device_name(cfg),
         "decoders": {
             n: {
                 "f1_weighted": finite_or_none(r.f1),
                 "balanced_accuracy": finite_or_none(r.balanced_accuracy),
+                "accuracy": finite_or_none(r.accuracy),
                 # Without permutations there is no chance level and no p-value: None ("not
                 # computed", null in JSON), never a p of 1.0 or a NaN chance.
                 "chance_f1_weighted": finite_or_none(r.chance_f1) if r.null_f1 else None,

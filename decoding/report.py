@@ -11,13 +11,25 @@ import numpy as np
 from data_schema.errors import RecallLabError
 from data_schema.progress import Progress, run_folder
 from data_schema.versions import software_versions
-from decoding.labels import CLASS_CODES, CLASS_NAMES
+from decoding.labels import VALENCE_CLASSES, ClassSet
 
 if TYPE_CHECKING:
     from decoding.config import DecodeConfig
     from decoding.pipeline import DecodeOutcome
 
-COLOURS = {-1: "tab:blue", 0: "0.7", 1: "tab:red"}
+COLOURS = {-1: "tab:blue", 0: "0.7", 1: "tab:red"}  # valence classes
+
+
+def _colour(classes: ClassSet, code: int) -> str:
+    """Valence keeps its colours; other class sets take matplotlib's tab10 in code order."""
+    if classes.target == "valence":
+        return COLOURS[code]
+    return f"C{classes.codes.index(code) % 10}"
+
+
+def _classes(outcome) -> ClassSet:
+    first = next(iter(outcome.results.values()), None)
+    return first.classes if first is not None else VALENCE_CLASSES
 
 
 def write_report(
@@ -61,7 +73,7 @@ def _write_report(outcome: DecodeOutcome, cfg: DecodeConfig, out: Path) -> None:
                 label=y,
                 times=np.concatenate([s.times for s in outcome.sessions]),
             )
-    _plot_embeddings(plt, outcome, y, out)
+    _plot_embeddings(plt, outcome, y, out, _classes(outcome))
     _plot_trajectories(plt, outcome, cfg.decoders[0], out)
     _plot_confusions(plt, outcome, out)
     _plot_loss(plt, outcome, out)
@@ -90,17 +102,17 @@ def _chance(r) -> tuple[str, str]:
     return _fmt(r.chance_f1), _fmt(r.p_value)
 
 
-def _plot_embeddings(plt, outcome, y, out: Path) -> None:
+def _plot_embeddings(plt, outcome, y, out: Path, classes: ClassSet) -> None:
     for name, r in outcome.results.items():
         z = r.leaky_embedding
         if z is None or not name.startswith("cebra") or z.shape[1] < 2:
             continue
         fig = plt.figure(figsize=(6, 5))
         ax = fig.add_subplot(projection="3d" if z.shape[1] >= 3 else None)
-        for c in CLASS_CODES:
+        for c in classes.codes:
             sel = y == c
-            coords = [z[sel, 0], z[sel, 1]] + ([z[sel, 2]] if z.shape[1] >= 3 else [])
-            ax.scatter(*coords, s=3, c=COLOURS[c], label=CLASS_NAMES[CLASS_CODES.index(c)])
+            coords = [z[sel, 0], z[sel, 1], *([z[sel, 2]] if z.shape[1] >= 3 else [])]
+            ax.scatter(*coords, s=3, c=_colour(classes, c), label=classes.name_of(c))
         ax.set_title(f"{name}: embedding of all windows\n(fitted on all data: display only)")
         ax.legend(markerscale=4, fontsize=8)
         fig.savefig(out / f"embedding_{name}.png", dpi=110)
@@ -118,11 +130,23 @@ def _plot_trajectories(plt, outcome, primary: str, out: Path) -> None:
         p, fold = r.proba[sl], r.fold[sl]
         t = s.times - s.times[0]
         ok = fold >= 0
-        val = np.where(ok, p[:, 2] - p[:, 0], np.nan)
-        ax.fill_between(t, s.y, step="mid", color="0.85", label="reported (class)")
-        ax.plot(t, val, lw=0.8, color="tab:purple", label=f"decoded ({primary}, out-of-fold)")
-        ax.set_ylim(-1.1, 1.1)
-        ax.set_ylabel("valence")
+        if r.classes.target == "valence":
+            val = np.where(ok, p[:, 2] - p[:, 0], np.nan)
+            ax.fill_between(t, s.y, step="mid", color="0.85", label="reported (class)")
+            ax.plot(t, val, lw=0.8, color="tab:purple", label=f"decoded ({primary}, out-of-fold)")
+            ax.set_ylim(-1.1, 1.1)
+            ax.set_ylabel("valence")
+        else:
+            # A class per window: the labelled one and the decoded one, on the class axis.
+            codes = np.asarray(r.classes.codes)
+            index = {c: i for i, c in enumerate(r.classes.codes)}
+            reported = np.array([index[int(c)] for c in s.y], float)
+            decoded = np.where(ok, np.nan_to_num(p).argmax(axis=1), np.nan)
+            ax.step(t, reported, where="mid", color="0.6", lw=2, label="labelled")
+            ax.plot(t, decoded, ".", ms=3, color="tab:purple", label=f"decoded ({primary})")
+            ax.set_yticks(range(len(codes)), r.classes.names, fontsize=7)
+            ax.set_ylim(-0.5, len(codes) - 0.5)
+            ax.set_ylabel(r.classes.target)
         ax.set_title(f"session {s.session_id} ({s.participant_id})", fontsize=9)
     axes[-1, 0].set_xlabel("time since first window [s]")
     axes[0, 0].legend(fontsize=8, loc="upper right")
@@ -133,17 +157,22 @@ def _plot_trajectories(plt, outcome, primary: str, out: Path) -> None:
 
 def _plot_confusions(plt, outcome, out: Path) -> None:
     names = list(outcome.results)
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.8), squeeze=False)
+    grow = 0.6 * max(0, len(_classes(outcome)) - 3)  # room for five emotions' names
+    fig, axes = plt.subplots(
+        1, len(names), figsize=((4 + grow) * len(names), 3.8 + grow), squeeze=False
+    )
     for ax, name in zip(axes[0], names):
         r = outcome.results[name]
         cm = np.asarray(r.confusion, float)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-        for i in range(3):
-            for j in range(3):
+        k = len(r.classes)
+        for i in range(k):
+            for j in range(k):
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(3), CLASS_NAMES, fontsize=8)
-        ax.set_yticks(range(3), CLASS_NAMES, fontsize=8)
+        rotation = 0 if k <= 3 else 45
+        ax.set_xticks(range(k), r.classes.names, fontsize=8, rotation=rotation)
+        ax.set_yticks(range(k), r.classes.names, fontsize=8)
         ax.set_xlabel("decoded")
         ax.set_ylabel("reported")
         chance, p = _chance(r)
@@ -195,6 +224,8 @@ def _summary_markdown(outcome) -> str:
         f"Sessions: {', '.join(outcome.summary['session_ids'])}; windows: "
         f"{outcome.summary['n_windows']}; device: {outcome.summary['device']}",
         "",
+        f"Classes ({_classes(outcome).target}): {', '.join(_classes(outcome).names)}",
+        "",
         "| decoder | split | weighted F1 | balanced acc. | chance F1 | p | leaky F1 (RYM, LEAKY) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -205,6 +236,14 @@ def _summary_markdown(outcome) -> str:
             f"| {n} | {r.split} | {r.f1:.3f} | {r.balanced_accuracy:.3f} | {chance} | "
             f"{p} | {leaky} |"
         )
+    lines += [
+        "",
+        "| decoder | accuracy | balanced acc. | chance balanced acc. |",
+        "| --- | --- | --- | --- |",
+    ]
+    for n, r in outcome.results.items():
+        chance_bacc = _fmt(r.chance_balanced_accuracy) if r.null_f1 else "not computed"
+        lines.append(f"| {n} | {_fmt(r.accuracy)} | {r.balanced_accuracy:.3f} | {chance_bacc} |")
     lines += [
         "",
         "Honest figures: representation and read-out fitted on training folds only; chance from",

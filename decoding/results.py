@@ -6,6 +6,7 @@ trajectory): keep them stable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data_schema.errors import SessionFileError
-from decoding.labels import CLASS_CODES, CLASS_NAMES
+from decoding.labels import CLASS_NAMES, VALENCE_CLASSES, ClassSet
 
 if TYPE_CHECKING:
     import h5py
@@ -27,7 +28,11 @@ STAGE = "decoding"
 
 @dataclass
 class DecodedTrajectory:
-    """A decoded valence trajectory read back from a session file (per window)."""
+    """A decoded valence trajectory read back from a session file (per window).
+
+    ``label`` and ``reported`` are class codes of the run's ``labels.target`` (``classes``
+    names them, one per column of ``probabilities``); ``valence`` is the valence the
+    probabilities imply (with ``target`` emotion: each emotion's valence side, weighted)."""
 
     run: str
     times: np.ndarray
@@ -38,24 +43,32 @@ class DecodedTrajectory:
     fold: np.ndarray
     decoder: str
     metrics: dict[str, Any]
+    classes: list[str] = dataclasses.field(default_factory=lambda: list(CLASS_NAMES))
+    target: str = "valence"
 
 
-def _per_window(proba: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _per_window(
+    proba: np.ndarray, fold: np.ndarray, classes: ClassSet = VALENCE_CLASSES
+) -> tuple[np.ndarray, np.ndarray]:
     ok = fold >= 0
     valence = np.full(len(fold), np.nan, np.float32)
-    valence[ok] = proba[ok, CLASS_CODES.index(1)] - proba[ok, CLASS_CODES.index(-1)]
+    valence[ok] = classes.expected_valence(proba[ok])
     label = np.zeros(len(fold), np.int8)
-    label[ok] = np.asarray(CLASS_CODES, np.int8)[proba[ok].argmax(axis=1)]
+    label[ok] = np.asarray(classes.codes, np.int8)[proba[ok].argmax(axis=1)]
     return valence, label
 
 
-def _write_trajectory(g: h5py.Group, times, proba, fold, reported) -> None:
-    valence, label = _per_window(proba, fold)
+def _write_trajectory(
+    g: h5py.Group, times, proba, fold, reported, classes: ClassSet = VALENCE_CLASSES
+) -> None:
+    valence, label = _per_window(proba, fold, classes)
     g.create_dataset("times", data=np.asarray(times, np.float64))
     g.create_dataset("valence", data=valence)
     g.create_dataset("label", data=label)
     d = g.create_dataset("probabilities", data=np.asarray(proba, np.float32))
-    d.attrs["classes"] = json.dumps(list(CLASS_NAMES))
+    d.attrs["classes"] = json.dumps(list(classes.names))
+    d.attrs["class_codes"] = json.dumps(list(classes.codes))
+    d.attrs["target"] = classes.target
     g.create_dataset("reported", data=np.asarray(reported, np.int8))
     g.create_dataset("fold", data=np.asarray(fold, np.int16))
 
@@ -95,13 +108,12 @@ def write_results(outcome: DecodeOutcome, cfg: DecodeConfig) -> dict[str, str]:
             dg = g.create_group("decoders")
             for name, r in outcome.results.items():
                 sub = dg.create_group(name)
-                _write_trajectory(sub, s.times, r.proba[sl], r.fold[sl], s.y)
+                _write_trajectory(sub, s.times, r.proba[sl], r.fold[sl], s.y, r.classes)
                 sub.attrs["metrics"] = json.dumps(r.metrics(), default=float)
                 if name == primary:
-                    _write_trajectory(
-                        g.create_group("trajectory"), s.times, r.proba[sl], r.fold[sl], s.y
-                    )
-                    valence, label = _per_window(r.proba[sl], r.fold[sl])
+                    traj = g.create_group("trajectory")
+                    _write_trajectory(traj, s.times, r.proba[sl], r.fold[sl], s.y, r.classes)
+                    valence, label = _per_window(r.proba[sl], r.fold[sl], r.classes)
                     tested = r.fold[sl] >= 0
                     ps = g.create_group("trajectory_samples")
                     ps.create_dataset("times", data=s.eeg_times.astype(np.float64))
@@ -144,6 +156,7 @@ def read_decoded_trajectory(
                 raise SessionFileError(f"{path} {name} has no decoder {decoder!r}")
             t = g["decoders"][decoder]
         metrics = json.loads(g.attrs.get("metrics", "{}")).get(dec, {})
+        p_attrs = t["probabilities"].attrs
         return DecodedTrajectory(
             name,
             t["times"][()],
@@ -154,4 +167,6 @@ def read_decoded_trajectory(
             t["fold"][()],
             dec,
             metrics,
+            json.loads(p_attrs.get("classes", json.dumps(list(CLASS_NAMES)))),
+            str(p_attrs.get("target", "valence")),
         )

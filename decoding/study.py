@@ -318,9 +318,11 @@ def run_study_decode(
             f"{name}{suffix}": {
                 **m,
                 # For the group statistics: the participant's own permutation null, and the
-                # confusion matrix of the honest predictions (classes -1, 0, 1).
+                # confusion matrix of the honest predictions (rows and columns: the classes).
                 "null_f1_weighted": [float(v) for v in outcome.results[name].null_f1],
                 "confusion": outcome.results[name].confusion,
+                "classes": list(outcome.results[name].classes.codes),
+                "class_names": list(outcome.results[name].classes.names),
             }
             for name, m in outcome.summary["decoders"].items()
         }

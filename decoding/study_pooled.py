@@ -35,7 +35,6 @@ import numpy as np
 from data_schema.errors import Cancelled, RecallLabError
 from data_schema.progress import Progress
 from decoding.config import DecodeConfig
-from decoding.labels import CLASS_CODES
 
 #: Decoders whose representation learns from the labels: every shift refits them.
 LABEL_USING = {"cebra_behavior_knn"}
@@ -104,6 +103,8 @@ def index_task(ds: Any, sessions: list[Any]) -> dict[str, Any]:
         "session": ds.session,
         "participant": ds.participant,
         "session_ids": ds.session_ids,
+        "codes": tuple(ds.classes.codes),
+        "class_names": list(ds.classes.names),
         "channels": {"used": used, "left_out": left_out},
     }
 
@@ -117,7 +118,8 @@ def fold_task(
     ds: Any, name: str, subject: str, perms: list[int], cfg: DecodeConfig
 ) -> dict[int, np.ndarray]:
     """Task: fit ``name`` on every participant but ``subject`` and predict ``subject``'s rows,
-    for each permutation in ``perms``. Returns class probabilities [rows x 3] per permutation.
+    for each permutation in ``perms``. Returns class probabilities [rows x classes] per
+    permutation.
     A label-free representation is fitted once and only the read-out sees each shift."""
     from decoding.decoders import make_decoder
 
@@ -174,7 +176,8 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
         for s in subjects:
             train, test = _test_rows(ds, s)
             dec.fit_readout(z[train], ds.y[train])
-            pred[test] = np.asarray(CLASS_CODES)[dec.predict_proba_from(z[test]).argmax(1)]
+            codes = np.asarray(ds.classes.codes)
+            pred[test] = codes[dec.predict_proba_from(z[test]).argmax(1)]
             k_used[s] = getattr(getattr(dec, "readout", None), "n_neighbors", None)
     return {"pred": pred, "multi_session": multi, "k": k_used, "note": note}
 
@@ -260,8 +263,9 @@ def _n_perm(name: str, cfg: DecodeConfig) -> int:
     return ev.n_permutations_refit if name in LABEL_USING else ev.n_permutations
 
 
-def _predictions(name, jobs, results, n_rows, participant):
-    """(class codes per permutation, the leaky task's result) of decoder ``name``."""
+def _predictions(name, jobs, results, n_rows, participant, codes):
+    """(class codes per permutation, the leaky task's result) of decoder ``name``; ``codes``
+    are the columns of the fold tasks' probabilities."""
     proba: dict[int, np.ndarray] = {}
     leaky = None
     for (n, s, _), res in zip(jobs, results):
@@ -272,8 +276,8 @@ def _predictions(name, jobs, results, n_rows, participant):
             continue
         rows = np.flatnonzero(participant == s)
         for p, pr in res.items():
-            proba.setdefault(p, np.zeros((n_rows, len(CLASS_CODES)), np.float32))[rows] = pr
-    return {p: np.asarray(CLASS_CODES)[pr.argmax(1)] for p, pr in proba.items()}, leaky
+            proba.setdefault(p, np.zeros((n_rows, len(codes)), np.float32))[rows] = pr
+    return {p: np.asarray(codes)[pr.argmax(1)] for p, pr in proba.items()}, leaky
 
 
 def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
@@ -282,13 +286,14 @@ def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
     from sklearn.metrics import confusion_matrix
 
     y, session, participant = index["y"], index["session"], index["participant"]
+    codes = list(index["codes"])
     entries = {
         s: {"status": "ok", "n_windows": int((participant == s).sum()), "decoders": {}}
         for s in subjects
     }
     for name in cfg.decoders:
         n_perm = _n_perm(name, cfg)
-        preds, leaky = _predictions(name, jobs, results, len(y), participant)
+        preds, leaky = _predictions(name, jobs, results, len(y), participant, codes)
         shifted = {p: shifted_labels(y, session, p, cfg) for p in range(1, n_perm + 1)}
         for s in subjects:
             r = participant == s
@@ -306,7 +311,9 @@ def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
                 "null_f1_weighted": null_f1,
                 "leaky_f1_weighted": _scores(y[r], leaky["pred"][r])[0] if leaky else None,
                 "leaky_k_neighbors": leaky["k"].get(s) if leaky else None,
-                "confusion": confusion_matrix(y[r], preds[0][r], labels=list(CLASS_CODES)).tolist(),
+                "confusion": confusion_matrix(y[r], preds[0][r], labels=codes).tolist(),
+                "classes": codes,
+                "class_names": index["class_names"],
             }
     return entries
 
@@ -317,7 +324,7 @@ def _pooled_figures(jobs, results, index, cfg) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in cfg.decoders:
         n_perm = _n_perm(name, cfg)
-        preds, leaky = _predictions(name, jobs, results, len(y), participant)
+        preds, leaky = _predictions(name, jobs, results, len(y), participant, index["codes"])
         f1, bacc = _scores(y, preds[0])
         null = [_scores(shifted_labels(y, session, p, cfg), preds[p])[0] for p in preds if p]
         out[name] = {

@@ -108,20 +108,29 @@ def _plot_f1(plt, decoder: str, ok: dict, path: Path) -> None:
 
 
 def _plot_confusion(plt, decoder: str, ok: dict, path: Path) -> None:
-    total = np.zeros((3, 3))
+    # The classes the entries name (EAV's five emotions with labels.target: emotion); entries
+    # written before targets existed are valence's three.
+    names: list[str] = list(CLASS_NAMES)
+    total = None
     for r in ok.values():
-        cm = r["decoders"].get(decoder, {}).get("confusion")
+        m = r["decoders"].get(decoder, {})
+        cm = m.get("confusion")
         if cm:
-            total += np.asarray(cm, float)
+            names = list(m.get("class_names") or names)
+            total = np.asarray(cm, float) if total is None else total + np.asarray(cm, float)
+    k = len(names)
+    if total is None:
+        total = np.zeros((k, k))
     rows = total.sum(axis=1, keepdims=True)
     norm = np.divide(total, rows, out=np.zeros_like(total), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    grow = 0.8 * max(0, k - 3)  # room for five emotions' cells and names
+    fig, ax = plt.subplots(figsize=(4.2 + grow, 3.6 + grow))
     ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-    for i in range(3):
-        for j in range(3):
+    for i in range(k):
+        for j in range(k):
             ax.text(j, i, f"{norm[i, j]:.2f}\n({int(total[i, j])})", ha="center", va="center")
-    ax.set_xticks(range(3), CLASS_NAMES)
-    ax.set_yticks(range(3), CLASS_NAMES)
+    ax.set_xticks(range(k), names, rotation=0 if k <= 3 else 45)
+    ax.set_yticks(range(k), names)
     ax.set_xlabel("decoded")
     ax.set_ylabel("reported")
     ax.set_title(f"{decoder}: all participants (out of fold)", fontsize=9)

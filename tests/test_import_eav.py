@@ -126,3 +126,40 @@ def test_eav_decodes_with_the_fusion_and_its_baselines(imported, tmp_path, capsy
     assert set(d["decoders"]) == {"multimodal_fusion", "eeg_only", "audio_only", "video_only"}
     # 2 s windows inside 6 s trials: three per trial, labelled by the trial's valence
     assert d["n_windows"] == 3 * len(TRIALS)
+
+
+def test_eav_decodes_the_papers_five_emotions_with_the_fusion(imported, tmp_path, capsys):
+    """``--preset eav_emotion``: the fusion and its baselines on EAV's five classes, named in
+    the summary, the metrics and the session file (tiny models: structure, not accuracy)."""
+    from decoding.results import read_decoded_trajectory
+
+    models = tmp_path / "models"
+    assert main(["models", "make-tiny", str(models), "--only", "audio-tagger", "face-vit"]) == 0
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text(
+        "fusion: {max_epochs: 3, patience: 2, d_model: 16, heads: 2, frames_per_window: 2}\n"
+        "windows: {length: 2.0, step: 2.0}\n"
+        "evaluation: {n_folds: 3, gap: 0.0, n_permutations_refit: 1}\n"
+    )
+    session = tmp_path / "EAV07.h5"
+    session.write_bytes(imported[1].read_bytes())  # results go into a copy
+    capsys.readouterr()
+    args = ["decode", str(session), "--preset", "eav_emotion", "--models", str(models)]
+    args += ["--config", str(cfg), "--report", str(tmp_path / "r"), "--json"]
+    assert main(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    names = [e.lower() for e in EMOTIONS]
+    assert d["target"] == "emotion" and list(d["class_names"].values()) == names
+    # three 2 s windows per 6 s trial, each labelled by its trial's emotion (code = index)
+    per_emotion = {e: 3 * sum(1 for x, _ in TRIALS if x == e) for e in range(5)}
+    assert d["class_counts"] == {str(e): n for e, n in per_emotion.items()}
+    metrics = json.loads(next((tmp_path / "r").glob("run-*/metrics.json")).read_text())
+    assert set(metrics) == {"multimodal_fusion", "eeg_only", "audio_only", "video_only"}
+    for m in metrics.values():
+        assert m["class_names"] == names and np.asarray(m["confusion"]).shape == (5, 5)
+        assert np.asarray(m["confusion"]).sum() == 3 * len(TRIALS)
+        assert 0.0 <= m["chance_balanced_accuracy"] <= 1.0
+    traj = read_decoded_trajectory(session, decoder="video_only")
+    assert traj.classes == names and traj.probabilities.shape == (3 * len(TRIALS), 5)
+    assert np.allclose(traj.probabilities.sum(axis=1), 1, atol=1e-5)
+    assert main(["validate", str(session)]) == 0
