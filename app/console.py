@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PROTOCOL_TAIL_S = 0.5
 
 #: Camera preview and microphone level refresh (ms): at most 5 Hz, a glance, not a monitor.
-LIVE_CAPTURE_MS = 200
+LIVE_CAPTURE_MS = 100
 #: Seconds of audio the level meter measures.
 LEVEL_WINDOW_S = 0.2
 

@@ -87,24 +87,25 @@ def open_capture(
 
 
 class PreviewTap:
-    """A camera as the recorder sees it, keeping the newest JPEG frame for a live preview.
+    """A camera as the recorder sees it, with its newest recorded frame for a live preview.
 
-    The recorder takes the camera's frames once per flush of the file (twice a second); the
-    tap keeps a reference to the last one (no copy, no decoding here), which the console
-    decodes at its own pace. Everything else is the camera's own.
+    The camera keeps a reference to the newest JPEG it queued for the file (no copy, no
+    decoding), replaced at its frame rate; the console decodes it at its own pace, so the
+    preview runs at the console's refresh rate, not at the recorder's (twice a second). Only
+    frames that go into the file are shown. Everything else is the camera's own.
     """
 
     def __init__(self, camera: CameraSource) -> None:
         self.camera = camera
-        self.latest: bytes | None = None
-        self.taken = 0  # frames seen (the preview redraws when this changes)
 
-    def take(self):
-        frames, ts = self.camera.take()
-        if frames:
-            self.latest = frames[-1]  # one reference assignment: safe to read from the GUI
-            self.taken += len(frames)
-        return frames, ts
+    @property
+    def latest(self) -> bytes | None:
+        return self.camera.latest
+
+    @property
+    def taken(self) -> int:
+        """Frames recorded so far (the preview redraws when this changes)."""
+        return self.camera.frames
 
     def __getattr__(self, name: str):
         return getattr(self.camera, name)

@@ -165,6 +165,9 @@ class CameraSource:
         self._preroll: deque[tuple[Any, float]] = deque()
         self.preroll_seconds = 1.0
         self._cut: float | None = None  # LSL time of the last switch (set_recording)
+        #: The newest frame queued for the file (JPEG bytes), for a live preview: replaced
+        #: by one reference assignment per frame, so another thread may read it at any time.
+        self.latest: bytes | None = None
         self.recording = True  # False: frames pass unstored (set_recording)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -505,8 +508,10 @@ class CameraSource:
             if len(self._queue) >= cap:
                 self._queue.popleft()
                 self.dropped += 1
-            self._queue.append((buf.getvalue(), float(ts)))
+            jpeg = buf.getvalue()
+            self._queue.append((jpeg, float(ts)))
             self.frames += 1
+            self.latest = jpeg
         with self._lock:
             self._last_frame_wall = time.monotonic()
             self._last_ts = float(ts)

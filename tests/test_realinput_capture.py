@@ -73,7 +73,8 @@ def test_consented_streams_are_recorded_and_the_participant_is_told(real_app, vi
         time.sleep(2.5)
         live = app.state()["capture"]
         assert live["indicator"] == shown  # on for as long as they record
-        assert live["preview_frames"] >= 2, live  # the console's live preview
+        # the console's live preview: about 10 new frames a second (the camera gives 30)
+        assert live["preview_frames"] >= 15, live
         level = float(live["level"].split()[0])  # "-14 dBFS": the tone at 0.3 of full scale
         assert -20 <= level <= -8, live
         first = app.stop_recording_and_wait()
