@@ -31,6 +31,7 @@ COMMANDS = (
     "decode",
     "retrieve",
     "generate",
+    "preference",
     "models",
     "study",
 )

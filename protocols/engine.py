@@ -81,13 +81,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from data_schema.errors import RecallLabError
 from data_schema.types import Event
 from protocols.library import Clip
 from protocols.model import (
@@ -98,6 +99,10 @@ from protocols.model import (
     MemoryCue,
     MusicPhase,
     NarrationPhase,
+    PreferenceChoice,
+    PreferencePhase,
+    PreferenceRating,
+    PreferenceVideo,
     Protocol,
     RecallPhase,
     RepeatPhase,
@@ -105,6 +110,7 @@ from protocols.model import (
     SimplePhase,
     SketchPhase,
 )
+from protocols.reconstructions import Reconstruction, ShownVideo
 from protocols.valence import Valence, ValenceReporter, normalize_key
 
 log = logging.getLogger(__name__)
@@ -115,7 +121,17 @@ log = logging.getLogger(__name__)
 REPEAT_GAP = 1.0
 
 EngineState = Literal["ready", "running", "paused", "finished", "aborted"]
-Expects = Literal["nothing", "continue_key", "valence_keys", "text", "sketch", "melody", "sam"]
+Expects = Literal[
+    "nothing",
+    "continue_key",
+    "valence_keys",
+    "text",
+    "sketch",
+    "melody",
+    "sam",
+    "ratings",
+    "choice",
+]
 
 
 # ---------------------------------------------------------------------- steps
@@ -137,6 +153,10 @@ class Step:
         Id of the enclosing ``repeat`` phase, or ``None``.
     clip, block
         In a ``listening`` block: the clip this step plays or rates, and the block's id.
+    video, label
+        In a ``preference`` phase: the video this step plays or rates (``None`` for the
+        choice), and the neutral name the participant sees (``A``/``B``); ``block`` is the
+        phase's id.
     """
 
     index: int
@@ -146,6 +166,8 @@ class Step:
     repeat: str | None = None
     clip: Clip | None = None
     block: str | None = None
+    video: ShownVideo | None = None
+    label: str | None = None
 
     @property
     def kind(self) -> str:
@@ -166,6 +188,11 @@ class Step:
         if self.clip is not None:
             out["block"] = self.block
             out["clip"] = self.clip.id
+        if self.label is not None:  # in the file only: the participant sees "Video A"
+            out["block"] = self.block
+            out["video"] = self.label
+            if self.video is not None:
+                out["shows"] = self.video.shows
         return out
 
 
@@ -210,12 +237,93 @@ def _listening_steps(
     return steps
 
 
-def expand_protocol(
-    protocol: Protocol, *, base_dir: str | Path | None = None, participant_id: str = ""
+def preference_order(
+    phase: PreferencePhase, memory_index: int, participant_id: str = ""
+) -> tuple[str, str]:
+    """What videos A and B show (``reconstruction``/``control``) for one memory.
+
+    Counterbalanced: a participant's memories alternate between the two orders, and whether
+    the first memory shows the reconstruction first is drawn from ``seed``, the phase id and
+    the pseudonym, so across participants each order comes first about half the time.
+    """
+    key = f"{phase.seed}:{participant_id}:{phase.id}"
+    first = hashlib.sha256(key.encode()).digest()[0] & 1
+    if (first + memory_index) % 2 == 0:
+        return ("reconstruction", "control")
+    return ("control", "reconstruction")
+
+
+def _preference_steps(
+    p: PreferencePhase,
+    mem: MemoryCue,
+    mi: int,
+    repeat: str | None,
+    first: int,
+    participant_id: str,
+    reconstructions: Mapping[str, Reconstruction] | None,
 ) -> list[Step]:
-    """The protocol's phases in the order they run, with ``repeat`` unrolled per memory and
-    each ``listening`` block unrolled into a play and a rating step per clip (its library
-    resolved against ``base_dir``, its order seeded with ``participant_id``)."""
+    rec = (reconstructions or {}).get(mem.id)
+    if rec is None:
+        raise RecallLabError(
+            f"preference phase {p.id!r}: no reconstruction of memory {mem.id!r} to show; choose "
+            "the session whose `recall-lab generate --control` run made it (--reconstructions "
+            "FILE, or the console's Reconstructions field)"
+        )
+    steps: list[Step] = []
+
+    def add(phase, video=None, label=None) -> None:
+        steps.append(Step(first + len(steps), phase, mem, mi, repeat, None, p.id, video, label))
+
+    for label, shows in zip("AB", preference_order(p, mi, participant_id), strict=True):
+        video = rec.videos[shows]
+        add(
+            PreferenceVideo.model_construct(
+                kind="preference_video",
+                id=f"{p.id}-{label}",
+                text=p.text,
+                duration=video.seconds,
+                continue_key=p.continue_key,
+                rate_valence=p.rate_valence,
+            ),
+            video,
+            label,
+        )
+        add(
+            PreferenceRating.model_construct(
+                kind="preference_rating",
+                id=f"{p.id}-{label}-rating",
+                text=p.rating_text,
+                scales=list(p.scales),
+                max_duration=p.rating_seconds,
+                continue_key=p.continue_key,
+            ),
+            video,
+            label,
+        )
+    add(
+        PreferenceChoice.model_construct(
+            kind="preference_choice",
+            id=f"{p.id}-choice",
+            text=p.choice_text,
+            max_duration=p.rating_seconds,
+            continue_key=p.continue_key,
+        )
+    )
+    return steps
+
+
+def expand_protocol(
+    protocol: Protocol,
+    *,
+    base_dir: str | Path | None = None,
+    participant_id: str = "",
+    reconstructions: Mapping[str, Reconstruction] | None = None,
+) -> list[Step]:
+    """The protocol's phases in the order they run, with ``repeat`` unrolled per memory, each
+    ``listening`` block unrolled into a play and a rating step per clip (its library
+    resolved against ``base_dir``, its order seeded with ``participant_id``), and each
+    ``preference`` phase into its videos, ratings and choice (``reconstructions``: per
+    memory, from :func:`protocols.reconstructions.load_reconstructions`)."""
     by_id = {m.id: (i, m) for i, m in enumerate(protocol.memories)}
     base = Path(base_dir) if base_dir is not None else None
     steps: list[Step] = []
@@ -223,9 +331,19 @@ def expand_protocol(
         if isinstance(p, RepeatPhase):
             for mi, mem in enumerate(protocol.memories):
                 for q in p.phases:
-                    steps.append(Step(len(steps), q, mem, mi, p.id))
+                    if isinstance(q, PreferencePhase):
+                        steps += _preference_steps(
+                            q, mem, mi, p.id, len(steps), participant_id, reconstructions
+                        )
+                    else:
+                        steps.append(Step(len(steps), q, mem, mi, p.id))
         elif isinstance(p, ListeningPhase):
             steps += _listening_steps(p, len(steps), base, participant_id)
+        elif isinstance(p, PreferencePhase):
+            mi, mem = by_id[p.memory]
+            steps += _preference_steps(
+                p, mem, mi, None, len(steps), participant_id, reconstructions
+            )
         else:
             mi, mem = by_id[p.memory] if p.memory is not None else (None, None)
             steps.append(Step(len(steps), p, mem, mi))
@@ -353,6 +471,12 @@ class DisplayState:
     music_path: Path | None = None
     clip: Clip | None = None
     block: str | None = None
+    #: In a ``preference`` phase: the video to play or just played (``None`` for the choice);
+    #: the display shows only :attr:`video_label` (``A``/``B``), never what it shows.
+    video: ShownVideo | None = None
+    video_label: str | None = None
+    #: Scales still to rate in a ``preference_rating`` step.
+    ratings_pending: tuple[str, ...] = ()
     #: In a ``narration`` phase: whether the participant has begun to speak (``None`` in
     #: other phases). Before that, ``continue_key`` is the phase's ``start_key``.
     narrating: bool | None = None
@@ -390,6 +514,9 @@ class _Run:
     description_submitted: bool = False
     clip_start: float | None = None  # when the clip's sound began (listening steps)
     narration_start: float | None = None  # when the participant began to speak
+    video_start: float | None = None  # when a preference video's sound began
+    late_start: float = 0.0  # how long after the step began its video started (runs longer)
+    ratings: dict[str, int] = field(default_factory=dict)  # a preference video's scales
     narration_paused: float = 0.0  # the phase's pauses before that
 
 
@@ -429,7 +556,11 @@ class ProtocolEngine:
         Folder that relative file names in the protocol (music, libraries) are resolved
         against.
     participant_id
-        The pseudonym; seeds the clip order of ``listening`` blocks (``per_participant``).
+        The pseudonym; seeds the clip order of ``listening`` blocks (``per_participant``) and
+        the counterbalancing of ``preference`` phases.
+    reconstructions
+        Per memory, the reconstruction and its control a ``preference`` phase shows
+        (:func:`protocols.reconstructions.load_reconstructions`).
 
     Notes
     -----
@@ -449,10 +580,16 @@ class ProtocolEngine:
         base_dir: str | Path | None = None,
         draft_interval: float = 1.0,
         participant_id: str = "",
+        reconstructions: Mapping[str, Reconstruction] | None = None,
     ) -> None:
         self.protocol = protocol
         self.draft_interval = float(draft_interval)
-        self.steps = expand_protocol(protocol, base_dir=base_dir, participant_id=participant_id)
+        self.steps = expand_protocol(
+            protocol,
+            base_dir=base_dir,
+            participant_id=participant_id,
+            reconstructions=reconstructions,
+        )
         self._emit_cb = emit
         self._store_cb = store
         self._samples_cb = valence_samples
@@ -508,9 +645,17 @@ class ProtocolEngine:
         step, phase = run.step, run.step.phase
         elapsed = max(0.0, self._elapsed(run, t))
         limit = phase.duration if phase.end == "time" else phase.max_duration
+        if limit is not None and phase.end == "time":
+            limit += run.late_start
         remaining = None if limit is None else max(0.0, limit - elapsed)
-        if isinstance(phase, RecallPhase):
+        if isinstance(phase, RecallPhase) or (
+            isinstance(phase, PreferenceVideo) and phase.rate_valence
+        ):
             expects: Expects = "valence_keys"
+        elif isinstance(phase, PreferenceRating):
+            expects = "ratings"
+        elif isinstance(phase, PreferenceChoice):
+            expects = "choice"
         elif phase.end == "key":
             expects = "continue_key"
         else:
@@ -528,6 +673,9 @@ class ProtocolEngine:
             narrating = run.narration_start is not None
             if not narrating:
                 continue_key = phase.start_key
+        ratings_pending: tuple[str, ...] = ()
+        if isinstance(phase, PreferenceRating):
+            ratings_pending = tuple(s.id for s in phase.scales if s.id not in run.ratings)
         pending: tuple[str, ...] = ()
         if isinstance(phase, SamPhase):
             pending = tuple(s for s in phase.scales if s not in run.sam)
@@ -558,6 +706,9 @@ class ProtocolEngine:
             capture=self._capture(step),
             capture_since=dict(self._capture_since),
             narrating=narrating,
+            video=step.video,
+            video_label=step.label,
+            ratings_pending=ratings_pending,
         )
 
     # ------------------------------------------------------------------ experimenter
@@ -932,6 +1083,82 @@ class ProtocolEngine:
         }
         self._event(timestamp, "stimulus", "clip_start", self._json(value))
 
+    def video_started(
+        self, timestamp: float, *, output_latency: float | None = None, offset: float = 0.0
+    ) -> None:
+        """The display started playing the current preference video (``timestamp``: when its
+        first sound reaches the loudspeaker, as :meth:`clip_started`). Recorded as
+        ``stimulus/video_start`` with what the video shows (the participant never sees it)."""
+        self._advance(timestamp)
+        run = self._run
+        if run is None or not isinstance(run.step.phase, PreferenceVideo):
+            return
+        if run.video_start is not None:
+            return
+        run.video_start = float(timestamp)
+        # The whole video is watched (and rated while watching): the step lasts the video's
+        # length from when its sound began, not from when the step began.
+        run.late_start = max(0.0, self._elapsed(run, float(timestamp)))
+        v = run.step.video
+        value = {
+            "memory": run.step.memory_id,
+            "video": run.step.label,
+            "shows": v.shows,
+            "file": v.video.name,
+            "sha256": v.sha256,
+            "seconds": v.seconds,
+            "block": run.step.block,
+            "offset": float(offset),
+            "output_latency": None if output_latency is None else float(output_latency),
+        }
+        self._event(timestamp, "stimulus", "video_start", self._json(value))
+
+    def video_failed(self, timestamp: float, error: str) -> None:
+        """The current preference video could not be played: recorded, the protocol goes on
+        (the analysis leaves this memory's judgement out)."""
+        run = self._run
+        if run is None or not isinstance(run.step.phase, PreferenceVideo):
+            return
+        value = {"memory": run.step.memory_id, "video": run.step.label, "error": str(error)}
+        self._event(timestamp, "stimulus", "video_error", self._json(value))
+
+    def rate_video(self, scale: str, value: int, timestamp: float) -> None:
+        """A rating of the video just watched on one of the phase's ``scales``; the step ends
+        when every scale has one (a scale rated again keeps the latest; both are recorded)."""
+        self._advance(timestamp)
+        run = self._run
+        if run is None or not isinstance(run.step.phase, PreferenceRating):
+            return
+        scales = {s.id: s for s in run.step.phase.scales}
+        if scale not in scales:
+            raise ValueError(f"no scale {scale!r} here; scales: {', '.join(scales)}")
+        sc = scales[scale]
+        if not sc.min <= int(value) <= sc.max:
+            raise ValueError(f"scale {scale!r} goes from {sc.min} to {sc.max}, not {value}")
+        run.ratings[scale] = int(value)
+        payload = {
+            "memory": run.step.memory_id,
+            "video": run.step.label,
+            "scale": scale,
+            "value": int(value),
+        }
+        self._event(timestamp, "participant", "preference_rating", self._json(payload))
+        if all(s in run.ratings for s in scales):
+            self._request_end(timestamp, "submit")
+
+    def choose_video(self, label: str, timestamp: float) -> None:
+        """The participant's answer in a preference choice: ``A`` or ``B``."""
+        self._advance(timestamp)
+        run = self._run
+        if run is None or not isinstance(run.step.phase, PreferenceChoice):
+            return
+        label = str(label).upper()
+        if label not in ("A", "B"):
+            raise ValueError(f"the choice is A or B, not {label!r}")
+        payload = {"memory": run.step.memory_id, "chose": label, "block": run.step.block}
+        self._event(timestamp, "participant", "preference_choice", self._json(payload))
+        self._request_end(timestamp, "submit")
+
     def clip_failed(self, timestamp: float, error: str) -> None:
         """The current listening step's clip could not be played (no sound device, unreadable
         file): recorded, so the analysis leaves this clip out; the protocol goes on."""
@@ -988,6 +1215,9 @@ class ProtocolEngine:
             self._event(t, "protocol", "capture", self._json(state))
 
     def _valence_config(self, phase: SimplePhase):
+        if isinstance(phase, PreferenceVideo) and phase.rate_valence:
+            # While watching, valence is rated continuously with the protocol's keys.
+            return self.protocol.valence.model_copy(update={"mode": "continuous"})
         if not isinstance(phase, RecallPhase):
             return None
         return phase.valence or self.protocol.valence
@@ -1030,7 +1260,7 @@ class ProtocolEngine:
         base = run.start + run.paused_total
         candidates: list[tuple[float, str]] = []
         if phase.end == "time":
-            candidates.append((base + phase.duration, "time"))
+            candidates.append((base + phase.duration + run.late_start, "time"))
         if phase.max_duration is not None:
             candidates.append((base + phase.max_duration, "timeout"))
         if run.end_request is not None:
@@ -1122,6 +1352,13 @@ class ProtocolEngine:
                 "played": round(max(0.0, t - run.clip_start - run.paused_total), 6),
             }
             self._event(t, "stimulus", "clip_end", self._json(played))
+        if run.video_start is not None and run.step.video is not None:
+            played = {
+                "memory": run.step.memory_id,
+                "video": run.step.label,
+                "played": round(max(0.0, t - run.video_start - run.paused_total), 6),
+            }
+            self._event(t, "stimulus", "video_end", self._json(played))
         if run.narration_start is not None:
             spoken = {
                 "memory": run.step.memory.id if run.step.memory is not None else None,

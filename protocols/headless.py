@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from data_schema.errors import RecallLabError
 from data_schema.types import Event
-from protocols.engine import ProtocolEngine
-from protocols.model import Protocol, RecallPhase, RepeatPhase
+from protocols.engine import ProtocolEngine, expand_protocol
+from protocols.model import PreferencePhase, Protocol, RecallPhase, RepeatPhase
+from protocols.reconstructions import Reconstruction, preference_attrs
 
 if TYPE_CHECKING:
     from drivers.base import Source
@@ -63,9 +64,12 @@ class HeadlessResult:
 
 
 def uses_continuous_valence(protocol: Protocol) -> float | None:
-    """The rating rate if any recall phase reports continuous valence, else ``None``."""
+    """The rating rate if any recall phase reports continuous valence, or a preference phase
+    rates valence while its videos play, else ``None``."""
     for p in protocol.phases:
         for q in p.phases if isinstance(p, RepeatPhase) else [p]:
+            if isinstance(q, PreferencePhase) and q.rate_valence:
+                return protocol.valence.rate
             if isinstance(q, RecallPhase):
                 cfg = q.valence or protocol.valence
                 if cfg.mode == "continuous":
@@ -88,6 +92,7 @@ def run_headless(
     progress: Callable[[str], None] | None = None,
     camera: CameraSource | None = None,
     microphone: Source | None = None,
+    reconstructions: Mapping[str, Reconstruction] | None = None,
 ) -> HeadlessResult:
     """Record ``source`` while a simulated participant goes through ``protocol``.
 
@@ -111,6 +116,9 @@ def run_headless(
         Optional: the participant's face (:class:`drivers.camera.CameraSource`, stored as
         ``/videos/<name>``) and voice (:class:`drivers.microphone.MicrophoneSource`, a stream),
         recorded beside the EEG; opened here, before the file exists.
+    reconstructions
+        What ``preference`` phases show, per memory
+        (:func:`protocols.reconstructions.load_reconstructions`).
     """
     from data_schema.recorder import Recorder
     from data_schema.writer import SessionWriter
@@ -120,6 +128,10 @@ def run_headless(
     from protocols.valence_source import ValenceSource
 
     scaled = protocol.scaled(time_scale) if time_scale != 1.0 else protocol
+    # Every memory a preference phase judges must have its videos: checked before any file.
+    expand_protocol(
+        scaled, base_dir=base_dir, participant_id=participant_id, reconstructions=reconstructions
+    )
     devices = [d for d in (source, camera, microphone) if d is not None]
     try:
         for dev in devices:
@@ -129,7 +141,7 @@ def run_headless(
             participant_id=participant_id,
             protocol=protocol.label,
             notes=notes,
-            attrs={"protocol_time_scale": float(time_scale)},
+            attrs={"protocol_time_scale": float(time_scale), **preference_attrs(reconstructions)},
         )
     except BaseException:
         for dev in devices:
@@ -159,6 +171,7 @@ def run_headless(
         on_change=changed,
         base_dir=base_dir,
         participant_id=participant_id,
+        reconstructions=reconstructions,
     )
     participant = SimulatedParticipant(engine, seed=seed, time_scale=time_scale)
 

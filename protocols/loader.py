@@ -247,6 +247,7 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
         "sam": m.SamPhase,
         "listening": m.ListeningPhase,
         "narration": m.NarrationPhase,
+        "preference": m.PreferencePhase,
         "repeat": m.RepeatPhase,
     }
     parent = loc[:-1]

@@ -31,17 +31,18 @@ PHASE_KINDS = (
     "sam",
     "listening",
     "narration",
+    "preference",
     "repeat",
 )
 
 #: Phase kinds that concern one memory: inside a ``repeat`` they get the current memory,
 #: outside one they must name it with ``memory:``.
-MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody", "narration")
+MEMORY_KINDS = ("cue", "recall", "description", "sketch", "melody", "narration", "preference")
 
 Until = Literal["time", "submit", "key"]
 
 #: Phase kinds in which the participant submits something (and so may end on ``submit``).
-SUBMIT_KINDS = ("description", "sketch", "melody", "sam")
+SUBMIT_KINDS = ("description", "sketch", "melody", "sam", "preference")
 
 
 class ProtocolValueError(ValueError):
@@ -223,6 +224,90 @@ class NarrationPhase(_Phase):
     start_key: str | None = Field("space", min_length=1)
 
 
+class PreferenceScale(_Model):
+    """One rating scale of a ``preference`` phase, asked after each video (``min``..``max``,
+    ``low``/``high`` the words at its ends)."""
+
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    text: str = Field(min_length=1)
+    min: int = Field(1, ge=0, le=10)
+    max: int = Field(7, ge=1, le=11)
+    low: str = ""
+    high: str = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> PreferenceScale:
+        if self.max <= self.min:
+            raise ValueError(f"scale {self.id!r}: max must be above min")
+        return self
+
+
+def _default_scales() -> list[PreferenceScale]:
+    return [
+        PreferenceScale(
+            id="match",
+            text="How well did this video match your memory?",
+            low="not at all",
+            high="completely",
+        )
+    ]
+
+
+class PreferencePhase(_Phase):
+    """The participant judges a memory's reconstruction blind, beside its reordered control
+    (``recall-lab generate --control``; the session that made them is chosen with
+    ``--reconstructions FILE``).
+
+    It runs as five steps: video A (kind ``preference_video``; with ``rate_valence`` the
+    participant rates valence continuously with the protocol's valence keys while watching),
+    the ``scales`` for A (``preference_rating``), video B and its ratings, then which of the
+    two fits the memory better (``preference_choice``). Which video is A is counterbalanced
+    (``seed``, the pseudonym and the memory's position) and never shown: the participant sees
+    only "Video A" and "Video B"; the file records which was which.
+    """
+
+    kind: Literal["preference"]
+    default_until: ClassVar[str] = "submit"
+    scales: list[PreferenceScale] = Field(default_factory=_default_scales, min_length=1)
+    choice_text: str = "Which video fits your memory better?"
+    rating_text: str = "About the video you just watched:"
+    rate_valence: bool = True
+    seed: int = 0
+    #: Which generation run of the reconstructions' session (``latest`` or ``run-NNN``).
+    run: str = Field("latest", pattern=r"^(latest|run-\d{3,})$")
+    #: Longest time for the ratings and the choice (None: no limit).
+    rating_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _unique_scales(self) -> PreferencePhase:
+        ids = [s.id for s in self.scales]
+        if len(set(ids)) != len(ids):
+            raise ValueError("preference scale ids must be unique")
+        return self
+
+
+class PreferenceVideo(_Phase):
+    """Internal step of a ``preference`` phase: one video plays (never written in a protocol)."""
+
+    kind: Literal["preference_video"]
+    rate_valence: bool = True
+
+
+class PreferenceRating(_Phase):
+    """Internal step of a ``preference`` phase: the scales for the video just watched."""
+
+    kind: Literal["preference_rating"]
+    default_until: ClassVar[str] = "submit"
+    scales: list[PreferenceScale] = Field(default_factory=_default_scales)
+
+
+class PreferenceChoice(_Phase):
+    """Internal step of a ``preference`` phase: which video fits the memory better."""
+
+    kind: Literal["preference_choice"]
+    default_until: ClassVar[str] = "submit"
+
+
 class SamPhase(_Phase):
     """Self-Assessment Manikin ratings, 1-9, of the scales listed; ends when all are given."""
 
@@ -309,6 +394,7 @@ Phase = Annotated[
     | SamPhase
     | ListeningPhase
     | NarrationPhase
+    | PreferencePhase
     | RepeatPhase,
     Field(discriminator="kind"),
 ]
@@ -327,6 +413,10 @@ SimplePhase = (
     | SamPhase
     | ListeningPhase
     | NarrationPhase
+    | PreferencePhase
+    | PreferenceVideo
+    | PreferenceRating
+    | PreferenceChoice
 )
 
 

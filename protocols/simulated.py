@@ -31,6 +31,9 @@ from protocols.model import (
     DescriptionPhase,
     MelodyPhase,
     NarrationPhase,
+    PreferenceChoice,
+    PreferenceRating,
+    PreferenceVideo,
     RecallPhase,
     SamPhase,
     SketchPhase,
@@ -138,6 +141,12 @@ class SimulatedParticipant:
             self._melody(step, phase)
         elif isinstance(phase, SamPhase):
             self._sam(step, phase)
+        elif isinstance(phase, PreferenceVideo):
+            self._watch(step, phase)
+        elif isinstance(phase, PreferenceRating):
+            self._rate_video(step, phase)
+        elif isinstance(phase, PreferenceChoice):
+            self._choose(step, phase)
         elif phase.kind == "listening":
             # The simulated display "plays" the clip at once (no sound device: latency unknown).
             self._at(0.0, lambda ts: self.engine.clip_started(ts, output_latency=None))
@@ -314,6 +323,61 @@ class SimulatedParticipant:
             # a chunk is delivered when the microphone has recorded it
             self._at(t0 + span * (i + 1) / chunks, feed)
         self._at(t0 + span + 0.2 * s, lambda ts: eng.finish_melody(ts, origin="microphone"))
+
+    # A simulated participant recognises their memory's reconstruction more often than not:
+    # it gets the higher ratings and the choice this often.
+    recognises = 0.75
+
+    def _watch(self, step: Step, phase: PreferenceVideo) -> None:
+        """The video starts at once (no sound device: latency unknown); while it plays the
+        participant moves the rating cursor to the valence each segment shows, a moment after
+        it begins (holding the key that moves it as long as the distance takes at the
+        cursor's speed). Seconds of video, not scaled."""
+        self._at(0.0, lambda ts: self.engine.video_started(ts, output_latency=None))
+        if not phase.rate_valence or step.video is None:
+            return
+        cfg = self.engine.protocol.valence
+        cursor = cfg.start
+        for start, end, valence in step.video.segments:
+            target = float(np.clip(valence + self.rng.normal(0, 0.1), -1, 1))
+            delta = target - cursor
+            if abs(delta) < 0.1:
+                continue
+            down = start + self._u(0.3, 0.7)
+            hold = min(abs(delta) / cfg.speed, max(0.1, end - down - 0.05))
+            key = cfg.positive_key if delta > 0 else cfg.negative_key
+            self._at(down, lambda ts, k=key: self.engine.key_down(k, ts))
+            self._at(down + hold, lambda ts, k=key: self.engine.key_up(k, ts), carry=True)
+            self.log["positive_presses" if delta > 0 else "negative_presses"] += 1
+            cursor += np.sign(delta) * hold * cfg.speed
+
+    def _rate_video(self, step: Step, phase: PreferenceRating) -> None:
+        own = step.video is not None and step.video.shows == "reconstruction"
+        high = own == (self.rng.random() < self.recognises)
+        t = self._limit(phase, self._u(1.0, 2.0))
+        for scale in phase.scales:
+            mid = (scale.min + scale.max) / 2
+            lo, hi = (int(np.ceil(mid)), scale.max) if high else (scale.min, int(np.floor(mid)))
+            value = int(self.rng.integers(lo, hi + 1))
+            self._at(t, lambda ts, sc=scale.id, v=value: self.engine.rate_video(sc, v, ts))
+            t += self._u(0.5, 1.0) * self.scale
+
+    def _choose(self, step: Step, phase: PreferenceChoice) -> None:
+        own = next(
+            (
+                s.label
+                for s in self.engine.steps
+                if s.block == step.block
+                and s.memory_id == step.memory_id
+                and s.video is not None
+                and s.video.shows == "reconstruction"
+            ),
+            "A",
+        )
+        other = "B" if own == "A" else "A"
+        label = own if self.rng.random() < self.recognises else other
+        t = self._limit(phase, self._u(1.0, 2.5))
+        self._at(t, lambda ts: self.engine.choose_video(label, ts))
 
     def _sam(self, step: Step, phase: SamPhase) -> None:
         mood = self.moods.get(step.memory_id or "", "positive")

@@ -60,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="EEG source: synthetic (default) | brainflow:<board>?k=v | lsl:<name> | replay:<file>",
     )
     p.add_argument("--participant", default="SIM001", help="pseudonym stored in the file")
+    p.add_argument(
+        "--reconstructions",
+        type=Path,
+        metavar="SESSION",
+        help="for a protocol with a preference phase: the session whose `recall-lab generate "
+        "--control` run made the reconstructions to judge (its newest run, or the phase's run:)",
+    )
     p.add_argument("--lsl-markers", action="store_true", help="publish events on an LSL outlet")
     from app.commands.record import add_capture_arguments
 
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from protocols.engine import expand_protocol
     from protocols.headless import run_headless
     from protocols.loader import load_protocol, resolve_protocol
+    from protocols.reconstructions import preference_run
 
     if not args.time_scale > 0:
         raise RecallLabError("--time-scale must be a positive number (e.g. 0.1 or 1)")
@@ -82,6 +90,20 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(time.strftime("recall-lab-demo-%Y%m%d-%H%M%S.h5"))
     check_new_session_path(out)
     check_session_name(out)
+    reconstructions = None
+    if args.reconstructions is not None:
+        from protocols.reconstructions import load_reconstructions
+
+        reconstructions = load_reconstructions(args.reconstructions, preference_run(protocol))
+    # A preference phase without its videos stops here, before any device or file.
+    n_steps = len(
+        expand_protocol(
+            protocol,
+            base_dir=path.parent,
+            participant_id=args.participant,
+            reconstructions=reconstructions,
+        )
+    )
     from app.commands.record import open_capture
 
     source = parse_source(args.source)
@@ -93,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
 
         outlet = MarkerOutlet(f"recall-lab-demo-markers-{out.stem}")
         sinks.append(outlet.push_event)
-    n_steps = len(expand_protocol(protocol, base_dir=path.parent))
     print(
         f"demo: protocol {protocol.name} ({n_steps} phases), time scale {args.time_scale:g}, "
         f"seed {args.seed}, source {args.source} -> {out}",
@@ -121,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             camera=camera,
             microphone=microphone,
+            reconstructions=reconstructions,
         )
     finally:
         if in_main:
