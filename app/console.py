@@ -36,6 +36,7 @@ from data_schema.errors import RecallLabError
 from data_schema.types import Event
 from drivers.clock import local_clock
 from protocols.headless import uses_continuous_valence
+from protocols.reconstructions import preference_attrs, preference_run
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.last_file: Path | None = None
         self._connecting = False
         self._protocol = None
+        self._reconstructions = None
         self._markers = 0
         self._stall_seen = False
         self._scope_evpos = 0
@@ -310,6 +312,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             if not v["participant"]:
                 raise RecallLabError("enter the participant's pseudonym code (e.g. P001)")
             protocol = self._load_protocol(str(v["protocol"]), float(v["time_scale"]))
+            reconstructions = self._check_reconstructions(
+                protocol, str(v["reconstructions"]), str(v["participant"])
+            )
             earlier = earlier_sessions(out_dir, str(v["participant"]))
             if not self._another_session_confirmed(out_dir, str(v["participant"]), earlier):
                 return None
@@ -320,7 +325,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         except (RecallLabError, OSError) as exc:
             self._warn("Cannot start recording", str(exc))
             return None
-        plan = {"target": target, "session": v, "capture": capture, "protocol": protocol}
+        plan = {
+            "target": target,
+            "session": v,
+            "capture": capture,
+            "protocol": protocol,
+            "reconstructions": reconstructions,
+        }
         camera, microphone = str(capture["camera"]), str(capture["microphone"])
         if not (camera or microphone):
             return self._begin_recording(plan)
@@ -386,6 +397,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                     # consent was not recorded (its device was not even opened).
                     "consent_video": bool(capture["consent_video"]),
                     "consent_audio": bool(capture["consent_audio"]),
+                    **preference_attrs(plan["reconstructions"]),
                 },
                 camera=camera,
                 microphone=microphone,
@@ -397,6 +409,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._warn("Cannot start recording", str(exc))
             return None
         self._protocol = protocol
+        self._reconstructions = plan["reconstructions"]
         self._markers = 0
         self._preview_seen = 0
         self.preview_frames = 0
@@ -448,6 +461,29 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 return
         self.stop_recording(wait=False)
 
+    def _check_reconstructions(self, protocol, spec: str, participant: str):
+        """For a protocol with a preference phase: the reconstructions it shows, read and
+        checked before any file exists (one message when they are missing)."""
+        from protocols.engine import expand_protocol
+        from protocols.reconstructions import has_preference, load_reconstructions
+
+        if protocol is None or not has_preference(protocol):
+            return None
+        if not spec:
+            raise RecallLabError(
+                "this protocol's preference phase shows a participant's reconstructions: "
+                "choose the session whose `recall-lab generate --control` run made them "
+                "(Reconstructions)"
+            )
+        recs = load_reconstructions(Path(spec).expanduser(), preference_run(protocol))
+        expand_protocol(
+            protocol,
+            base_dir=self._protocol_dir,
+            participant_id=participant,
+            reconstructions=recs,
+        )
+        return recs
+
     def _load_protocol(self, spec: str, time_scale: float):
         if not spec or spec == "none":
             return None
@@ -469,6 +505,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.participant,
             base_dir=self._protocol_dir,
             melody_dir=self.settings.get("participant/melody_dir"),
+            reconstructions=self._reconstructions,
             horizon=self.input.horizon,
             parent=self,
         )

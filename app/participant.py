@@ -12,17 +12,21 @@ from __future__ import annotations
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from app.widgets.melody import MelodyPanel
+from app.widgets.preference_panel import PreferencePanel
 from app.widgets.sam import SamPanel
 from app.widgets.sketch import SketchCanvas
 from app.widgets.valence import ValenceIndicator
 from drivers.clock import local_clock
 
-PAGE_TEXT, PAGE_DESCRIPTION, PAGE_SKETCH, PAGE_MELODY, PAGE_SAM = range(5)
+PAGE_TEXT, PAGE_DESCRIPTION, PAGE_SKETCH, PAGE_MELODY, PAGE_SAM, PAGE_PREFERENCE = range(6)
 KIND_PAGE = {
     "description": PAGE_DESCRIPTION,
     "sketch": PAGE_SKETCH,
     "melody": PAGE_MELODY,
     "sam": PAGE_SAM,
+    "preference_video": PAGE_PREFERENCE,
+    "preference_rating": PAGE_PREFERENCE,
+    "preference_choice": PAGE_PREFERENCE,
 }
 
 
@@ -71,6 +75,7 @@ class ParticipantWindow(QtWidgets.QWidget):
         self.title = QtWidgets.QLabel()
         self.title.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.title.setStyleSheet("font-size: 30px; font-weight: bold;")
+        self.title.setAccessibleName("participant display title")
         self.countdown = QtWidgets.QLabel()
         self.countdown.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
         self.countdown.setStyleSheet("font-size: 22px; color: #555;")
@@ -119,6 +124,10 @@ class ParticipantWindow(QtWidgets.QWidget):
 
         self.sam = SamPanel()
         self.pages.addWidget(self.sam)
+
+        # A preference phase: the video, its scales, the choice (signals rated, chose).
+        self.preference = PreferencePanel()
+        self.pages.addWidget(self.preference)
 
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.capture_indicator)
@@ -172,6 +181,8 @@ class ParticipantWindow(QtWidgets.QWidget):
             self.canvas.reset()
         elif page == PAGE_SAM:
             self.sam.reset()
+        elif page == PAGE_PREFERENCE and kind == "preference_video":
+            self.preference.show_video()
         self.pages.setCurrentIndex(page)
         self.valence.setVisible(valence_feedback)
         self.valence.set_valence("")

@@ -19,6 +19,7 @@ from PyQt6 import QtCore
 from app.clip_player import ClipPlayer
 from app.participant import ParticipantWindow
 from app.session_controller import SessionController
+from app.video_player import VideoPlayer
 from app.widgets.melody import play_file
 from data_schema.writer import STROKE_DTYPE
 from drivers.clock import local_clock
@@ -39,6 +40,9 @@ TITLES = {
     "music": "Listen",
     "listening": "Listen",
     "narration": "Tell the memory aloud",
+    "preference_video": "Video",
+    "preference_rating": "Your ratings",
+    "preference_choice": "Which one?",
     "sam": "How do you feel?",
 }
 
@@ -91,6 +95,7 @@ class ProtocolRunner(QtCore.QObject):
         *,
         base_dir: str | Path | None = None,
         melody_dir: str = "",
+        reconstructions=None,
         tick_ms: int = 20,
         horizon: Callable[[float], float] | None = None,
         parent: QtCore.QObject | None = None,
@@ -116,8 +121,13 @@ class ProtocolRunner(QtCore.QObject):
             on_change=self._on_change,
             base_dir=base_dir,
             participant_id=controller.writer.participant_id if controller.writer else "",
+            reconstructions=reconstructions,
         )
         self.clips = ClipPlayer(self)
+        self.video = VideoPlayer(self)
+        self.video.started.connect(self._video_started)
+        self.video.failed.connect(self._video_failed)
+        self.video.frame.connect(participant.preference.show_frame)
         self.clips.started.connect(self._clip_started)
         self.clips.failed.connect(self._clip_failed)
         self._last: DisplayState | None = None
@@ -133,6 +143,8 @@ class ProtocolRunner(QtCore.QObject):
         p.sam_rated.connect(self._sam)
         p.melody.audio.connect(self._melody_audio)
         p.done.connect(self._melody_done)
+        p.preference.rated.connect(self._video_rated)
+        p.preference.chose.connect(self._video_chosen)
 
     # ------------------------------------------------------------------ experimenter
     def start(self) -> None:
@@ -142,6 +154,7 @@ class ProtocolRunner(QtCore.QObject):
 
     def pause(self, paused: bool) -> None:
         self.clips.pause(paused)
+        self.video.pause(paused)
         if paused:
             self.engine.pause(local_clock())
         else:
@@ -158,6 +171,7 @@ class ProtocolRunner(QtCore.QObject):
         """Stop feeding the engine and disconnect from the participant window."""
         self.timer.stop()
         self.clips.stop()
+        self.video.stop()
         p = self.participant
         for sig, slot in (
             (p.description_submitted, self._description),
@@ -167,6 +181,8 @@ class ProtocolRunner(QtCore.QObject):
             (p.sam_rated, self._sam),
             (p.melody.audio, self._melody_audio),
             (p.done, self._melody_done),
+            (p.preference.rated, self._video_rated),
+            (p.preference.chose, self._video_chosen),
         ):
             try:
                 sig.disconnect(slot)
@@ -221,6 +237,19 @@ class ProtocolRunner(QtCore.QObject):
     def _clip_failed(self, message: str) -> None:
         log.warning("%s", message)
         self.engine.clip_failed(local_clock(), message)
+
+    def _video_started(self, t: float, latency: object) -> None:
+        self.engine.video_started(t, output_latency=latency)  # type: ignore[arg-type]
+
+    def _video_failed(self, message: str) -> None:
+        log.warning("%s", message)
+        self.engine.video_failed(local_clock(), message)
+
+    def _video_rated(self, scale: str, value: int, t: float) -> None:
+        self.engine.rate_video(scale, value, t)
+
+    def _video_chosen(self, label: str, t: float) -> None:
+        self.engine.choose_video(label, t)
 
     def _melody_done(self, t: float) -> None:
         self.participant.melody.stop_recording()
@@ -290,6 +319,8 @@ class ProtocolRunner(QtCore.QObject):
             self._keep_unsubmitted_sketch(last)  # before the canvas is cleared for what follows
         if not same_phase and last is not None and last.kind == "listening":
             self.clips.stop()
+        if not same_phase and last is not None and last.kind == "preference_video":
+            self.video.stop()
         if same_phase and d.state in ("running", "paused"):
             # Pause and resume keep the page (and what the participant typed or drew).
             title = TITLES.get(d.kind, d.kind)
@@ -307,15 +338,24 @@ class ProtocolRunner(QtCore.QObject):
                 p.melody.start_dir = self._melody_folder(d)
             if d.kind == "listening" and d.clip is not None:
                 self.clips.play(d.clip)
+            if d.kind == "preference_video" and d.video is not None:
+                self.video.play(d.video, d.video_label or "")
             if d.kind == "music" and d.music_path is not None:
                 play_file(d.music_path, on_error=lambda msg: log.warning("%s", msg))
+            title = TITLES.get(d.kind, d.kind)
+            if d.video_label is not None and d.kind != "preference_choice":
+                title = f"Video {d.video_label}"  # never what it shows
             p.show_phase(
                 d.kind,
-                TITLES.get(d.kind, d.kind),
+                title,
                 phase_text(d) if d.kind not in ("description",) else d.text,
                 remaining=d.remaining,
                 valence_feedback=d.expects == "valence_keys",
             )
+            if d.kind == "preference_rating":
+                p.preference.show_ratings(d.text, d.phase.scales)
+            elif d.kind == "preference_choice":
+                p.preference.show_choice(d.text)
         if not same_phase:
             running = d.state in ("running", "paused")
             self.text_box.emit(p.description if running and d.kind == "description" else None)

@@ -76,6 +76,17 @@ def preference_attrs(reconstructions: dict[str, Reconstruction] | None) -> dict[
     return {"preference_source": str(rec.source.resolve()), "preference_run": rec.run}
 
 
+def has_preference(protocol: Any) -> bool:
+    """Whether ``protocol`` has a ``preference`` phase."""
+    from protocols.model import PreferencePhase, RepeatPhase
+
+    return any(
+        isinstance(q, PreferencePhase)
+        for p in protocol.phases
+        for q in (p.phases if isinstance(p, RepeatPhase) else [p])
+    )
+
+
 def preference_run(protocol: Any) -> str:
     """The generation run the protocol's preference phases name (``latest`` unless one
     names ``run-NNN``); one run per session."""

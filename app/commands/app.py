@@ -29,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-connect", action="store_true", help="do not connect a source at start")
     p.add_argument("--protocol", default=None, help="protocol file or built-in name (demo)")
     p.add_argument("--participant", default=None, help="pseudonym code, never a name")
+    p.add_argument(
+        "--reconstructions",
+        type=Path,
+        default=None,
+        metavar="SESSION",
+        help="for a protocol with a preference phase: the session whose `recall-lab generate "
+        "--control` run made the reconstructions the participant judges",
+    )
     p.add_argument("--out-dir", type=Path, default=None, help="folder for session files")
     p.add_argument(
         "--time-scale", type=float, default=None, help="multiply phase durations (e.g. 0.2)"
@@ -139,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     console = ConsoleWindow(settings)
     if args.participant:  # this run's first session only; never kept in the settings
         console.session_panel.participant.setText(args.participant)
+    if args.reconstructions is not None:
+        console.session_panel.reconstructions.setText(str(args.reconstructions))
     if args.source:
         console.source_panel.set_spec(args.source)
     if args.camera is not None:

@@ -71,6 +71,15 @@ class SessionPanel(QtWidgets.QGroupBox):
         self.time_scale.setDecimals(2)
         self.time_scale.setValue(settings.get("session/time_scale"))
         self.time_scale.setSuffix(" × durations")
+        # For a protocol with a preference phase: the participant's session whose generate run
+        # made the reconstructions to judge. Like the pseudonym, never kept between runs.
+        self.reconstructions = QtWidgets.QLineEdit()
+        self.reconstructions.setPlaceholderText("session file with reconstructions (preference)")
+        self.reconstructions.setAccessibleName("Reconstructions")
+        self.reconstructions_browse = QtWidgets.QPushButton("…")
+        self.reconstructions_browse.setMaximumWidth(32)
+        self.reconstructions_browse.setAccessibleName("Browse reconstructions")
+        self.reconstructions_browse.clicked.connect(self._browse_reconstructions)
 
         self.pause_on_stall = QtWidgets.QCheckBox("Pause the protocol when the signal stalls")
         self.pause_on_stall.setChecked(bool(settings.get("session/pause_on_stall")))
@@ -118,6 +127,7 @@ class SessionPanel(QtWidgets.QGroupBox):
         form.addRow("Folder", _row(self.out_dir, self.browse))
         form.addRow("Protocol", _row(self.protocol, self.protocol_browse))
         form.addRow("Time scale", self.time_scale)
+        form.addRow("Reconstructions", _row(self.reconstructions, self.reconstructions_browse))
         form.addRow(self.pause_on_stall)
         form.addRow(self.beep_on_stall)
         form.addRow(_row(self.record_button, self.stop_button))
@@ -166,12 +176,20 @@ class SessionPanel(QtWidgets.QGroupBox):
             "out_dir": self.out_dir.text().strip(),
             "protocol": self.protocol.currentText().strip(),
             "time_scale": self.time_scale.value(),
+            "reconstructions": self.reconstructions.text().strip(),
         }
         s = self.settings
         s.set("session/out_dir", v["out_dir"])
         s.set("session/protocol", v["protocol"])
         s.set("session/time_scale", v["time_scale"])
         return v
+
+    def _browse_reconstructions(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Session whose reconstructions the participant judges", "", "Sessions (*.h5)"
+        )
+        if path:
+            self.reconstructions.setText(path)
 
     def _note_edited(self, text: str) -> None:
         if self._note_started is None and text:
