@@ -355,3 +355,11 @@ def make_decoder(name: str, cfg: DecodeConfig, seed: int = 0) -> Decoder:
     dec = DECODERS[name](cfg, seed)
     dec.class_codes = class_set(cfg.labels.target).codes
     return dec
+
+
+def learns_from_labels(name: str, cfg: DecodeConfig) -> bool:
+    """True when decoder ``name``'s representation learns from the labels (CEBRA-Behavior,
+    the music-supervised encoder, the multimodal fusion and its unimodal baselines): every
+    permutation of the labels refits it, so it gets ``evaluation.n_permutations_refit``
+    permutations instead of ``n_permutations``, as the evaluation harness does."""
+    return not make_decoder(name, cfg).label_free_representation

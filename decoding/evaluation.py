@@ -64,6 +64,8 @@ class Dataset:
     library: Any = None  # the music library of the listening blocks, when loaded
     #: What ``y`` codes (``labels.target``): valence by default, or EAV's five emotions.
     classes: ClassSet = VALENCE_CLASSES
+    #: What pooling and adding the side inputs found that a reader should know.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

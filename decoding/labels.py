@@ -370,3 +370,50 @@ def reported_trajectory(
     return ValenceTrajectory(
         times, valence.astype(np.float32), continuous_to_labels(valence), "continuous"
     )
+
+
+@dataclass(frozen=True)
+class LabelledTrial:
+    """One trial of an imported dataset (a protocol phase whose marker carries its label):
+    the phase id, its start and end (LSL seconds) and its class code of the target."""
+
+    phase: str
+    start: float
+    end: float
+    code: int
+
+
+def labelled_trials(
+    events: Iterable[Event], target: str = "valence"
+) -> tuple[list[LabelledTrial], dict[str, int]]:
+    """The trials whose ``phase_start``/``phase_end`` marker JSON carries a label of
+    ``target`` (``labels.source: trial_labels``): the marker's ``valence`` (-1/0/1), or with
+    ``target`` ``emotion`` its ``emotion`` (EAV's five, codes 0-4). Also returns, per emotion
+    name that is not one of the five, how many trials carried it (they are left out). A phase
+    that never ends is left out: its end is unknown."""
+    classes = class_set(target)
+    trials: list[LabelledTrial] = []
+    opened: dict[str, tuple[float, int]] = {}
+    unknown: dict[str, int] = {}
+    for e in events:
+        if e.source != "protocol" or e.label not in ("phase_start", "phase_end"):
+            continue
+        v = _payload(e)
+        if target == "emotion":
+            emotion = str(v.get("emotion") or "").lower()
+            if emotion not in classes.names:
+                if emotion and e.label == "phase_start":
+                    unknown[emotion] = unknown.get(emotion, 0) + 1
+                continue
+            code = classes.codes[classes.names.index(emotion)]
+        elif v.get("valence") in (-1, 0, 1):
+            code = int(v["valence"])
+        else:
+            continue
+        phase = str(v.get("phase"))
+        if e.label == "phase_start":
+            opened[phase] = (e.timestamp, code)
+        elif phase in opened:
+            t0, code0 = opened.pop(phase)
+            trials.append(LabelledTrial(phase, t0, e.timestamp, code0))
+    return trials, unknown

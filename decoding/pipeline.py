@@ -172,42 +172,15 @@ def _trial_windows(path, session, cfg: DecodeConfig, notes: list[str]) -> Sessio
     EAV: ``labels.source: trial_labels``): the marker's ``valence`` (-1/0/1), or with
     ``labels.target: emotion`` its ``emotion`` (EAV's five, codes 0-4). The trial is each
     window's ``memory`` (``evaluation.split: memories`` holds out whole trials)."""
-    from decoding.labels import class_set
+    from decoding.labels import class_set, labelled_trials
     from decoding.listening import ClipPlay, label_windows
     from decoding.preprocess import preprocess
 
     target = cfg.labels.target
     classes = class_set(target)
-    trials: list[ClipPlay] = []
-    codes: dict[str, int] = {}
-    opened: dict[str, tuple[float, dict, int]] = {}
-    unknown: dict[str, int] = {}
-    for e in session.events_where(source="protocol"):
-        if e.label not in ("phase_start", "phase_end"):
-            continue
-        try:
-            v = json.loads(e.value)
-        except (json.JSONDecodeError, TypeError):
-            continue
-        if not isinstance(v, dict):
-            continue
-        if target == "emotion":
-            emotion = str(v.get("emotion") or "").lower()
-            if emotion not in classes.names:
-                if emotion and e.label == "phase_start":
-                    unknown[emotion] = unknown.get(emotion, 0) + 1
-                continue
-            code = classes.codes[classes.names.index(emotion)]
-        elif v.get("valence") in (-1, 0, 1):
-            code = int(v["valence"])
-        else:
-            continue
-        if e.label == "phase_start":
-            opened[str(v.get("phase"))] = (e.timestamp, v, code)
-        elif str(v.get("phase")) in opened:
-            t0, v0, code0 = opened.pop(str(v.get("phase")))
-            trials.append(ClipPlay(str(v0["phase"]), "", t0, e.timestamp))
-            codes[str(v0["phase"])] = code0
+    labelled, unknown = labelled_trials(session.events, target)
+    trials = [ClipPlay(t.phase, "", t.start, t.end) for t in labelled]
+    codes = {t.phase: t.code for t in labelled}
     for emotion, n in unknown.items():
         notes.append(
             f"{n} trial(s) labelled {emotion!r}, not one of {', '.join(classes.names)}: left out"
@@ -309,6 +282,35 @@ def add_music(ds, sessions: Sequence[SessionWindows], cfg: DecodeConfig) -> list
     return notes
 
 
+def add_side_inputs(ds, sessions: Sequence[SessionWindows], cfg: DecodeConfig) -> list[str]:
+    """Give ``ds`` the per-window inputs besides the EEG that ``cfg.decoders`` learn from:
+    the music each window heard (``music_supervised``), the participant's voice and face (the
+    multimodal fusion and its audio and video baselines). Returns notes for the record."""
+    from decoding.decoders import SIDE_INPUTS
+
+    notes: list[str] = []
+    if "music_supervised" in cfg.decoders:
+        notes += add_music(ds, sessions, cfg)
+    if {"audio", "video"} & {x for n in cfg.decoders for x in SIDE_INPUTS.get(n, ())}:
+        from decoding.multimodal import add_voice_and_face
+
+        notes += add_voice_and_face(ds, sessions, cfg)
+    return notes
+
+
+def require_decoder_models(cfg: DecodeConfig) -> None:
+    """Raise a one-line error unless the models ``cfg.decoders`` need are installed (found
+    before the long work, not after it)."""
+    from generation.models import require_model
+
+    if "music_supervised" in cfg.decoders:
+        require_model("audio-tagger", cfg.music.models)
+    if {"multimodal_fusion", "audio_only"} & set(cfg.decoders):
+        require_model("audio-tagger", cfg.fusion.models)
+    if {"multimodal_fusion", "video_only"} & set(cfg.decoders):
+        require_model("face-vit", cfg.fusion.models)
+
+
 def _consistency(ds, cfg: DecodeConfig, first, tick) -> dict[str, Any]:
     """Consistency across CEBRA-Behavior runs fitted on all data with different seeds."""
     from cebra.integrations.sklearn.metrics import consistency_score
@@ -379,7 +381,6 @@ def decode_sessions(
     report
         Write the report folder (plots, metrics, models, embeddings).
     """
-    from decoding.decoders import SIDE_INPUTS
     from decoding.evaluation import evaluate_decoder
 
     t_start = time.perf_counter()
@@ -393,15 +394,7 @@ def decode_sessions(
     for p in paths:
         refuse_invalid_session(p, "decode")
     _check_preprocess(cfg)
-    from generation.models import require_model
-
-    # Models the decoders need, found before the long work, not after it.
-    if "music_supervised" in cfg.decoders:
-        require_model("audio-tagger", cfg.music.models)
-    if {"multimodal_fusion", "audio_only"} & set(cfg.decoders):
-        require_model("audio-tagger", cfg.fusion.models)
-    if {"multimodal_fusion", "video_only"} & set(cfg.decoders):
-        require_model("face-vit", cfg.fusion.models)
+    require_decoder_models(cfg)
     report_root = Path(report_dir) if report_dir else Path(f"{paths[0]}.decoding")
     # Every output location is checked before the (long) work, so a failing run never
     # leaves a result in a session file without its report, or the other way round.
@@ -430,16 +423,9 @@ def decode_sessions(
             f"the clip ratings give only one class ({names[int(ds.y[0])]}): decoding needs "
             "clips rated on both sides of 5 (pleasant and unpleasant)"
         )
-    if "music_supervised" in cfg.decoders:
-        extra = add_music(ds, sessions, cfg)
-        for s in sessions:
-            s.notes += extra
-    if {"audio", "video"} & {x for n in cfg.decoders for x in SIDE_INPUTS.get(n, ())}:
-        from decoding.multimodal import add_voice_and_face
-
-        extra = add_voice_and_face(ds, sessions, cfg)
-        for s in sessions:
-            s.notes += extra
+    extra = add_side_inputs(ds, sessions, cfg)
+    for s in sessions:
+        s.notes += extra
     results = {}
     for name in cfg.decoders:
         results[name] = evaluate_decoder(ds, name, cfg, prog.ticker)

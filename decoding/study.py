@@ -86,13 +86,20 @@ class SessionStatus:
     channels: int = 0
     rate: float = 0.0
     valence_reports: int = 0
+    # Labels of imported datasets (labels.source trial_labels): trials whose protocol marker
+    # carries a valence, and those whose marker names one of EAV's five emotions.
+    labelled_trials: int = 0
+    emotion_trials: int = 0
+    # Listening clips played and rated (SAM valence; labels.source clip_ratings).
+    rated_clips: int = 0
     decoding_runs: list[str] = field(default_factory=list)
     generation_runs: list[str] = field(default_factory=list)
 
 
 def study_status(study: Any) -> list[SessionStatus]:
-    """Each session file of ``study``: readable or why not, its size, valence reports (as the
-    decoder counts them), and its decoding and generation runs. Never raises for a file."""
+    """Each session file of ``study``: readable or why not, its size, its labels (valence
+    reports, labelled trials, rated clips, as the decoder counts them), and its decoding and
+    generation runs. Never raises for a file."""
     return [session_status(s, study.root) for s in study.sessions()]
 
 
@@ -100,7 +107,8 @@ def session_status(s: Any, root: Path) -> SessionStatus:
     """One line of ``study status``; a damaged file is reported, never raised."""
     from data_schema.derived import list_derived_runs
     from data_schema.reader import read_session
-    from decoding.labels import rating_samples, valence_presses
+    from decoding.labels import labelled_trials, rating_samples, valence_presses
+    from decoding.listening import clip_plays_from_events
 
     st = SessionStatus(s.relative(root), s.subject, s.session, s.task, s.run)
     try:
@@ -113,6 +121,11 @@ def session_status(s: Any, root: Path) -> SessionStatus:
             st.seconds = float(eeg.timestamps[-1] - eeg.timestamps[0])
         # Key presses and ratings (events or the continuous ``valence`` stream) alike.
         st.valence_reports = len(valence_presses(session.events)) + len(rating_samples(session)[0])
+        st.labelled_trials = len(labelled_trials(session.events, "valence")[0])
+        st.emotion_trials = len(labelled_trials(session.events, "emotion")[0])
+        end = float(eeg.timestamps[-1]) if eeg is not None and eeg.n_samples else 0.0
+        plays = clip_plays_from_events(session.events, end)
+        st.rated_clips = sum(1 for p in plays if p.valence is not None and not p.error)
         st.decoding_runs = list_derived_runs(s.path, "decoding")
         st.generation_runs = list_derived_runs(s.path, "generation")
     except (RecallLabError, OSError) as exc:
@@ -120,16 +133,74 @@ def session_status(s: Any, root: Path) -> SessionStatus:
     return st
 
 
-def plan_study_decode(study: Any) -> tuple[list[ParticipantPlan], dict[str, str]]:
-    """The participants to decode, with their readable sessions that hold valence reports;
-    and the files left out, with why (a damaged file, no valence reports)."""
+def labels_held(st: SessionStatus, source: str = "reports", target: str = "valence") -> int:
+    """How many labels of ``labels.source`` ``source`` (and ``labels.target`` ``target``) the
+    session holds: valence reports, labelled trials, or rated listening clips."""
+    if source == "trial_labels":
+        return st.emotion_trials if target == "emotion" else st.labelled_trials
+    if source == "clip_ratings":
+        return st.rated_clips
+    return st.valence_reports
+
+
+def missing_labels(st: SessionStatus, source: str = "reports", target: str = "valence") -> str:
+    """Why a session without the labels ``source`` needs cannot be decoded, naming what is
+    missing, and what it does hold instead (so the user sees which preset would decode it)."""
+    from decoding.labels import class_set
+
+    if source == "trial_labels" and target == "emotion":
+        why = (
+            "no trials labelled with an emotion: labels.source trial_labels with labels.target "
+            "emotion needs protocol phases whose marker names one of "
+            f"{', '.join(class_set('emotion').names)} (as imported EAV sessions have)"
+        )
+    elif source == "trial_labels":
+        why = (
+            "no labelled trials: labels.source trial_labels needs protocol phases whose marker "
+            "carries a valence (as imported EAV sessions have)"
+        )
+    elif source == "clip_ratings":
+        why = (
+            "no rated listening clips: labels.source clip_ratings needs clips played by a "
+            "listening phase and rated (SAM valence)"
+        )
+    else:
+        why = "no valence reports: nothing to learn or test labels from"
+    held = []
+    if source != "reports" and st.valence_reports:
+        held.append(f"{st.valence_reports} valence report(s) (labels.source: reports)")
+    if source != "trial_labels" and st.labelled_trials:
+        held.append(
+            f"{st.labelled_trials} labelled trial(s) (labels.source: trial_labels, "
+            "--preset eav or eav_emotion)"
+        )
+    if source == "trial_labels" and target == "emotion" and st.labelled_trials:
+        held.append(
+            f"{st.labelled_trials} trial(s) labelled with a valence (labels.target: valence, "
+            "--preset eav)"
+        )
+    if source != "clip_ratings" and st.rated_clips:
+        held.append(f"{st.rated_clips} rated clip(s) (labels.source: clip_ratings)")
+    return why + (f"; it holds {' and '.join(held)}" if held else "")
+
+
+def plan_study_decode(
+    study: Any, cfg: DecodeConfig | None = None
+) -> tuple[list[ParticipantPlan], dict[str, str]]:
+    """The participants to decode, with their readable sessions that hold the labels
+    ``cfg.labels`` asks for (``source`` reports: valence reports, the default without
+    ``cfg``; trial_labels: trials whose marker carries a valence, or an emotion with
+    ``target`` emotion; clip_ratings: rated listening clips); and the files left out, with
+    why (a damaged file, or which labels it lacks)."""
+    source = cfg.labels.source if cfg is not None else "reports"
+    target = cfg.labels.target if cfg is not None else "valence"
     by_subject: dict[str, list[Path]] = {}
     skipped: dict[str, str] = {}
     for st in study_status(study):
         if not st.ok:
             skipped[st.file] = st.problem
-        elif st.valence_reports == 0:
-            skipped[st.file] = "no valence reports: nothing to learn or test labels from"
+        elif labels_held(st, source, target) == 0:
+            skipped[st.file] = missing_labels(st, source, target)
         else:
             by_subject.setdefault(st.subject, []).append(study.root / st.file)
     plans = [ParticipantPlan(sub, paths) for sub, paths in sorted(by_subject.items())]
@@ -140,15 +211,14 @@ def plan_study_decode(study: Any) -> tuple[list[ParticipantPlan], dict[str, str]
 #: participants (``evaluation.within_participant``).
 WITHIN_SUFFIX = " (within)"
 
-#: Decoders whose representation learns from the labels: every permutation refits them.
-LABEL_USING = {"cebra_behavior_knn"}
-
 
 def estimated_fits(plans: list[ParticipantPlan], cfg: DecodeConfig) -> int:
     """How many models a study decode will fit (shown before it starts): per participant and
     decoder, one per fold, again per permutation for decoders that learn from the labels,
     and one for the leaky protocol. Folds: one per session when a participant has several
     (split auto), else ``n_folds`` blocks."""
+    from decoding.decoders import learns_from_labels
+
     ev = cfg.evaluation
     total = 0
     split = ev.split
@@ -166,7 +236,7 @@ def estimated_fits(plans: list[ParticipantPlan], cfg: DecodeConfig) -> int:
         else:
             folds = ev.n_folds
         for name in cfg.decoders:
-            refits = ev.n_permutations_refit if name in LABEL_USING else 0
+            refits = ev.n_permutations_refit if learns_from_labels(name, cfg) else 0
             total += folds * (1 + refits) + int(ev.leaky)
     return total
 
@@ -278,6 +348,7 @@ def run_study_decode(
     progress: Progress | None = None,
 ) -> StudyDecodeResult:
     """Decode every participant of ``study`` (see the module docstring)."""
+    from decoding.labels import class_set
     from decoding.report import write_report
     from decoding.results import write_results
 
@@ -285,12 +356,16 @@ def run_study_decode(
     if jobs is not None and jobs < 1:
         raise RecallLabError("--jobs must be at least 1")
     batch = cluster_settings(study.meta, str(study.root / "study.yaml"))
-    plans, skipped = plan_study_decode(study)
+    plans, skipped = plan_study_decode(study, cfg)
     if not plans:
+        first = next(iter(skipped.values()), "")
         raise RecallLabError(
-            f"{study.root}: no session with valence reports to decode"
-            + (f" ({len(skipped)} file(s) left out)" if skipped else "")
+            f"{study.root}: no session with {_labels_wanted(cfg)} to decode"
+            + (f" ({len(skipped)} file(s) left out; the first: {first})" if skipped else "")
         )
+    from decoding.pipeline import require_decoder_models
+
+    require_decoder_models(cfg)
     reports = study.root / "derivatives" / "decoding"
     cfg_dict = cfg.to_dict()
     result = StudyDecodeResult(None, "serial")
@@ -390,11 +465,16 @@ def run_study_decode(
             )
         step.close()
     result.skipped = skipped
+    classes = class_set(cfg.labels.target)
     summary = {
         "study": study.name,
         "where": result.where,
         "seconds": round(time.time() - started, 2),
         "config": cfg_dict,
+        # What the decoders told apart: every confusion matrix's rows and columns.
+        "target": classes.target,
+        "classes": list(classes.codes),
+        "class_names": list(classes.names),
         "participants": result.participants,
         "skipped": skipped,
     }
@@ -404,6 +484,16 @@ def run_study_decode(
         (folder.partial / "summary.json").write_text(json.dumps(summary, indent=2, default=_json))
     result.folder = folder.final
     return result
+
+
+def _labels_wanted(cfg: DecodeConfig) -> str:
+    """What ``cfg.labels`` decodes from, in words."""
+    lc = cfg.labels
+    if lc.source == "trial_labels":
+        return f"trials labelled with a{'n' if lc.target == 'emotion' else ''} {lc.target}"
+    if lc.source == "clip_ratings":
+        return "rated listening clips"
+    return "valence reports"
 
 
 def _run_on_dask(plans, cfg_dict, jobs, scheduler, scheduler_file, prog, settle, batch=None) -> str:

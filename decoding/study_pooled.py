@@ -36,8 +36,13 @@ from data_schema.errors import Cancelled, RecallLabError
 from data_schema.progress import Progress
 from decoding.config import DecodeConfig
 
-#: Decoders whose representation learns from the labels: every shift refits them.
-LABEL_USING = {"cebra_behavior_knn"}
+
+def _refits(name: str, cfg: DecodeConfig) -> bool:
+    """True when every shift refits ``name`` (its representation learns from the labels:
+    CEBRA-Behavior, the multimodal fusion and its unimodal baselines, music-supervised)."""
+    from decoding.decoders import learns_from_labels
+
+    return learns_from_labels(name, cfg)
 
 
 def pooled_fits(n_participants: int, cfg: DecodeConfig) -> int:
@@ -46,7 +51,7 @@ def pooled_fits(n_participants: int, cfg: DecodeConfig) -> int:
     ev = cfg.evaluation
     total = 0
     for name in cfg.decoders:
-        shifts = ev.n_permutations_refit if name in LABEL_USING else 0
+        shifts = ev.n_permutations_refit if _refits(name, cfg) else 0
         total += n_participants * (1 + shifts) + int(ev.leaky)
     return total
 
@@ -82,10 +87,14 @@ def load_task(path: str, cfg: DecodeConfig) -> Any:
 
 
 def pool_task(sessions: list[Any], cfg: DecodeConfig) -> Any:
-    """Task: the sessions pooled on their common channels (a ``Dataset``)."""
-    from decoding.pipeline import build_dataset
+    """Task: the sessions pooled on their common channels (a ``Dataset``), with the inputs
+    besides the EEG that the decoders learn from (the voice and face of the fusion decoders,
+    the music of music-supervised), read from the session files; its notes in ``ds.notes``."""
+    from decoding.pipeline import add_side_inputs, build_dataset
 
-    return build_dataset(sessions, cfg)
+    ds = build_dataset(sessions, cfg)
+    ds.notes = add_side_inputs(ds, sessions, cfg)
+    return ds
 
 
 def index_task(ds: Any, sessions: list[Any]) -> dict[str, Any]:
@@ -105,7 +114,9 @@ def index_task(ds: Any, sessions: list[Any]) -> dict[str, Any]:
         "session_ids": ds.session_ids,
         "codes": tuple(ds.classes.codes),
         "class_names": list(ds.classes.names),
+        "target": ds.classes.target,
         "channels": {"used": used, "left_out": left_out},
+        "notes": list(ds.notes),
     }
 
 
@@ -122,6 +133,7 @@ def fold_task(
     permutation.
     A label-free representation is fitted once and only the read-out sees each shift."""
     from decoding.decoders import make_decoder
+    from decoding.evaluation import fit_representation, transform
 
     train, test = _test_rows(ds, subject)
     out: dict[int, np.ndarray] = {}
@@ -131,8 +143,9 @@ def fold_task(
             y = shifted_labels(ds.y, ds.session, p, cfg)
             if dec is None or not dec.label_free_representation:
                 dec = make_decoder(name, cfg, cfg.evaluation.seed)
-                dec.fit_representation(ds.X[train], y[train])
-                z_tr, z_te = dec.transform(ds.X[train]), dec.transform(ds.X[test])
+                # With the side inputs it declares (voice, face), for the same rows only.
+                fit_representation(dec, ds, train, y[train])
+                z_tr, z_te = transform(dec, ds, train), transform(dec, ds, test)
             dec.fit_readout(z_tr, y[train])
             out[p] = dec.predict_proba_from(z_te).astype(np.float32)
     return out
@@ -143,6 +156,7 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
     with an input layer per participant when ``cebra.multi_session`` and the decoder learns
     from labels), then per participant a kNN fitted on the others' embedding predicts it."""
     from decoding.decoders import make_decoder
+    from decoding.evaluation import fit_representation, transform
 
     subjects = list(dict.fromkeys(ds.participant.tolist()))
     with _single_threaded():
@@ -170,7 +184,8 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
             ):
                 z[r] = emb
         else:
-            z = dec.fit_representation(ds.X, ds.y).transform(ds.X)
+            every_row = np.arange(len(ds.y))
+            z = transform(fit_representation(dec, ds, every_row, ds.y), ds, every_row)
         pred = np.zeros(len(ds.y), np.int8)
         k_used = {}
         for s in subjects:
@@ -229,7 +244,7 @@ def run_pooled(
         for name in cfg.decoders:
             n_perm = _n_perm(name, cfg)
             for s in subjects:
-                if name in LABEL_USING:
+                if _refits(name, cfg):
                     jobs += [(name, s, [p]) for p in range(n_perm + 1)]
                 else:
                     jobs.append((name, s, list(range(n_perm + 1))))
@@ -252,6 +267,10 @@ def run_pooled(
     pooled = {
         "decoders": _pooled_figures(jobs, [v for _, v in results], index, cfg),
         "channels": index["channels"],
+        "target": index["target"],
+        "classes": list(index["codes"]),
+        "class_names": index["class_names"],
+        "notes": index["notes"],
     }
     if runner.seconds:
         pooled["task_seconds"] = {k: [round(v, 3) for v in t] for k, t in runner.seconds.items()}
@@ -260,7 +279,7 @@ def run_pooled(
 
 def _n_perm(name: str, cfg: DecodeConfig) -> int:
     ev = cfg.evaluation
-    return ev.n_permutations_refit if name in LABEL_USING else ev.n_permutations
+    return ev.n_permutations_refit if _refits(name, cfg) else ev.n_permutations
 
 
 def _predictions(name, jobs, results, n_rows, participant, codes):
@@ -319,20 +338,28 @@ def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
 
 
 def _pooled_figures(jobs, results, index, cfg) -> dict[str, Any]:
-    """Scores over every participant's rows at once, as RYM's mean hides nothing here."""
+    """Scores over every participant's rows at once, as RYM's mean hides nothing here; the
+    chance figures are the same scores of the shifted labels (about 1/k for k balanced
+    classes: 0.2 for EAV's five emotions), never an assumed 1/3."""
+    from sklearn.metrics import confusion_matrix
+
     y, session, participant = index["y"], index["session"], index["participant"]
+    codes = list(index["codes"])
     out: dict[str, Any] = {}
     for name in cfg.decoders:
         n_perm = _n_perm(name, cfg)
-        preds, leaky = _predictions(name, jobs, results, len(y), participant, index["codes"])
+        preds, leaky = _predictions(name, jobs, results, len(y), participant, codes)
         f1, bacc = _scores(y, preds[0])
-        null = [_scores(shifted_labels(y, session, p, cfg), preds[p])[0] for p in preds if p]
+        both = [_scores(shifted_labels(y, session, p, cfg), preds[p]) for p in preds if p]
+        null = [v[0] for v in both]
         out[name] = {
             "f1_weighted": f1,
             "balanced_accuracy": bacc,
             "chance_f1_weighted": float(np.mean(null)) if null else None,
+            "chance_balanced_accuracy": float(np.mean([v[1] for v in both])) if both else None,
             "p_value": (1 + sum(v >= f1 for v in null)) / (n_perm + 1) if null else None,
             "n_permutations": n_perm,
+            "confusion": confusion_matrix(y, preds[0], labels=codes).tolist(),
             "leaky_f1_weighted": _scores(y, leaky["pred"])[0] if leaky else None,
             "leaky_multi_session": leaky["multi_session"] if leaky else None,
             "leaky_note": leaky.get("note") if leaky else None,

@@ -63,9 +63,10 @@ def write_study_report(study: Any, run: str | None = None) -> Path:
     with run_folder(root / "derivatives" / "reports") as folder:
         out = folder.partial
         groups = {d: group_result(d, ok) for d in decoders}
+        names = summary.get("class_names") or list(CLASS_NAMES)
         for d in decoders:
             _plot_f1(plt, d, ok, out / f"f1_{_slug(d)}.png")
-            _plot_confusion(plt, d, ok, out / f"confusion_{_slug(d)}.png")
+            _plot_confusion(plt, d, ok, out / f"confusion_{_slug(d)}.png", names)
         for sub, r in ok.items():
             src = root / r["report"] / "trajectory.png" if r.get("report") else None
             if src is not None and src.is_file():
@@ -107,10 +108,10 @@ def _plot_f1(plt, decoder: str, ok: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_confusion(plt, decoder: str, ok: dict, path: Path) -> None:
+def _plot_confusion(plt, decoder: str, ok: dict, path: Path, names: list[str]) -> None:
     # The classes the entries name (EAV's five emotions with labels.target: emotion); entries
-    # written before targets existed are valence's three.
-    names: list[str] = list(CLASS_NAMES)
+    # written before targets existed are the study's (``names``), valence's three before that.
+    names = list(names)
     total = None
     for r in ok.values():
         m = r["decoders"].get(decoder, {})
@@ -154,6 +155,21 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return "not computed" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _classes_line(summary: dict) -> str:
+    """The classes the run told apart, and what chance means for them: each participant's
+    permutation null, near 1/k for k balanced classes (0.2 for EAV's five emotions)."""
+    names = summary.get("class_names") or list(CLASS_NAMES)
+    target = summary.get("target") or "valence"
+    k = len(names)
+    return (
+        f"<p>Classes ({html.escape(target)}, {k}): {html.escape(', '.join(names))}. "
+        f"Guessing gives about 1/{k} = {1 / k:.2f} balanced accuracy when the classes are "
+        "balanced; every chance figure below is measured (the same decoding with the labels "
+        "shifted in time against the EEG), never assumed, and the group statistics compare "
+        "each participant with their own chance.</p>"
+    )
+
+
 def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path) -> str:
     e = html.escape
     parts = [
@@ -174,12 +190,14 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
             else "Each participant's sessions were decoded together; "
         )
         + "every figure below is out of fold (honest) unless marked LEAKY.</p>",
+        _classes_line(summary),
     ]
     across = summary.get("across_participants")
     if across:
         parts.append(
             "<h2>All participants pooled</h2><table><tr><th class='l'>decoder</th>"
             "<th>honest F1</th><th>chance</th><th>p</th><th>balanced acc.</th>"
+            "<th>chance (balanced acc.)</th>"
             "<th class='leaky'>LEAKY F1 (RYM protocol)</th><th class='l'>leaky fit</th></tr>"
         )
         for d, m in across["decoders"].items():
@@ -190,6 +208,7 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
                 f"<tr><td class='l'>{e(d)}</td><td>{_fmt(m.get('f1_weighted'))}</td>"
                 f"<td>{_fmt(m.get('chance_f1_weighted'))}</td><td>{_fmt(m.get('p_value'))}</td>"
                 f"<td>{_fmt(m.get('balanced_accuracy'))}</td>"
+                f"<td>{_fmt(m.get('chance_balanced_accuracy'))}</td>"
                 f"<td class='leaky'>{_fmt(m.get('leaky_f1_weighted'))}</td>"
                 f"<td class='l'>{e(how)}</td></tr>"
             )
@@ -219,7 +238,8 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
             )
         parts.append(
             "<table><tr><th class='l'>participant</th><th>honest F1</th><th>chance</th>"
-            "<th>p</th><th>balanced acc.</th><th>split</th><th class='leaky'>LEAKY F1</th>"
+            "<th>p</th><th>balanced acc.</th><th>chance (balanced acc.)</th><th>split</th>"
+            "<th class='leaky'>LEAKY F1</th>"
             "<th>windows</th><th class='l'>channels used</th></tr>"
         )
         for sub, r in ok.items():
@@ -231,7 +251,9 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
             parts.append(
                 f"<tr><td class='l'>sub-{e(sub)}</td><td>{_fmt(m.get('f1_weighted'))}</td>"
                 f"<td>{_fmt(m.get('chance_f1_weighted'))}</td><td>{_fmt(m.get('p_value'))}</td>"
-                f"<td>{_fmt(m.get('balanced_accuracy'))}</td><td>{e(str(m.get('split')))}</td>"
+                f"<td>{_fmt(m.get('balanced_accuracy'))}</td>"
+                f"<td>{_fmt(m.get('chance_balanced_accuracy'))}</td>"
+                f"<td>{e(str(m.get('split')))}</td>"
                 f"<td class='leaky'>{_fmt(m.get('leaky_f1_weighted'))}</td>"
                 f"<td>{r.get('n_windows', '')}</td><td class='l'>"
                 f"{e(', '.join(ch.get('used', [])))}"

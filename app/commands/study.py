@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("study", type=Path, help="the study folder")
     a.add_argument("--config", type=Path, default=None, help="YAML or JSON file of settings")
     a.add_argument("--preset", default=None, help="settings from decoding/presets/NAME.yaml")
+    a.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="models folder (AST and ViT for the fusion decoders, e.g. --preset eav_emotion; "
+        "the audio tagger for --preset music)",
+    )
     a.add_argument("--jobs", type=int, default=None, help="local worker processes (1: no Dask)")
     a.add_argument("--scheduler", default=None, help="a Dask scheduler, e.g. tcp://host:8786")
     a.add_argument("--scheduler-file", default=None, help="a Dask scheduler file")
@@ -159,11 +166,7 @@ def run_status(args: argparse.Namespace) -> int:
                 done.append(f"decoded ({len(r.decoding_runs)} run(s))")
             if r.generation_runs:
                 done.append(f"generated ({len(r.generation_runs)} run(s))")
-            reports = (
-                f"{r.valence_reports} valence report(s)"
-                if r.valence_reports
-                else "NO valence reports (cannot be decoded)"
-            )
+            reports = _labels(r)
             print(
                 f"    {Path(r.file).name}: {r.seconds:.0f} s, {r.channels} ch at {r.rate:g} Hz, "
                 f"{reports}; {', '.join(done) or 'not decoded yet'}"
@@ -175,14 +178,20 @@ def run_decode(args: argparse.Namespace) -> int:
     """Decode the study; exit 1 if any participant failed (the others are kept)."""
     from data_schema.study import Study
     from decoding.config import load_config
+    from decoding.labels import class_set
     from decoding.study import estimated_fits, plan_study_decode, run_study_decode
 
     study = Study.open(args.study)
     cfg = load_config(args.config, preset=args.preset)
-    plans, skipped = plan_study_decode(study)
+    if args.models is not None:
+        # Absolute: the workers of a cluster may start elsewhere on the shared file system.
+        cfg.music.models = cfg.fusion.models = str(args.models.resolve())
+    plans, skipped = plan_study_decode(study, cfg)
+    classes = class_set(cfg.labels.target)
     print(
         f"study {study.name!r}: {len(plans)} participant(s) to decode with "
-        f"{', '.join(cfg.decoders)}; {len(skipped)} file(s) left out"
+        f"{', '.join(cfg.decoders)} (labels: {cfg.labels.source}; {classes.target}: "
+        f"{', '.join(classes.names)}); {len(skipped)} file(s) left out"
     )
     for file, why in skipped.items():
         print(f"  left out {file}: {why}")
@@ -213,6 +222,19 @@ def run_decode(args: argparse.Namespace) -> int:
             print(f"    {name}: {_figures(m, 'LEAKY (RYM protocol, not evidence)')}")
     print(f"summary: {result.folder / 'summary.json'}")
     return 1 if result.failed else 0
+
+
+def _labels(r) -> str:
+    """The labels one session holds, for ``study status`` (what decoding can learn from)."""
+    held = []
+    if r.valence_reports:
+        held.append(f"{r.valence_reports} valence report(s)")
+    if r.labelled_trials or r.emotion_trials:
+        held.append(f"{max(r.labelled_trials, r.emotion_trials)} labelled trial(s)")
+    if r.rated_clips:
+        held.append(f"{r.rated_clips} rated clip(s)")
+    none = "NO valence reports, labelled trials or rated clips (cannot be decoded)"
+    return ", ".join(held) or none
 
 
 def _figures(m: dict, leaky_label: str) -> str:
