@@ -29,3 +29,23 @@ def shared_data() -> Path:
 def unique_id() -> str:
     """A unique LSL source_id / stream name suffix, so parallel tests never see each other."""
     return f"rl-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def reconstructed_session(tmp_path_factory) -> Path:
+    """A recall session and its reconstruction with the reordered control (``recall-lab
+    generate --control``, tiny random models, 6 s): what a preference phase shows. Made once
+    for every test that judges reconstructions (tests/test_preference.py, the app's rig)."""
+    from test_generation_helpers import write_session
+
+    from app.cli import main
+
+    root = tmp_path_factory.mktemp("reconstructed")
+    models = root / "models"
+    assert main(["models", "make-tiny", str(models)]) == 0
+    session = write_session(root / "P001_recall.h5", recall=15.0, participant="P001")
+    args = ["generate", str(session), "--models", str(models), "--out", str(root / "gen")]
+    args += ["--steps", "1", "--fps", "8", "--crossfade", "0.5", "--transition", "0.5"]
+    args += ["--duration", "6", "--control", "--min-segment", "2", "--quiet"]
+    assert main(args) == 0
+    return session

@@ -154,23 +154,9 @@ phases:
 """
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """A recall session and its reconstruction with the reordered control, tiny models."""
-    from test_generation_helpers import write_session
-
-    from app.cli import main
-
-    root = tmp_path_factory.mktemp("made")
-    models = root / "models"
-    assert main(["models", "make-tiny", str(models)]) == 0
-    session = write_session(root / "P001_recall.h5", recall=15.0, participant="P001")
-    fast = ["--steps", "1", "--fps", "8", "--crossfade", "0.5", "--transition", "0.5"]
-    args = ["generate", str(session), "--models", str(models), "--out", str(root / "gen")]
-    assert (
-        main([*args, *fast, "--duration", "6", "--control", "--min-segment", "2", "--quiet"]) == 0
-    )
-    return session
+@pytest.fixture
+def generated(reconstructed_session):
+    return reconstructed_session
 
 
 @pytest.mark.timeout(600)

@@ -5,7 +5,7 @@ rates valence with the keys while watching, clicks the ratings and the choice.
 The app runs on Xvfb under openbox (``tests/realinput``); keys go through XTEST, clicks through
 xdotool. The sound goes to an ALSA ``file`` PCM (a temporary ``~/.asoundrc``) that appends what
 it is given to a raw file. The reconstructions come from ``recall-lab generate --control`` with
-tiny random models (``tests/test_preference.py``).
+tiny random models (``tests/conftest.py``: ``reconstructed_session``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import numpy as np
 import pytest
 from realinput.recorded import closed_session
-from test_preference import generated  # noqa: F401  (module fixture: tiny models, generate)
 
 pytestmark = [
     pytest.mark.gui,
@@ -57,7 +56,7 @@ phases:
 
 def test_the_participant_judges_both_videos_blind_in_the_app(
     real_app,
-    generated,  # noqa: F811
+    reconstructed_session,
     tmp_path,
 ):
     home = tmp_path / "home"
@@ -69,7 +68,7 @@ def test_the_participant_judges_both_videos_blind_in_the_app(
     app = real_app(
         protocol=str(proto),
         time_scale=1.0,
-        extra_args=("--reconstructions", str(generated)),
+        extra_args=("--reconstructions", str(reconstructed_session)),
         env={"HOME": str(home)},
     )
     app.click("Record")
@@ -95,7 +94,7 @@ def test_the_participant_judges_both_videos_blind_in_the_app(
 
     # blind: the participant saw "Video A" and "Video B", never what they were
     assert shown_titles == ["Video A", "Video B"], shown_titles
-    assert s.attrs["preference_source"] == str(generated.resolve())
+    assert s.attrs["preference_source"] == str(reconstructed_session.resolve())
     starts = [json.loads(e.value) for e in s.events_where(source="stimulus", label="video_start")]
     assert [v["video"] for v in starts] == ["A", "B"]
     assert sorted(v["shows"] for v in starts) == ["control", "reconstruction"]

@@ -8,6 +8,7 @@ stages run as the app runs them, ``recall-lab decode|generate`` in their own pro
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -39,13 +40,32 @@ def tiny_models(tmp_path_factory):
     return d
 
 
-def start(real_app, tmp_path: Path, **settings: str):
+def start(real_app, tmp_path: Path, env: dict[str, str] | None = None, **settings: str):
     """The app with these console settings (``offline/...``) already stored."""
     workdir = tmp_path / "app0"
     workdir.mkdir(parents=True, exist_ok=True)
     lines = ["[offline]"] + [f"{k}={v}" for k, v in settings.items()]
     (workdir / "settings.ini").write_text("\n".join(lines) + "\n")
-    return real_app(participant=None, protocol="none")
+    return real_app(participant=None, protocol="none", env=env)
+
+
+# An ALSA default device that appends what it plays to ``played`` (16 kHz mono, 16 bit).
+ASOUNDRC = """
+pcm.!default {{
+    type plug
+    slave {{
+        pcm {{
+            type file
+            slave.pcm "null"
+            file "| cat >> {played}"
+            format "raw"
+        }}
+        format S16_LE
+        rate 16000
+        channels 1
+    }}
+}}
+"""
 
 
 def open_session(app, path: Path) -> None:
@@ -153,9 +173,15 @@ def test_cancel_keeps_nothing_and_the_session_can_be_decoded_again(real_app, sim
     assert app.text("Results") == ""
 
 
-def test_generate_then_play_the_video_with_its_affect_timeline(real_app, tiny_models, tmp_path):
+def test_generate_then_review_the_video_with_its_timeline_prompts_sketch_and_melody(
+    real_app, tiny_models, tmp_path
+):
     session = write_session(tmp_path / "mem.h5", recall=6.0)
-    app = start(real_app, tmp_path, models_dir=str(tiny_models))
+    home = tmp_path / "home"
+    home.mkdir()
+    played = home / "played.raw"
+    (home / ".asoundrc").write_text(ASOUNDRC.format(played=played))
+    app = start(real_app, tmp_path, env={"HOME": str(home)}, models_dir=str(tiny_models))
     open_session(app, session)
     app.wait_until(
         lambda: "stable-diffusion" in (app.text("Models found") or ""), 10, what="models"
@@ -192,6 +218,32 @@ def test_generate_then_play_the_video_with_its_affect_timeline(real_app, tiny_mo
     app.click_at(box[0] + int(box[2] * 0.9), box[1] + box[3] // 2)
     app.wait_until(
         lambda: _seconds(app.text("Playback position")) > 0.6 * total, 5, what="the seek"
+    )
+
+    # The review beside the video: each segment's prompts, the sketch and the melody.
+    manifest = json.loads((run / "m1" / "manifest.json").read_text())
+    segments = manifest["segments"]
+    prompts = app.text("Segment prompts", window=video).split("\n")
+    for s in segments:
+        assert f"image: {s['prompt_image']}" in prompts
+        assert f"music: {s['prompt_music']}" in prompts
+    source = app.text("Review source", window=video)
+    assert source.startswith("memory m1 of mem.h5") and "sketch" in source, source
+    assert "no sketch" not in source and "melody 6.0 s" in source, source
+    # a click on the first segment goes back to its start
+    app.click("Segment prompts", window=video)
+    first = app.find("Segment prompts", window=video)["rect"]
+    app.click_at(first[0] + 40, first[1] + 12)
+    app.wait_until(
+        lambda: _seconds(app.text("Playback position")) < 0.1 * total, 5, what="back to 0"
+    )
+    # the participant's melody plays on the sound device
+    before = played.stat().st_size if played.exists() else 0
+    app.click("Play melody", window=video)
+    app.wait_until(
+        lambda: played.exists() and played.stat().st_size - before >= 2 * 16000 * 6.0 * 0.9,
+        15,
+        what="the melody played",
     )
 
 

@@ -300,7 +300,9 @@ class JobsPanel(QtWidgets.QGroupBox):
     def _open(self, item: QtWidgets.QListWidgetItem) -> None:
         from app.widgets.results_view import open_result
 
-        window = open_result(Path(item.data(PATH_ROLE)), item.text(), self.window())
+        window = open_result(
+            Path(item.data(PATH_ROLE)), item.text(), self.window(), session=self.recording
+        )
         if window is not None:
             self._keep(window)
 

@@ -72,10 +72,14 @@ class TextView(QtWidgets.QPlainTextEdit):
         self.setPlainText(text if error is None else f"cannot read this file: {error}")
 
 
-def open_result(path: Path, title: str, parent: QtWidgets.QWidget) -> QtWidgets.QWidget | None:
+def open_result(
+    path: Path, title: str, parent: QtWidgets.QWidget, session: Path | None = None
+) -> QtWidgets.QWidget | None:
     """Show ``path`` in a window of the console (returned), or with the desktop's application.
 
-    ``title`` is the name the results list shows (relative to the recording's folder).
+    ``title`` is the name the results list shows (relative to the recording's folder);
+    ``session`` the file the result was made from (a video's review shows its sketch and
+    melody).
     """
     suffix = path.suffix.lower()
     window: QtWidgets.QWidget | None = None
@@ -84,7 +88,7 @@ def open_result(path: Path, title: str, parent: QtWidgets.QWidget) -> QtWidgets.
     elif suffix in MEDIA:
         from app.widgets.video_player import VideoPlayer
 
-        window = VideoPlayer(path, parent)
+        window = VideoPlayer(path, parent, session=session)
         window.setWindowTitle(f"Video: {title}")
     elif suffix in TEXT:
         window = TextView(path, title, parent)

@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PyQt6 import QtCore, QtMultimedia, QtMultimediaWidgets, QtWidgets
 
 from app.widgets.background import in_background
+from app.widgets.review_panel import ReviewPanel, load_review
 
 AFFECT_BRUSHES = {
     "negative": (70, 110, 200, 70),
@@ -105,11 +106,17 @@ class AffectTimeline(pg.PlotWidget):
 
 
 class VideoPlayer(QtWidgets.QWidget):
-    """A window playing ``video`` with Play/Pause, a slider, the time and the affect timeline."""
+    """A window playing ``video`` with Play/Pause, a slider, the time and the affect timeline,
+    and beside it the review (:class:`~app.widgets.review_panel.ReviewPanel`): the segments'
+    prompts, and with ``session`` (the file the video was generated from) the participant's
+    sketch and melody."""
 
-    def __init__(self, video: Path, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self, video: Path, parent: QtWidgets.QWidget | None = None, session: Path | None = None
+    ) -> None:
         super().__init__(parent, QtCore.Qt.WindowType.Window)
         self.video = Path(video)
+        self.session = Path(session) if session is not None else None
         self.setWindowTitle(f"Video: {self.video.name}")
         self.player = QtMultimedia.QMediaPlayer(self)
         self.audio = QtMultimedia.QAudioOutput(self)
@@ -127,26 +134,32 @@ class VideoPlayer(QtWidgets.QWidget):
         self.about = QtWidgets.QLabel("")
         self.about.setAccessibleName("Timeline source")
         self.timeline = AffectTimeline()
+        self.review = ReviewPanel()
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.play_button)
         row.addWidget(self.slider, 1)
         row.addWidget(self.time)
-        lay = QtWidgets.QVBoxLayout(self)
-        lay.addWidget(self.view, 1)
-        lay.addLayout(row)
-        lay.addWidget(self.timeline)
-        lay.addWidget(self.about)
-        self.resize(720, 640)
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.view, 1)
+        left.addLayout(row)
+        left.addWidget(self.timeline)
+        left.addWidget(self.about)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.addLayout(left, 1)
+        lay.addWidget(self.review)
+        self.resize(1040, 640)
 
         self.play_button.clicked.connect(self.toggle)
         self.slider.sliderMoved.connect(self.player.setPosition)
         self.timeline.seek.connect(lambda s: self.player.setPosition(int(s * 1000)))
+        self.review.seek.connect(lambda s: self.player.setPosition(int(s * 1000)))
         self.player.positionChanged.connect(self._position)
         self.player.durationChanged.connect(self._duration)
         self.player.playbackStateChanged.connect(self._state)
         self.player.errorOccurred.connect(self._error)
         self.player.setSource(QtCore.QUrl.fromLocalFile(str(self.video.resolve())))
         in_background(lambda: timeline_segments(self.video), self._segments, self)
+        in_background(lambda: load_review(self.video, self.session), self._review, self)
 
     def toggle(self) -> None:
         if self.player.playbackState() == QtMultimedia.QMediaPlayer.PlaybackState.PlayingState:
@@ -165,11 +178,18 @@ class VideoPlayer(QtWidgets.QWidget):
             f"{len(segments)} segments from the {source}" if segments else "no affect timeline"
         )
 
+    def _review(self, result, error) -> None:
+        if error is not None:
+            self.review.source.setText(f"cannot read what the video was made from: {error}")
+            return
+        self.review.show_review(result, self.session)
+
     def _position(self, ms: int) -> None:
         if not self.slider.isSliderDown():
             self.slider.setValue(ms)
         self.time.setText(f"{_clock(ms)} / {_clock(self.player.duration())}")
         self.timeline.set_time(ms / 1000.0)
+        self.review.set_time(ms / 1000.0)
 
     def _duration(self, ms: int) -> None:
         self.slider.setRange(0, max(ms, 0))
