@@ -307,6 +307,8 @@ def _json_default(obj: Any) -> Any:
 def render_markdown(doc: Mapping[str, Any]) -> str:
     """The markdown page of one area's results file (one table per section)."""
     lines = [f"## {doc.get('area', '?')}", ""]
+    if doc.get("preface_markdown"):  # an area whose older script writes its own table
+        lines += [str(doc["preface_markdown"]).strip(), ""]
     for name, sec in doc.get("sections", {}).items():
         m = sec.get("machine", {})
         v = m.get("versions", {})

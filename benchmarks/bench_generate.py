@@ -314,8 +314,7 @@ def main() -> None:
             "host": host,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        path.write_text(json.dumps(data, indent=2))
-        (RESULTS / "generation.md").write_text(markdown_table(data))
+        write_markdown(data)
         print(f"wrote {path}")
         return
     sd = bench_stable_diffusion(args.device, dtype, args.unet_steps)
@@ -351,12 +350,31 @@ def main() -> None:
     }
     if svd_prev:
         data[args.device]["stable_video_diffusion"] = svd_prev
-    path.write_text(json.dumps(data, indent=2))
-    (RESULTS / "generation.md").write_text(markdown_table(data))
+    write_markdown(data)
     print(f"wrote {path}")
 
 
+def devices(data: dict) -> dict:
+    """The per-device entries of the results file (not the ``update_results`` sections)."""
+    return {k: v for k, v in data.items() if k not in ("area", "sections", "preface_markdown")}
+
+
+def write_markdown(data: dict) -> None:
+    """``generation.md``: this script's table, then the sections other generation benchmarks
+    merged in with ``_util.update_results`` (``bench_transitions.py``)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _util import render_markdown
+
+    data.setdefault("area", "generation")
+    data["preface_markdown"] = markdown_table(data)
+    (RESULTS / "generation.json").write_text(json.dumps(data, indent=2))
+    (RESULTS / "generation.md").write_text(render_markdown(data))
+
+
 def markdown_table(data: dict) -> str:
+    data = devices(data)
     rows = [
         "| stage | " + " | ".join(data) + " |",
         "| --- | " + " | ".join("---" for _ in data) + " |",

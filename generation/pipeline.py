@@ -23,9 +23,17 @@ import numpy as np
 from data_schema.errors import Cancelled, RecallLabError, SessionFileError
 from data_schema.progress import Progress, run_folder
 from generation.animation import AnimationSettings
-from generation.images import ImageSettings, render_frames, step_counter
+from generation.images import (
+    ImageSettings,
+    check_transition,
+    paint_transitions,
+    render_frames,
+    step_counter,
+)
 from generation.music import (
     GenerationCancelled,
+    MusicChain,
+    MusicPart,
     MusicSettings,
     equal_power_join,
     normalize_loudness,
@@ -56,6 +64,9 @@ class GenerateConfig:
     seed: int = 0
     fps: float = 24.0
     transition: float = 1.0
+    #: How the picture moves across a segment boundary: cut, crossfade or morph (in-between
+    #: keyframes painted from interpolated diffusion inputs; see generation.images).
+    transition_mode: str = "morph"
     duration: float | None = None
     control: bool = False
     control_seed: int = 1
@@ -64,6 +75,9 @@ class GenerateConfig:
     lexicon: Path | None = None
     segment_rules: SegmentRules = field(default_factory=SegmentRules)
     music: MusicSettings = field(default_factory=MusicSettings)
+    #: "transformers" (in this environment) or "audiocraft" (``make audiocraft-env``; the
+    #: checkpoint in ``<models>/musicgen-melody-audiocraft/``).
+    music_backend: str = "transformers"
     images: ImageSettings = field(default_factory=ImageSettings)
     animation: AnimationSettings = field(default_factory=AnimationSettings)
     show_progress: bool = True
@@ -125,6 +139,8 @@ def memory_steps(cfg: GenerateConfig, prefix: str = "") -> list[str]:
     steps = ["keyframes"]
     if choose_animation(cfg.animation.choice, cfg.models) is not None:
         steps.append("animation")
+    if cfg.transition_mode == "morph":
+        steps.append("transitions")
     steps += ["music", "video"]
     if cfg.evaluate:
         steps.append("scores")
@@ -146,6 +162,10 @@ def generate_memory(
     ``progress`` gets the steps of :func:`memory_steps` (named with ``prefix``);
     ``melodies`` (:class:`generation.melody_retrieval.LibraryMelodies`, fitted) chooses each
     segment's melody from a library by the EEG."""
+    from itertools import pairwise
+
+    from PIL import Image
+
     from generation.affect import affect_trajectory
     from generation.animation import SegmentAnimator, SegmentVisual, choose_animation
     from generation.images import KeyframePainter
@@ -157,7 +177,10 @@ def generate_memory(
     prog.cancel = cancel
     device = pick_device(cfg.device)
     sd = require_model("stable-diffusion", cfg.models)
-    mg = require_model("musicgen-melody", cfg.models)
+    if cfg.music_backend == "audiocraft":  # audiocraft's own checkpoint, beside the others
+        mg = sd.parent / "musicgen-melody-audiocraft"
+    else:
+        mg = require_model("musicgen-melody", cfg.models)
     cn = model_path("controlnet-scribble", cfg.models)
     anim = choose_animation(cfg.animation.choice, cfg.models)
     mem = session.memories[memory_id]
@@ -173,6 +196,11 @@ def generate_memory(
     if cfg.duration:
         segments = rescale(segments, cfg.duration)
     total = segments[-1].end
+    # Every video's segment order: transitions depend on the neighbours, so the control gets
+    # its own.
+    orders = [list(range(len(segments)))]
+    if cfg.control:
+        orders.append(control_order(segments, cfg.control_seed))
 
     # --- inputs the participant gave (each may be missing)
     description = (mem.description or "").strip()
@@ -208,8 +236,9 @@ def generate_memory(
             img.save(folder / f"segment-{seg.index:02d}.png")
             keyframes.append(img)
     image_mode, size = painter.mode, painter.size
-    del painter
-    _free()
+    if anim is not None or cfg.transition_mode != "morph":
+        painter = None
+        _free()
     timings["images"] = time.perf_counter() - t0
 
     # --- animation: one clip per segment from its keyframe, replacing the still
@@ -251,34 +280,98 @@ def generate_memory(
     elif cfg.animation.choice == "auto":
         notes.append("no animation model (svd/ or animatediff-motion-adapter/): still keyframes")
 
+    # --- transitions: in-between keyframes at every boundary of every video (morph)
+    inbetweens: dict[tuple[int, int], list[np.ndarray]] = {}
+    if cfg.transition_mode == "morph":
+        t0 = time.perf_counter()
+        if painter is None:
+            painter = KeyframePainter(sd, cn, bool(sketch), device, cancel)
+        with prog.step(prefix + "transitions", 0, "step") as step:
+            inbetweens = paint_transitions(
+                painter,
+                orders,
+                [pr.image for pr in prompts],
+                visuals,
+                [s.duration for s in segments],
+                seed=cfg.seed,
+                sketch_png=sketch,
+                settings=cfg.images,
+                step=step,
+            )
+        painter = None
+        _free()
+        for (a, b), frames in inbetweens.items():
+            for k, f in enumerate(frames):
+                Image.fromarray(np.clip(f + 0.5, 0, 255).astype(np.uint8)).save(
+                    folder / f"transition-{a:02d}-{b:02d}-{k + 1}.png"
+                )
+        timings["transitions"] = time.perf_counter() - t0
+
     # --- music
     t0 = time.perf_counter()
-    music = MusicGenerator(mg, device, cancel)
+    if cfg.music_backend == "audiocraft":
+        from generation.music_audiocraft import AudiocraftMusicGenerator
+
+        music = AudiocraftMusicGenerator(mg, device, cancel)
+    else:
+        music = MusicGenerator(mg, device, cancel)
     rate = music.sampling_rate
-    clips, windows = [], []
-    n_frames = int(sum((s.duration + cfg.music.crossfade) * music.frame_rate for s in segments))
-    with prog.step(prefix + "music", n_frames, "frame") as bar:
-        for seg, pr in zip(segments, prompts):
-            seg_melody, seg_rate, seg_offset = melody, mem.melody_rate, seg.start
-            if seg.index in chosen:
-                seg_melody, seg_rate = melodies.melody(
-                    chosen[seg.index], melody, mem.melody_rate, seg.start, cfg.melody_mix
-                )
-                seg_offset = 0.0
-            # Every segment gets a crossfade tail so any order (the control) can be joined.
-            audio, plan = music.generate(
-                pr.music,
-                seg.duration + cfg.music.crossfade,
-                melody=seg_melody,
-                melody_rate=seg_rate,
-                seed=cfg.seed + seg.index,
-                settings=cfg.music,
-                melody_offset=seg_offset,
-                progress=bar,
+    parts = []
+    for seg, pr in zip(segments, prompts):
+        seg_melody, seg_rate, seg_offset = melody, mem.melody_rate, seg.start
+        if seg.index in chosen:
+            seg_melody, seg_rate = melodies.melody(
+                chosen[seg.index], melody, mem.melody_rate, seg.start, cfg.melody_mix
             )
-            write_wav(folder / f"segment-{seg.index:02d}.wav", audio, rate)
-            clips.append(audio)
-            windows.append(plan)
+            seg_offset = 0.0
+        # In a crossfade join every segment gets a tail so any order (the control) can be joined.
+        parts.append(
+            MusicPart(
+                pr.music,
+                seg.duration + cfg.music.tail(),
+                seg_melody,
+                seg_rate,
+                seg_offset,
+                cfg.seed + seg.index,
+            )
+        )
+    # A continuation depends on what precedes it: every video's order (the control's too)
+    # gets its own chain.
+    chains: dict[tuple[int, ...], MusicChain] = {}
+    n_chains = len(orders) if cfg.music.join == "continue" else 1
+    n_frames = int(n_chains * sum(p.seconds * music.frame_rate for p in parts))
+    with prog.step(prefix + "music", n_frames, "frame") as bar:
+        if cfg.music.join == "continue":
+            for order in orders:
+                chain = music.generate_chain([parts[i] for i in order], cfg.music, bar)
+                chains[tuple(order)] = chain
+                if order == orders[0]:
+                    clips, windows = chain.clips, chain.plans
+        else:
+            clips, windows = [], []
+            for part in parts:
+                audio, plan = music.generate(
+                    part.prompt,
+                    part.seconds,
+                    melody=part.melody,
+                    melody_rate=part.melody_rate,
+                    seed=part.seed,
+                    settings=cfg.music,
+                    melody_offset=part.melody_offset,
+                    progress=bar,
+                )
+                clips.append(audio)
+                windows.append(plan)
+    for seg, audio in zip(segments, clips):
+        write_wav(folder / f"segment-{seg.index:02d}.wav", audio, rate)
+
+    def join_music(order: list[int], segs: list[Segment]) -> np.ndarray:
+        if tuple(order) in chains:
+            return chains[tuple(order)].track
+        return equal_power_join(
+            [clips[i] for i in order], [s.duration for s in segs], rate, cfg.music.crossfade
+        )
+
     del music
     _free()
     timings["music"] = time.perf_counter() - t0
@@ -295,24 +388,28 @@ def generate_memory(
 
     def compose(order: list[int], name: str) -> tuple[Path, list[Segment], dict]:
         segs = reorder(segments, order)
-        joined = equal_power_join(
-            [clips[i] for i in order], [s.duration for s in segs], rate, cfg.music.crossfade
-        )
+        joined = join_music(order, segs)
         joined = normalize_loudness(joined, cfg.music.target_rms_db)
         wav = folder / f"{name}.wav"
         write_wav(wav, joined, rate)
         mp4 = folder / f"{name}.mp4"
         frames = render_frames(
-            [visuals[i] for i in order], [s.start for s in segs], total, cfg.fps, cfg.transition
+            [visuals[i] for i in order],
+            [s.start for s in segs],
+            total,
+            cfg.fps,
+            cfg.transition,
+            cfg.transition_mode,
+            [inbetweens.get(pair, []) for pair in pairwise(order)],
         )
         write_mp4(mp4, counted(frames), (size, size), cfg.fps, wav)
         probe = probe_durations(mp4)
         return mp4, segs, {"samples": len(joined), "probe": probe}
 
-    video, _, av = compose(list(range(len(segments))), "reconstruction")
+    video, _, av = compose(orders[0], "reconstruction")
     control_video, control = None, None
     if cfg.control:
-        order = control_order(segments, cfg.control_seed)
+        order = orders[1]
         control_video, csegs, cav = compose(order, "control_reordered")
         control = {
             "seed": cfg.control_seed,
@@ -320,6 +417,8 @@ def generate_memory(
             "video": control_video.name,
             "segments": [s.to_dict() for s in csegs],
             "audio_video": cav,
+            # continue: the control's music is its own chain (windows per segment, in order)
+            "music_windows": (chains[tuple(order)].plans if tuple(order) in chains else None),
         }
     video_step.close()
     timings["compose"] = time.perf_counter() - t0
@@ -340,13 +439,28 @@ def generate_memory(
         "total_seconds": total,
         "fps": cfg.fps,
         "sample_rate": rate,
+        "music_join": cfg.music.join,
         "seed": cfg.seed,
         "device": asdict(device),
         "models": {
             "stable-diffusion": {"path": str(sd), "mode": image_mode, "tiny": is_tiny(sd)},
-            "musicgen-melody": {"path": str(mg), "tiny": is_tiny(mg)},
+            "musicgen-melody": (
+                {"path": str(mg), "backend": "audiocraft"}
+                if cfg.music_backend == "audiocraft"
+                else {"path": str(mg), "tiny": is_tiny(mg), "backend": "transformers"}
+            ),
         },
         "animation": animation,
+        "transitions": {
+            "mode": cfg.transition_mode,
+            "seconds": cfg.transition,
+            "morph_steps": cfg.images.morph_steps if inbetweens else 0,
+            "from": "clip frames" if animation else "keyframes",
+            "inbetweens": {
+                f"{a}-{b}": [f"transition-{a:02d}-{b:02d}-{k + 1}.png" for k in range(len(f))]
+                for (a, b), f in inbetweens.items()
+            },
+        },
         "melody_library": (
             None
             if melodies is None
@@ -454,8 +568,10 @@ def run_generation(
     memories = choose_memories(session, cfg.memory)
     # Fail on missing models (and bad settings) before any work is done.
     require_model("stable-diffusion", cfg.models)
-    require_model("musicgen-melody", cfg.models)
+    if cfg.music_backend != "audiocraft":  # audiocraft's checkpoint is checked below
+        require_model("musicgen-melody", cfg.models)
     cfg.animation.check()
+    check_transition(cfg.transition_mode, cfg.images.morph_steps)
     choose_animation(cfg.animation.choice, cfg.models)
     if cfg.melody_library is not None:
         from protocols.library import load_library
@@ -465,6 +581,10 @@ def run_generation(
         require_model("audio-tagger", cfg.models)
         load_library(cfg.melody_library)
     cfg.models = models_dir(cfg.models)
+    if cfg.music_backend == "audiocraft":
+        from generation.music_audiocraft import require_audiocraft
+
+        require_audiocraft(cfg.models / "musicgen-melody-audiocraft")
     root = Path(cfg.out or session_path.with_name(session_path.stem + "-generation"))
     prefixes = {m: (f"{m}: " if len(memories) > 1 else "") for m in memories}
     first = ["melody choice"] if cfg.melody_library is not None else []

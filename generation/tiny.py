@@ -272,6 +272,12 @@ def make_tiny_musicgen_melody(folder: Path, seed: int = 0) -> None:
     )
     torch.manual_seed(seed)
     model = MusicgenMelodyForConditionalGeneration(config)
+    # transformers starts EnCodec's codebooks at zeros, so every code would decode to the same
+    # sound; random codebooks make the audio follow the codes, as in the real model.
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
     # The released checkpoint's generation settings: sampling, top-k 250, CFG 3, 30 s max.
     model.generation_config = GenerationConfig(
         decoder_start_token_id=codebook,

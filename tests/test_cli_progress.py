@@ -174,7 +174,8 @@ def test_generate_counts_diffusion_steps_and_frames_and_lists_its_folder(tiny_mo
     job = Job(_generate_args(session, tiny_models, "--steps", "3", "--animation", "none"), tmp_path)
     assert job.finish(240) == 0, job.other
     plan = next(e for e in job.events if e["event"] == "plan")["steps"]
-    assert plan == ["keyframes", "music", "video", "scores", "write results"]
+    # Morph (the default transition) paints in-between keyframes in a step of its own.
+    assert plan == ["keyframes", "transitions", "music", "video", "scores", "write results"]
     for name in plan:
         counts = job.steps(name)
         assert counts and counts[-1][0] == counts[-1][1] > 0, (name, counts)

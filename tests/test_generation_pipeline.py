@@ -97,7 +97,8 @@ def test_generate_video_assets_manifest_and_control(tiny_models, tmp_path):
             assert im.size == (64, 64)
         rate, clip = wavfile.read(folder / s["music"])
         assert rate == 32000
-        assert len(clip) == round((s["duration"] + 0.5) * rate)
+        # --music-join continue (default): each segment's stretch of the chain, no tail
+        assert len(clip) == round(s["duration"] * rate)
         assert s["image_seed"] == 0  # shared seed for coherence
         assert s["descriptors_image"] == [] or s["prompt_image"].endswith(
             ", ".join(s["descriptors_image"])
@@ -115,7 +116,17 @@ def test_generate_video_assets_manifest_and_control(tiny_models, tmp_path):
     # Manifest: models, modes, timings, evaluation.
     assert manifest["models"]["stable-diffusion"]["mode"] == "controlnet-scribble"
     assert manifest["models"]["musicgen-melody"]["tiny"] is True
-    assert set(manifest["timings_s"]) == {"images", "animation", "music", "compose", "evaluate"}
+    assert set(manifest["timings_s"]) == {
+        "images",
+        "animation",
+        "transitions",
+        "music",
+        "compose",
+        "evaluate",
+    }
+    # With animation, the morph joins the last frame of each clip to the first of the next.
+    assert manifest["transitions"]["from"] == "clip frames"
+    assert set(manifest["transitions"]["inbetweens"]) >= {"0-1", "1-2"}
     # With every model present, --animation auto animates with Stable Video Diffusion.
     assert manifest["animation"]["model"] == "svd" and manifest["animation"]["tiny"] is True
     assert all((folder / s["animation"]["clip"]).exists() for s in segs)

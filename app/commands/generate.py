@@ -45,8 +45,35 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lexicon", type=Path, default=None, help="JSON affect lexicon")
     p.add_argument("--steps", type=int, default=25, help="diffusion steps (25)")
     p.add_argument("--fps", type=float, default=24.0, help="video frame rate (24)")
-    p.add_argument("--transition", type=float, default=1.0, help="keyframe crossfade, s (1)")
+    p.add_argument(
+        "--transition", type=float, default=1.0, help="transition window per boundary, s (1)"
+    )
+    p.add_argument(
+        "--transition-mode",
+        default="morph",
+        metavar="cut|crossfade|morph",
+        help="picture across a segment boundary: cut (hard cut), crossfade (blend the two), or "
+        "morph (default: in-between keyframes painted from interpolated noise, starting "
+        "latents and prompt embeddings, shown across the --transition window)",
+    )
+    p.add_argument(
+        "--morph-steps", type=int, default=4, help="morph: in-between keyframes per boundary (4)"
+    )
     p.add_argument("--crossfade", type=float, default=1.0, help="music crossfade, s (1)")
+    p.add_argument(
+        "--music-join",
+        choices=("continue", "crossfade"),
+        default="continue",
+        help="continue: each segment's music continues the previous segment's audio (default; "
+        "the control gets its own chain); crossfade: separate clips, equal-power crossfades",
+    )
+    p.add_argument(
+        "--music-backend",
+        choices=("transformers", "audiocraft"),
+        default="transformers",
+        help="MusicGen-melody through transformers (default) or audiocraft (its own env: "
+        "`make audiocraft-env`; checkpoint in <models>/musicgen-melody-audiocraft/)",
+    )
     p.add_argument("--window", type=float, default=30.0, help="music window, s (30)")
     p.add_argument("--overlap", type=float, default=10.0, help="music window overlap, s (10)")
     p.add_argument(
@@ -94,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
     """The :class:`GenerateConfig` the options ask for (one-line errors for bad values)."""
     from data_schema.errors import RecallLabError
     from generation.animation import AnimationSettings
-    from generation.images import ImageSettings
+    from generation.images import ImageSettings, check_transition
     from generation.music import MusicSettings
     from generation.pipeline import GenerateConfig
     from generation.segments import SegmentRules
@@ -103,6 +130,9 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         raise RecallLabError("--steps must be at least 1")
     if args.fps <= 0:
         raise RecallLabError("--fps must be positive")
+    if args.transition < 0:
+        raise RecallLabError("--transition must be 0 or more seconds")
+    check_transition(args.transition_mode, args.morph_steps)
     cfg = GenerateConfig(
         affect=args.affect,
         memory=getattr(args, "memory", None),
@@ -111,6 +141,7 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         seed=args.seed,
         fps=args.fps,
         transition=args.transition,
+        transition_mode=args.transition_mode,
         duration=args.duration,
         control=args.control,
         control_seed=args.control_seed,
@@ -118,8 +149,14 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         device=args.device,
         lexicon=args.lexicon,
         segment_rules=SegmentRules(min_duration=args.min_segment, smoothing=args.smoothing),
-        music=MusicSettings(window=args.window, overlap=args.overlap, crossfade=args.crossfade),
-        images=ImageSettings(steps=args.steps),
+        music=MusicSettings(
+            window=args.window,
+            overlap=args.overlap,
+            crossfade=args.crossfade,
+            join=args.music_join,
+        ),
+        music_backend=args.music_backend,
+        images=ImageSettings(steps=args.steps, morph_steps=args.morph_steps),
         animation=AnimationSettings(
             choice=args.animation,
             frames=args.animation_frames,
