@@ -299,3 +299,17 @@ def test_cancel_stops_and_records_nothing(tiny_models, tmp_path):
             "x", 5.0, melody=None, melody_rate=None, seed=0, settings=MusicSettings(), progress=bar
         )
     assert bar.steps <= 11
+
+
+def test_the_control_is_made_with_crossfaded_music_too(tiny_models, tmp_path):
+    # The control's order was only known to the continuation chain: with crossfaded music
+    # (no chains) generating the control failed on its order.
+    session = write_session(tmp_path / "s.h5", recall=15.0)
+    out = tmp_path / "gen"
+    args = ["--duration", "4", "--control", "--min-segment", "2", "--music-join", "crossfade"]
+    assert _generate(session, tiny_models, out, *args, "--transition-mode", "crossfade") == 0
+    folder = out / "run-001" / "m1"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["control"]["video"] == "control_reordered.mp4"
+    assert (folder / "control_reordered.mp4").stat().st_size > 0
+    assert manifest["models"]["musicgen-melody"]["backend"] == "transformers"
