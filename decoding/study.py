@@ -92,14 +92,16 @@ class SessionStatus:
     emotion_trials: int = 0
     # Listening clips played and rated (SAM valence; labels.source clip_ratings).
     rated_clips: int = 0
+    # Memories judged in a preference phase (``recall-lab study preference``).
+    preference_judgements: int = 0
     decoding_runs: list[str] = field(default_factory=list)
     generation_runs: list[str] = field(default_factory=list)
 
 
 def study_status(study: Any) -> list[SessionStatus]:
     """Each session file of ``study``: readable or why not, its size, its labels (valence
-    reports, labelled trials, rated clips, as the decoder counts them), and its decoding and
-    generation runs. Never raises for a file."""
+    reports, labelled trials, rated clips, as the decoder counts them), its preference
+    judgements, and its decoding and generation runs. Never raises for a file."""
     return [session_status(s, study.root) for s in study.sessions()]
 
 
@@ -126,6 +128,9 @@ def session_status(s: Any, root: Path) -> SessionStatus:
         end = float(eeg.timestamps[-1]) if eeg is not None and eeg.n_samples else 0.0
         plays = clip_plays_from_events(session.events, end)
         st.rated_clips = sum(1 for p in plays if p.valence is not None and not p.error)
+        st.preference_judgements = sum(
+            1 for _ in session.events_where(source="participant", label="preference_choice")
+        )
         st.decoding_runs = list_derived_runs(s.path, "decoding")
         st.generation_runs = list_derived_runs(s.path, "generation")
     except (RecallLabError, OSError) as exc:

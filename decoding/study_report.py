@@ -5,6 +5,12 @@ group statistics (:mod:`decoding.group`), each participant's honest F1 against t
 permutation null, the pooled confusion matrix, and every participant's decoded trajectory
 (copied from their report, so the folder stands alone). The leaky figure of RYM's protocol is
 shown beside the honest one, marked, with why it is not evidence.
+
+When the study has a preference run (``recall-lab study preference``), the newest one gets its
+own section: the preference rate with its binomial test, the mean r between rated and intended
+valence with its confidence interval for the reconstruction and the control, and each
+participant's row. A study with a preference run and no decode run gets a report of that
+section alone.
 """
 
 from __future__ import annotations
@@ -38,19 +44,34 @@ def latest_run(study_root: Path) -> Path:
     runs = sorted((study_root / "derivatives" / "decoding" / "runs").glob("run-*"))
     if not runs:
         raise RecallLabError(
-            f"{study_root} has no study decode yet: run 'recall-lab study decode {study_root}'"
+            f"{study_root} has no study decode yet: run 'recall-lab study decode {study_root}' "
+            f"(or 'recall-lab study preference {study_root}' for a report of the preference "
+            "study alone)"
         )
     return runs[-1]
 
 
 def write_study_report(study: Any, run: str | None = None) -> Path:
-    """Write the report of decode run ``run`` (default: the newest); returns index.html."""
+    """Write the report of decode run ``run`` (default: the newest), with the newest
+    preference run's section if the study has one; returns index.html. Without any decode
+    run (and no ``run`` asked for) a study with a preference run gets that section alone."""
+    from generation.preference import latest_study_preference
+
+    root = study.root
+    preference = latest_study_preference(root)
+    has_decode = any((root / "derivatives" / "decoding" / "runs").glob("run-*"))
+    if run is None and not has_decode and preference is not None:
+        with run_folder(root / "derivatives" / "reports") as folder:
+            body = [f"<h1>{html.escape(study.name)}</h1>", "<p>No study decode run yet.</p>"]
+            body.append(preference_section(study, *preference))
+            (folder.partial / "index.html").write_text(_document(study, body))
+        return folder.final / "index.html"
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    root = study.root
     run_dir = root / "derivatives" / "decoding" / "runs" / run if run else latest_run(root)
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
@@ -74,7 +95,7 @@ def write_study_report(study: Any, run: str | None = None) -> Path:
         (out / "group.json").write_text(
             json.dumps({d: (g.to_dict() if g else None) for d, g in groups.items()}, indent=2)
         )
-        (out / "index.html").write_text(_page(study, run_dir, summary, ok, groups, out))
+        (out / "index.html").write_text(_page(study, run_dir, summary, ok, groups, out, preference))
     return folder.final / "index.html"
 
 
@@ -170,15 +191,81 @@ def _classes_line(summary: dict) -> str:
     )
 
 
-def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path) -> str:
-    e = html.escape
-    parts = [
+def _document(study, body: list[str]) -> str:
+    """The HTML page around ``body``'s parts."""
+    head = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(study.name)}: study report</title>",
+        f"<title>{html.escape(study.name)}: study report</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
         "padding:4px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}"
         ".leaky{color:#b00}img{max-width:100%}</style></head><body>",
+    ]
+    return "\n".join([*head, *body, "</body></html>"])
+
+
+def _ci(c: dict) -> str:
+    if c.get("ci95") is None:
+        return "no interval (fewer than two participants)"
+    return f"[{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}]"
+
+
+def preference_section(study, run: str, doc: dict) -> str:
+    """The preference study's section: the figures of ``summarize``, then each participant."""
+    e = html.escape
+    fig = doc.get("summary", {})
+    rate = fig.get("preference_rate")
+    parts = [
+        "<h2>Preference: the reconstruction beside its reordered control</h2>",
+        f"<p>Preference run <code>{e(f'derivatives/preference/{run}')}</code>: "
+        f"{len(doc.get('sessions', {}))} judging session(s), "
+        f"{len(doc.get('skipped', {}))} session file(s) left out (no judgements or unreadable). "
+        "Each "
+        "memory's reconstruction and its control were shown blind, in counterbalanced order; "
+        "r is Pearson's r between the valence rated while watching and the valence the video "
+        "was made to carry, averaged over participants through Fisher z.</p>",
+        "<table><tr><th class='l'>study figure</th><th>value</th></tr>",
+        f"<tr><td class='l'>judgements</td><td>{fig.get('judgements', 0)}</td></tr>",
+        f"<tr><td class='l'>chose the reconstruction</td>"
+        f"<td>{fig.get('chose_reconstruction', 0)}</td></tr>",
+        f"<tr><td class='l'>preference rate</td>"
+        f"<td>{'not computed' if rate is None else f'{100 * rate:.0f} %'}</td></tr>",
+        f"<tr><td class='l'>p, exact binomial test against 50 %</td>"
+        f"<td>{_fmt(fig.get('binomial_p'), 4)}</td></tr>",
+    ]
+    for shows in ("reconstruction", "control"):
+        c = fig.get(f"correlation_{shows}") or {}
+        parts.append(
+            f"<tr><td class='l'>mean r, {shows} ({c.get('participants', 0)} participant(s)) "
+            f"[95 % CI]</td><td>{_fmt(c.get('mean_r'))} {_ci(c)}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(
+        "<table><tr><th class='l'>participant</th><th>sessions</th><th>judgements</th>"
+        "<th>chose reconstruction</th><th>mean r reconstruction</th><th>mean r control</th></tr>"
+    )
+    for key, row in doc.get("participants", {}).items():
+        parts.append(
+            f"<tr><td class='l'>{e(key)}</td><td>{row.get('sessions', '')}</td>"
+            f"<td>{row.get('judgements', '')}</td><td>{row.get('chose_reconstruction', '')}</td>"
+            f"<td>{_fmt(row.get('mean_r_reconstruction'))}</td>"
+            f"<td>{_fmt(row.get('mean_r_control'))}</td></tr>"
+        )
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+def _page(
+    study,
+    run_dir: Path,
+    summary: dict,
+    ok: dict,
+    groups: dict,
+    out: Path,
+    preference: tuple[str, dict] | None = None,
+) -> str:
+    e = html.escape
+    parts = [
         f"<h1>{e(study.name)}</h1>",
         f"<p>Decode run <code>{e(str(run_dir.relative_to(study.root)))}</code> on "
         f"{e(summary.get('where', ''))}, {len(ok)} participant(s) decoded, "
@@ -277,5 +364,6 @@ def _page(study, run_dir: Path, summary: dict, ok: dict, groups: dict, out: Path
         for f, why in summary.get("skipped", {}).items():
             parts.append(f"<li>{e(f)}: {e(why)}</li>")
         parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    if preference is not None:
+        parts.append(preference_section(study, *preference))
+    return _document(study, parts)

@@ -17,13 +17,15 @@ ratings after each (``participant/preference_rating``), the choice
 
 Across a study: the preference rate with a two-sided exact binomial test against 0.5, and the
 mean correlation over participants with a 95 % confidence interval (Fisher z, t over
-participants).
+participants). :func:`study_preference` does it for every judging session of a study folder
+(``recall-lab study preference``) and writes ``STUDY/derivatives/preference/run-NNN/``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +222,200 @@ def format_summary(summary: dict) -> str:
             f"{c['mean_r']:.3f} over {c['participants']} participant(s){ci}"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- a whole study
+#: Where a study's preference runs go: ``STUDY/derivatives/preference/run-NNN/``.
+STUDY_RUNS = ("derivatives", "preference")
+
+
+@dataclass
+class StudyPreference:
+    """What ``recall-lab study preference`` found: each judging session's analysis (by its
+    place in the study), the files left out and why, each participant's row, the study's
+    figures (:func:`summarize`) and the run folder written (``None`` with ``write=False``)."""
+
+    study: str
+    sessions: dict[str, dict] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    participants: dict[str, dict] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    folder: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "study": self.study,
+            "folder": None if self.folder is None else str(self.folder),
+            "sessions": self.sessions,
+            "skipped": self.skipped,
+            "participants": self.participants,
+            "summary": self.summary,
+        }
+
+
+def judgements_held(session: Any) -> int:
+    """How many memories a read session judged (its ``participant/preference_choice``)."""
+    return len(_events(session, "participant", "preference_choice"))
+
+
+def _mean_r(rs: list[float]) -> float | None:
+    """The mean of correlations through Fisher z, as :func:`summarize` averages them."""
+    rs = [r for r in rs if r is not None and math.isfinite(r)]
+    if not rs:
+        return None
+    return float(np.tanh(np.mean(np.arctanh(np.clip(rs, -0.999, 0.999)))))
+
+
+def participant_rows(analyses: dict[str, dict]) -> dict[str, dict]:
+    """Per participant (``sub-<label>``): sessions, judgements, how many chose the
+    reconstruction, and the mean r while watching the reconstruction and the control."""
+    rows: dict[str, dict] = {}
+    rs: dict[str, dict[str, list[float]]] = {}
+    for a in analyses.values():
+        key = f"sub-{a['subject']}"
+        row = rows.setdefault(
+            key,
+            {"participant": a["participant"], "sessions": 0, "judgements": 0,
+             "chose_reconstruction": 0},
+        )  # fmt: skip
+        row["sessions"] += 1
+        mine = rs.setdefault(key, {"reconstruction": [], "control": []})
+        for m in a["memories"].values():
+            if m["chose_reconstruction"] is not None:
+                row["judgements"] += 1
+                row["chose_reconstruction"] += int(m["chose_reconstruction"])
+            for shows in ("reconstruction", "control"):
+                r = m.get(f"r_{shows}")
+                if r is not None:
+                    mine[shows].append(r)
+    for key, row in rows.items():
+        for shows in ("reconstruction", "control"):
+            row[f"mean_r_{shows}"] = _mean_r(rs[key][shows])
+    return dict(sorted(rows.items()))
+
+
+def _source_of(rel: str, session: Any, moved_to: dict[str, Path]) -> Path:
+    """The session that made the videos ``rel`` judged, where it is now; one line if gone."""
+    source = session.attrs.get("preference_source")
+    if not source:
+        raise RecallLabError(
+            f"{rel} does not say which session made the videos it judged; analyse it alone with "
+            f"'recall-lab preference {rel} --reconstructions FILE'"
+        )
+    source = Path(str(source))
+    if source.is_file():
+        return source
+    if source.name in moved_to:
+        return moved_to[source.name]
+    raise RecallLabError(
+        f"{rel}: the session that made its videos is no longer at {source} (moved or "
+        f"deleted); put it back, or give its new place with --reconstructions "
+        f"NEW_FOLDER/{source.name}"
+    )
+
+
+def study_preference(
+    study: Any, *, write: bool = True, reconstructions: list[str | Path] | tuple = ()
+) -> StudyPreference:
+    """The preference study over every session of ``study`` that holds judgements.
+
+    Sessions without any (or unreadable ones) are left out with the reason. Everything is
+    read and checked before anything is written; then (``write``) each judging session gets
+    a new ``/derived/study/run-NNN`` and the study a new
+    ``STUDY/derivatives/preference/run-NNN/`` with ``summary.json`` and ``summary.md`` (never
+    over an earlier run). ``reconstructions``: the new places of sessions that made the videos
+    and were moved, matched by file name. Raises :class:`RecallLabError` in one line when no
+    session holds judgements or a judging session's videos cannot be read.
+    """
+    from data_schema.progress import run_folder
+    from data_schema.reader import read_session
+
+    moved_to = {Path(p).name: Path(p) for p in reconstructions}
+    for p in moved_to.values():
+        if not p.is_file():
+            raise RecallLabError(f"--reconstructions {p}: no such session file")
+    result = StudyPreference(study.name)
+    judging = []
+    sessions = study.sessions()
+    for s in sessions:
+        rel = s.relative(study.root)
+        try:
+            session = read_session(s.path)
+        except (RecallLabError, OSError) as exc:
+            result.skipped[rel] = f"unreadable: {exc}"
+            continue
+        if not _events(session, "stimulus", "video_start"):
+            result.skipped[rel] = "no preference judgement"
+            continue
+        judging.append((s, rel, _source_of(rel, session, moved_to)))
+    if not judging:
+        raise RecallLabError(
+            f"study {study.name!r} holds no preference judgement ({len(sessions)} session "
+            "file(s) looked at): record a protocol with a preference phase and add the sessions "
+            "with 'recall-lab study add'"
+        )
+    for s, rel, source in judging:
+        try:
+            a = analyse_session(s.path, source)
+        except RecallLabError as exc:
+            raise RecallLabError(f"{rel}: {exc}") from None
+        a["subject"] = s.subject
+        result.sessions[rel] = a
+    result.participants = participant_rows(result.sessions)
+    result.summary = summarize(list(result.sessions.values()))
+    if not write:
+        return result
+    with run_folder(study.root.joinpath(*STUDY_RUNS)) as folder:
+        for s, rel, _ in judging:
+            result.sessions[rel]["stored"] = write_session_analysis(s.path, result.sessions[rel])
+        doc = {**result.to_dict(), "created_at": _now()}
+        del doc["folder"]
+        (folder.partial / "summary.json").write_text(json.dumps(doc, indent=2))
+        (folder.partial / "summary.md").write_text(summary_markdown(result))
+    result.folder = folder.final
+    return result
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _r(v: float | None) -> str:
+    return "not computed" if v is None else f"{v:.3f}"
+
+
+def summary_markdown(result: StudyPreference) -> str:
+    """``summary.md``: the participants' rows, then the study's figures."""
+    lines = [
+        f"# Preference study: {result.study}",
+        "",
+        f"{len(result.sessions)} judging session(s) of {len(result.participants)} "
+        f"participant(s); {len(result.skipped)} session file(s) left out (no judgements or "
+        "unreadable: `skipped` in summary.json).",
+        "",
+        "| participant | sessions | judgements | chose reconstruction | mean r reconstruction "
+        "| mean r control |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, row in result.participants.items():
+        lines.append(
+            f"| {key} | {row['sessions']} | {row['judgements']} | "
+            f"{row['chose_reconstruction']} | {_r(row['mean_r_reconstruction'])} | "
+            f"{_r(row['mean_r_control'])} |"
+        )
+    lines += ["", "## Study", ""]
+    lines += [f"- {line}" for line in format_summary(result.summary).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def latest_study_preference(study_root: str | Path) -> tuple[str, dict] | None:
+    """The newest ``STUDY/derivatives/preference/run-NNN``'s name and ``summary.json``."""
+    runs = sorted(Path(study_root).joinpath(*STUDY_RUNS).glob("run-*/summary.json"))
+    if not runs:
+        return None
+    try:
+        return runs[-1].parent.name, json.loads(runs[-1].read_text())
+    except (OSError, ValueError):
+        return None

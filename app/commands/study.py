@@ -1,4 +1,5 @@
-"""``recall-lab study init|add|status|export``: many participants' sessions in one folder."""
+"""``recall-lab study init|add|status|decode|generate|preference|report|export``: many
+participants' sessions in one folder."""
 
 from __future__ import annotations
 
@@ -87,8 +88,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=run_generate)
 
     a = actions.add_parser(
+        "preference",
+        help="the participants' verdict on the reconstructions, over the whole study",
+        description="Analyse every session of the study that holds preference judgements "
+        "(recorded with a preference phase; the others are left out and counted) as "
+        "recall-lab preference does, reading the videos' segments from the session each one "
+        "names: per participant the judgements, how often the reconstruction was chosen over "
+        "its reordered control and the mean r between rated and intended valence; over the "
+        "study the preference rate with an exact binomial test against 50 % and the mean r "
+        "over participants with a 95 % confidence interval. Each judging session gets a new "
+        "/derived/study/run-NNN and the study STUDY/derivatives/preference/run-NNN/ "
+        "(summary.json, summary.md), never over an earlier run; --no-write writes nothing.",
+    )
+    a.add_argument("study", type=Path, help="the study folder")
+    a.add_argument(
+        "--reconstructions",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="where a session that made the videos is now, if it was moved (matched by file "
+        "name; repeat for several)",
+    )
+    a.add_argument("--no-write", action="store_true", help="print only; write nothing")
+    a.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
+    a.set_defaults(func=run_preference)
+
+    a = actions.add_parser(
         "report",
-        help="an HTML report of a study decode run (group statistics, figures)",
+        help="an HTML report of a study decode run (group statistics, figures) and of the "
+        "newest preference run",
     )
     a.add_argument("study", type=Path, help="the study folder")
     a.add_argument("--run", default=None, help="the decode run (default: the newest)")
@@ -135,6 +164,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     from data_schema.study import Study
     from decoding.study import study_status
+    from generation.preference import latest_study_preference
 
     study = Study.open(args.study)
     rows = study_status(study)
@@ -154,6 +184,14 @@ def run_status(args: argparse.Namespace) -> int:
         )
         for sub, why in sorted(bad.items()):
             print(f"    sub-{sub} failed: {why}")
+    pref = latest_study_preference(study.root)
+    if pref is not None:
+        run, summary = pref
+        figures = summary.get("summary", {})
+        print(
+            f"  last study preference: {run}, {figures.get('judgements', 0)} judgement(s) of "
+            f"{len(summary.get('participants', {}))} participant(s)"
+        )
     for sub in subjects:
         mine = [r for r in rows if r.subject == sub]
         print(f"  sub-{sub}")
@@ -167,6 +205,8 @@ def run_status(args: argparse.Namespace) -> int:
             if r.generation_runs:
                 done.append(f"generated ({len(r.generation_runs)} run(s))")
             reports = _labels(r)
+            if r.preference_judgements:
+                reports += f", {r.preference_judgements} preference judgement(s)"
             print(
                 f"    {Path(r.file).name}: {r.seconds:.0f} s, {r.channels} ch at {r.rate:g} Hz, "
                 f"{reports}; {', '.join(done) or 'not decoded yet'}"
@@ -283,6 +323,42 @@ def run_generate(args: argparse.Namespace) -> int:
         print(f"  {file}: {r['folder']} ({', '.join(sorted(r['videos']))})")
     print(f"summary: {result.folder / 'summary.json'}")
     return 1 if result.failed else 0
+
+
+def run_preference(args: argparse.Namespace) -> int:
+    """The preference study; a study without judgements, or a judging session whose videos
+    cannot be read, is one line (exit 2) and nothing is written."""
+    from data_schema.study import Study
+    from generation.preference import format_summary, study_preference
+
+    study = Study.open(args.study)
+    result = study_preference(study, write=not args.no_write, reconstructions=args.reconstructions)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    unreadable = {f: why for f, why in result.skipped.items() if why.startswith("unreadable")}
+    print(
+        f"study {study.name!r}: {len(result.sessions)} judging session(s) of "
+        f"{len(result.participants)} participant(s); "
+        f"{len(result.skipped) - len(unreadable)} session file(s) without judgements left out"
+    )
+    for file, why in unreadable.items():
+        print(f"  left out {file}: {why}")
+    for key, row in result.participants.items():
+        rec, ctl = row["mean_r_reconstruction"], row["mean_r_control"]
+        print(
+            f"  {key}: chose the reconstruction in {row['chose_reconstruction']} of "
+            f"{row['judgements']} judgement(s); mean r {_r(rec)} (reconstruction), "
+            f"{_r(ctl)} (control)"
+        )
+    print(format_summary(result.summary))
+    if result.folder is not None:
+        print(f"summary: {result.folder / 'summary.json'}")
+    return 0
+
+
+def _r(v: float | None) -> str:
+    return "not computed" if v is None else f"{v:.3f}"
 
 
 def run_report(args: argparse.Namespace) -> int:
