@@ -10,9 +10,10 @@ from pathlib import Path
 import h5py
 import pytest
 
-from protocols.engine import ProtocolEngine, preference_order
+from protocols.engine import ProtocolEngine
 from protocols.loader import parse_protocol
 from protocols.reconstructions import Reconstruction, ShownVideo
+from protocols.steps import preference_order
 
 pytestmark = [
     # as in tests/test_generation_pipeline.py: diffusers' notices about its own internals
