@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from data_schema.writer import STROKE_DTYPE
 from drivers.clock import local_clock
 from protocols.engine import DisplayState, ProtocolEngine
 from protocols.model import Protocol, ValenceConfig
+from protocols.reconstructions import Reconstruction
 from protocols.valence import normalize_key
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class ProtocolRunner(QtCore.QObject):
         *,
         base_dir: str | Path | None = None,
         melody_dir: str = "",
-        reconstructions=None,
+        reconstructions: Mapping[str, Reconstruction] | None = None,
         tick_ms: int = 20,
         horizon: Callable[[float], float] | None = None,
         parent: QtCore.QObject | None = None,
