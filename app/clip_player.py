@@ -69,6 +69,8 @@ class ClipPlayer(QtCore.QObject):
             import sounddevice as sd
 
             audio, rate = clip.read()
+            # Hashed here, on the worker: the engine records the hash when the sound starts.
+            clip.sha256  # noqa: B018
             pos = 0
             first = True
 

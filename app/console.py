@@ -465,9 +465,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         """For a protocol with a preference phase: the reconstructions it shows, read and
         checked before any file exists (one message when they are missing)."""
         from protocols.engine import expand_protocol
-        from protocols.reconstructions import has_preference, load_reconstructions
+        from protocols.reconstructions import load_reconstructions
 
-        if protocol is None or not has_preference(protocol):
+        run = preference_run(protocol) if protocol is not None else None
+        if run is None:
             return None
         if not spec:
             raise RecallLabError(
@@ -475,7 +476,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                 "choose the session whose `recall-lab generate --control` run made them "
                 "(Reconstructions)"
             )
-        recs = load_reconstructions(Path(spec).expanduser(), preference_run(protocol))
+        recs = load_reconstructions(Path(spec).expanduser(), run)
         expand_protocol(
             protocol,
             base_dir=self._protocol_dir,

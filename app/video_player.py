@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from PyQt6 import QtCore, QtGui
@@ -28,11 +27,16 @@ MAX_SIDE = 720
 
 
 class _Sound:
-    """A WAV file as the clip player reads it."""
+    """A video's WAV as the clip player reads it (its hash: the video's)."""
 
-    def __init__(self, path: Path, name: str) -> None:
-        self.path = path
+    def __init__(self, video: ShownVideo, name: str) -> None:
+        self.path = video.audio
+        self.video = video
         self.id = name
+
+    @property
+    def sha256(self) -> str:
+        return self.video.sha256
 
     def read(self) -> tuple[np.ndarray, int]:
         import soundfile
@@ -82,8 +86,8 @@ class VideoPlayer(QtCore.QObject):
             self._silent = video.audio is None
         self.frames_shown = 0
         if video.audio is not None:
-            self.sound.play(_Sound(video.audio, f"video {label}"))
-        args = (video.video, token)
+            self.sound.play(_Sound(video, f"video {label}"))
+        args = (video, token)
         threading.Thread(target=self._decode, args=args, name="video", daemon=True).start()
 
     def pause(self, paused: bool) -> None:
@@ -115,10 +119,12 @@ class VideoPlayer(QtCore.QObject):
                 self._origin = float(when)
         self.started.emit(float(when), latency)
 
-    def _decode(self, path: Path, token: int) -> None:
+    def _decode(self, video: ShownVideo, token: int) -> None:
+        path = video.video
         try:
             import av
 
+            video.sha256  # noqa: B018  (hashed on this worker, before the video can start)
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 for frame in container.decode(stream):

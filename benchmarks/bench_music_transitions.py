@@ -95,18 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         chain = music.generate_chain(parts, settings)
         t_chain = time.perf_counter() - t0
         t0 = time.perf_counter()
-        clips = [
-            music.generate(
-                x.prompt,
-                x.seconds + args.crossfade,
-                melody=x.melody,
-                melody_rate=x.melody_rate,
-                seed=x.seed,
-                settings=settings,
-                melody_offset=x.melody_offset,
-            )[0]
-            for x in parts
-        ]
+        clips = [music.generate_part(x, settings, extra=args.crossfade)[0] for x in parts]
         t_clips = time.perf_counter() - t0
     bounds = [float(b) for b in np.cumsum(durations)[:-1]]
     tracks = {

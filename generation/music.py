@@ -306,6 +306,27 @@ class MusicGenerator:
         mel = self._melody(melody, melody_rate)
         return self._extend(empty, prompt, seconds, mel, melody_offset, settings, progress)
 
+    def generate_part(
+        self,
+        part: MusicPart,
+        settings: MusicSettings,
+        *,
+        extra: float = 0.0,
+        progress: Any = None,
+    ) -> tuple[np.ndarray, list[dict]]:
+        """``part``'s music on its own (continuing nothing), ``extra`` seconds longer (e.g. a
+        crossfade tail), and its window plan: :meth:`generate` with the part's settings."""
+        return self.generate(
+            part.prompt,
+            part.seconds + extra,
+            melody=part.melody,
+            melody_rate=part.melody_rate,
+            seed=part.seed,
+            settings=settings,
+            melody_offset=part.melody_offset,
+            progress=progress,
+        )
+
     # ------------------------------------------------------------------ segments in a chain
     def generate_chain(
         self, parts: list[MusicPart], settings: MusicSettings, progress: Any = None

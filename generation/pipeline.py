@@ -350,16 +350,7 @@ def generate_memory(
         else:
             clips, windows = [], []
             for part in parts:
-                audio, plan = music.generate(
-                    part.prompt,
-                    part.seconds,
-                    melody=part.melody,
-                    melody_rate=part.melody_rate,
-                    seed=part.seed,
-                    settings=cfg.music,
-                    melody_offset=part.melody_offset,
-                    progress=bar,
-                )
+                audio, plan = music.generate_part(part, cfg.music, progress=bar)
                 clips.append(audio)
                 windows.append(plan)
     for seg, audio in zip(segments, clips):

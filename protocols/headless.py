@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from data_schema.errors import RecallLabError
 from data_schema.types import Event
 from protocols.engine import ProtocolEngine, expand_protocol
-from protocols.model import PreferencePhase, Protocol, RecallPhase, RepeatPhase
+from protocols.model import PreferencePhase, Protocol, RecallPhase
 from protocols.reconstructions import Reconstruction, preference_attrs
 
 if TYPE_CHECKING:
@@ -66,14 +66,13 @@ class HeadlessResult:
 def uses_continuous_valence(protocol: Protocol) -> float | None:
     """The rating rate if any recall phase reports continuous valence, or a preference phase
     rates valence while its videos play, else ``None``."""
-    for p in protocol.phases:
-        for q in p.phases if isinstance(p, RepeatPhase) else [p]:
-            if isinstance(q, PreferencePhase) and q.rate_valence:
-                return protocol.valence.rate
-            if isinstance(q, RecallPhase):
-                cfg = q.valence or protocol.valence
-                if cfg.mode == "continuous":
-                    return cfg.rate
+    for q in protocol.simple_phases():
+        if isinstance(q, PreferencePhase) and q.rate_valence:
+            return protocol.valence.rate
+        if isinstance(q, RecallPhase):
+            cfg = q.valence or protocol.valence
+            if cfg.mode == "continuous":
+                return cfg.rate
     return None
 
 

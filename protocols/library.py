@@ -28,6 +28,15 @@ CLIP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 COLUMNS = ("id", "file", "title", "valence", "arousal")
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class Clip:
     """One piece of music of a library."""
@@ -43,11 +52,7 @@ class Clip:
     def sha256(self) -> str:
         """SHA-256 of the audio file's bytes (read once)."""
         if "sha256" not in self._cache:
-            h = hashlib.sha256()
-            with open(self.file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            self._cache["sha256"] = h.hexdigest()
+            self._cache["sha256"] = file_sha256(self.file)
         return self._cache["sha256"]
 
     @property

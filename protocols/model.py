@@ -10,6 +10,7 @@ errors with the file, line and field.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -530,6 +531,11 @@ class Protocol(_Model):
     def label(self) -> str:
         """``name`` and format version, as stored in the session file's ``protocol``."""
         return f"{self.name} (protocol format {self.version})"
+
+    def simple_phases(self) -> Iterator[SimplePhase]:
+        """Every phase as written, those inside a ``repeat`` in its place (not per memory)."""
+        for p in self.phases:
+            yield from (p.phases if isinstance(p, RepeatPhase) else [p])
 
     def scaled(self, factor: float) -> Protocol:
         """A copy that runs ``factor`` times as long (``0.1``: ten times faster, for demos).

@@ -10,13 +10,13 @@ video's own timeline, read here too.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_schema.errors import RecallLabError
+from protocols.library import file_sha256
 
 #: The two videos of a memory, by what they show (never shown to the participant).
 SHOWS = ("reconstruction", "control")
@@ -32,7 +32,15 @@ class ShownVideo:
     seconds: float
     #: ``(start, end, valence)`` of each segment on this video's own timeline (seconds).
     segments: tuple[tuple[float, float, float], ...]
-    sha256: str
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the MP4 (read once; the players read it on their worker before the video
+        starts, so the engine's ``video_start`` never hashes on the GUI thread)."""
+        if "sha256" not in self._cache:
+            self._cache["sha256"] = file_sha256(self.video)
+        return self._cache["sha256"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +55,6 @@ class Reconstruction:
     @property
     def seconds(self) -> float:
         return max(v.seconds for v in self.videos.values())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _segments(raw: list[dict[str, Any]]) -> tuple[tuple[float, float, float], ...]:
@@ -76,27 +76,15 @@ def preference_attrs(reconstructions: dict[str, Reconstruction] | None) -> dict[
     return {"preference_source": str(rec.source.resolve()), "preference_run": rec.run}
 
 
-def has_preference(protocol: Any) -> bool:
-    """Whether ``protocol`` has a ``preference`` phase."""
-    from protocols.model import PreferencePhase, RepeatPhase
+def preference_run(protocol: Any) -> str | None:
+    """The generation run the protocol's preference phases show (``latest`` unless one names
+    ``run-NNN``; one run per session); ``None`` when it has no preference phase."""
+    from protocols.model import PreferencePhase
 
-    return any(
-        isinstance(q, PreferencePhase)
-        for p in protocol.phases
-        for q in (p.phases if isinstance(p, RepeatPhase) else [p])
-    )
-
-
-def preference_run(protocol: Any) -> str:
-    """The generation run the protocol's preference phases name (``latest`` unless one
-    names ``run-NNN``); one run per session."""
-    from protocols.model import PreferencePhase, RepeatPhase
-
-    for p in protocol.phases:
-        for q in p.phases if isinstance(p, RepeatPhase) else [p]:
-            if isinstance(q, PreferencePhase):
-                return q.run
-    return "latest"
+    for q in protocol.simple_phases():
+        if isinstance(q, PreferencePhase):
+            return q.run
+    return None
 
 
 def load_reconstructions(session: str | Path, run: str = "latest") -> dict[str, Reconstruction]:
@@ -153,7 +141,6 @@ def load_reconstructions(session: str | Path, run: str = "latest") -> dict[str, 
                     wav if wav.is_file() else None,
                     segs[-1][1] if segs else float(manifest.get("total_seconds", 0.0)),
                     segs,
-                    _sha256(video),
                 )
             out[memory_id] = Reconstruction(memory_id, path, name, videos)
     if not out:

@@ -52,18 +52,7 @@ def joined(music):
         for seed, (p, d, s) in enumerate(zip(PROMPTS, DURATIONS, starts))
     ]
     chain = music.generate_chain(parts, SETTINGS)
-    clips = [
-        music.generate(
-            p.prompt,
-            p.seconds + SETTINGS.crossfade,
-            melody=p.melody,
-            melody_rate=p.melody_rate,
-            seed=p.seed,
-            settings=SETTINGS,
-            melody_offset=p.melody_offset,
-        )[0]
-        for p in parts
-    ]
+    clips = [music.generate_part(p, SETTINGS, extra=SETTINGS.crossfade)[0] for p in parts]
     crossfade = equal_power_join(clips, DURATIONS, rate, SETTINGS.crossfade)
     cut = np.concatenate([c[: round(d * rate)] for c, d in zip(clips, DURATIONS)])
     return chain, crossfade, cut, [float(b) for b in np.cumsum(DURATIONS)[:-1]]

@@ -4,6 +4,7 @@ while watching and a choice, and the analysis summarises them (``generation.pref
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def _reconstructions(tmp_path: Path, memories=("m1", "m2")) -> dict[str, Reconst
         ):
             path = tmp_path / f"{m}-{shows}.mp4"
             path.write_bytes(b"not decoded by the engine")
-            videos[shows] = ShownVideo(shows, path, None, 4.0, segs, "0" * 64)
+            videos[shows] = ShownVideo(shows, path, None, 4.0, segs)
         out[m] = Reconstruction(m, tmp_path / "source.h5", "run-001", videos)
     return out
 
@@ -113,6 +114,8 @@ def test_a_preference_phase_runs_blind_and_records_everything(tmp_path):
     starts = by("video_start")
     assert [(v["video"], v["shows"]) for v in starts] == [("A", order[0]), ("B", order[1])]
     assert starts[0]["output_latency"] == 0.02 and starts[0]["seconds"] == 4.0
+    shown = tmp_path / f"m1-{order[0]}.mp4"
+    assert starts[0]["sha256"] == hashlib.sha256(shown.read_bytes()).hexdigest()
     ends = by("video_end")
     assert [v["played"] for v in ends] == pytest.approx([4.0, 4.0])
     ratings = by("preference_rating")

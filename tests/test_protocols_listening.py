@@ -192,19 +192,28 @@ def test_listening_demo_runs_headless_into_a_valid_file(tmp_path):
     assert v.returncode == 0
 
 
-def test_narration_phase_runs_per_memory_with_a_start_and_a_stop_key():
-    text = """
+NARRATE = """
 version: 1
 name: narrate
-memories: [{id: m1, cue: A summer by the lake}]
+memories: [{{id: m1, cue: A summer by the lake}}]
 phases:
   - id: each
     kind: repeat
     phases:
-      - {id: tell, kind: narration, text: Tell the memory aloud., max_duration: 60}
+      - {{id: tell, kind: narration, {fields}}}
 """
-    events = []
-    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+
+
+def _narrate(fields: str) -> tuple[ProtocolEngine, list]:
+    """An engine for a one-memory protocol with one narration phase of ``fields``, and the
+    list its events go to."""
+    events: list = []
+    engine = ProtocolEngine(parse_protocol(NARRATE.format(fields=fields)), emit=events.append)
+    return engine, events
+
+
+def test_narration_phase_runs_per_memory_with_a_start_and_a_stop_key():
+    engine, events = _narrate("text: Tell the memory aloud., max_duration: 60")
     engine.start(0.0)
     d = engine.display()
     assert d.kind == "narration" and d.memory_id == "m1" and d.expects == "continue_key"
@@ -236,18 +245,7 @@ phases:
 
 
 def test_narration_with_its_own_start_key_pauses_and_a_timeout():
-    text = """
-version: 1
-name: narrate
-memories: [{id: m1, cue: A summer by the lake}]
-phases:
-  - id: each
-    kind: repeat
-    phases:
-      - {id: tell, kind: narration, start_key: s, continue_key: e, max_duration: 30}
-"""
-    events = []
-    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    engine, events = _narrate("start_key: s, continue_key: e, max_duration: 30")
     engine.start(0.0)
     assert engine.display().continue_key == "s"
     # The end key before the participant began to speak ends nothing.
@@ -268,18 +266,7 @@ phases:
 
 
 def test_narration_without_a_start_key_starts_with_the_phase():
-    text = """
-version: 1
-name: narrate
-memories: [{id: m1, cue: A summer by the lake}]
-phases:
-  - id: each
-    kind: repeat
-    phases:
-      - {id: tell, kind: narration, start_key: null, max_duration: 60}
-"""
-    events = []
-    engine = ProtocolEngine(parse_protocol(text), emit=events.append)
+    engine, events = _narrate("start_key: null, max_duration: 60")
     engine.start(0.0)
     assert engine.display().narrating is True
     engine.key_down("space", 7.0)

@@ -15,27 +15,11 @@ import json
 import numpy as np
 import pytest
 from realinput.recorded import closed_session
+from realinput.sound import playback_home
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(150)]
 
 RATE = 22050
-
-ASOUNDRC = """
-pcm.!default {{
-    type plug
-    slave {{
-        pcm {{
-            type file
-            slave.pcm "null"
-            file "| cat >> {played}"
-            format "raw"
-        }}
-        format S16_LE
-        rate {rate}
-        channels 1
-    }}
-}}
-"""
 
 PROTOCOL = """\
 version: 1
@@ -68,9 +52,7 @@ def test_clips_are_played_timed_and_rated_by_clicks(real_app, tmp_path):
     from decoding.listening import clip_plays
 
     home = tmp_path / "home"
-    home.mkdir()
-    played = home / "played.raw"
-    (home / ".asoundrc").write_text(ASOUNDRC.format(played=played, rate=RATE))
+    played = playback_home(home, RATE)
     _library(tmp_path / "music")
     proto = tmp_path / "listen.yaml"
     proto.write_text(PROTOCOL)

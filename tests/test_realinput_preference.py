@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 from realinput.recorded import closed_session
+from realinput.sound import playback_home
 
 pytestmark = [
     pytest.mark.gui,
@@ -22,23 +23,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning:diffusers"),
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
 ]
-
-ASOUNDRC = """
-pcm.!default {{
-    type plug
-    slave {{
-        pcm {{
-            type file
-            slave.pcm "null"
-            file "| cat >> {played}"
-            format "raw"
-        }}
-        format S16_LE
-        rate 32000
-        channels 1
-    }}
-}}
-"""
 
 PROTOCOL = """\
 version: 1
@@ -60,9 +44,7 @@ def test_the_participant_judges_both_videos_blind_in_the_app(
     tmp_path,
 ):
     home = tmp_path / "home"
-    home.mkdir()
-    played = home / "played.raw"
-    (home / ".asoundrc").write_text(ASOUNDRC.format(played=played))
+    played = playback_home(home, 32000)
     proto = tmp_path / "verdict.yaml"
     proto.write_text(PROTOCOL)
     app = real_app(

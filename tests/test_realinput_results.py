@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from realinput.sound import playback_home
 from test_generation_helpers import write_session
 
 from app.cli import main
@@ -47,25 +48,6 @@ def start(real_app, tmp_path: Path, env: dict[str, str] | None = None, **setting
     lines = ["[offline]"] + [f"{k}={v}" for k, v in settings.items()]
     (workdir / "settings.ini").write_text("\n".join(lines) + "\n")
     return real_app(participant=None, protocol="none", env=env)
-
-
-# An ALSA default device that appends what it plays to ``played`` (16 kHz mono, 16 bit).
-ASOUNDRC = """
-pcm.!default {{
-    type plug
-    slave {{
-        pcm {{
-            type file
-            slave.pcm "null"
-            file "| cat >> {played}"
-            format "raw"
-        }}
-        format S16_LE
-        rate 16000
-        channels 1
-    }}
-}}
-"""
 
 
 def open_session(app, path: Path) -> None:
@@ -178,9 +160,7 @@ def test_generate_then_review_the_video_with_its_timeline_prompts_sketch_and_mel
 ):
     session = write_session(tmp_path / "mem.h5", recall=6.0)
     home = tmp_path / "home"
-    home.mkdir()
-    played = home / "played.raw"
-    (home / ".asoundrc").write_text(ASOUNDRC.format(played=played))
+    played = playback_home(home, 16000)
     app = start(real_app, tmp_path, env={"HOME": str(home)}, models_dir=str(tiny_models))
     open_session(app, session)
     app.wait_until(

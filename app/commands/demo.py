@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.reconstructions is not None:
         from protocols.reconstructions import load_reconstructions
 
-        reconstructions = load_reconstructions(args.reconstructions, preference_run(protocol))
+        run = preference_run(protocol) or "latest"
+        reconstructions = load_reconstructions(args.reconstructions, run)
     # A preference phase without its videos stops here, before any device or file.
     n_steps = len(
         expand_protocol(
