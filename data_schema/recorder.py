@@ -216,11 +216,12 @@ class Recorder:
 
     def _catch_up(self, timeout: float) -> None:
         """Before the sources stop: write what a source still had to hold back (samples the
-        device acquired before the stop but a slow disk kept out of the buffer)."""
+        device acquired before the stop but a slow disk kept out of the buffer) and what its
+        last pull (:meth:`Source.request_flush`) takes."""
         end = time.monotonic() + timeout
         try:
             while time.monotonic() < end and any(
-                s.held_back and s.running for s in self.sources.values()
+                (s.held_back or s.flushing) and s.running for s in self.sources.values()
             ):
                 self._drain_samples()
                 time.sleep(0.01)
@@ -287,7 +288,18 @@ class Recorder:
 
         With ``stop_sources=False`` the sources keep streaming (the console's scope goes on
         showing the signal between recordings).
+
+        The sources first take what their devices hold up to this moment (a source pulls only
+        every so often), so the file ends where the recording stopped, not at the last pull;
+        the cameras keep no frame captured after it.
         """
+        from drivers.clock import local_clock
+
+        stopped_at = local_clock()
+        for src in self.sources.values():
+            src.request_flush(stopped_at)
+        for cam in self.frame_sources.values():
+            cam.set_recording(False, at=stopped_at)  # no frame from after the stop
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

@@ -78,6 +78,9 @@ class Source(ABC):
     max_spill_bytes = 0
     #: ... and at most this many seconds of the stream.
     max_spill_seconds = 360.0
+    #: A flush (:meth:`request_flush`) stops waiting for the samples up to its time once the
+    #: device has delivered nothing for this many seconds (a stream that ended just before).
+    flush_quiet = 0.2
 
     def __init__(
         self,
@@ -100,6 +103,12 @@ class Source(ABC):
         self.events = EventLog()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and request_flush(): end a wait early
+        # A flush asked for (request_flush): take what the device has up to this LSL time.
+        self._flush_until: float | None = None
+        self._flush_deadline = 0.0
+        self._flushed = threading.Event()
+        self._flushed.set()
         self._error: RecallLabError | None = None
         self._finished = False
         self._gaps = 0
@@ -186,8 +195,60 @@ class Source(ABC):
         )
         self._thread.start()
 
+    def request_flush(self, until: float | None = None, timeout: float = 0.5) -> None:
+        """Ask the source's thread to take what the device holds now, without waiting for its
+        next pull (a recording that stops must not leave the last pull interval out).
+
+        ``until``: an LSL time (the moment the recording stopped); a regular stream then also
+        waits, at most ``timeout`` seconds, for the device to deliver the samples up to it (a
+        sample acquired just before the stop may still be on its way). :attr:`flushing` is
+        true until it is done; the source goes on afterwards as before.
+        """
+        if not self.running:
+            return
+        self._flush_deadline = time.monotonic() + max(0.0, timeout)
+        self._flush_until = until
+        self._flushed.clear()
+        self._wake.set()
+        if not self.running:  # the thread ended meanwhile: nobody would answer
+            self._flushed.set()
+
+    @property
+    def flushing(self) -> bool:
+        """True from :meth:`request_flush` until the thread took what the device had."""
+        return not self._flushed.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait between pulls; a stop or a flush request ends the wait (a flush then polls
+        the device every :attr:`poll_interval`)."""
+        if self.flushing:
+            seconds = min(seconds, self.poll_interval)
+        if seconds > 0:
+            self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _flush_check(self, got: bool, last_ts: float | None, period: float) -> None:
+        """After a pull (``got``: it delivered): a pending flush is done once the samples reach
+        its time, or when the device has nothing more and no more is coming (an irregular or
+        stalled stream, a quiet device, the flush's time is up)."""
+        if self._flushed.is_set():
+            return
+        until = self._flush_until
+        if until is not None and period and last_ts is not None and last_ts >= until - period:
+            self._flushed.set()
+        elif not got and (
+            until is None
+            or not period
+            or self._stalled_since is not None
+            or time.monotonic() - self._last_data_wall >= self.flush_quiet
+        ):
+            self._flushed.set()
+        elif time.monotonic() >= self._flush_deadline:
+            self._flushed.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -284,15 +345,16 @@ class Source(ABC):
                         last_ts = got[1]
                         if self._stalled_since is not None:
                             self._end_gap(got[0])
+                    self._flush_check(got is not None, last_ts, period)
                     self._last_data_wall = time.monotonic()
-                    self._stop.wait(max(self.pull_interval, self.poll_interval, 0.005))
+                    self._sleep(max(self.pull_interval, self.poll_interval, 0.005))
                     continue
                 if room <= 0:
                     # The recorder has not written what the buffer holds (a slow disk): wait,
                     # the device keeps the samples. Waiting is not a stall of the source.
                     self._held_back = True
                     self._last_data_wall = time.monotonic()
-                    self._stop.wait(max(self.poll_interval, 0.005))
+                    self._stop.wait(max(self.poll_interval, 0.005))  # a flush waits for room
                     continue
                 got = self._pull_into(self.buffer)
                 now = time.monotonic()
@@ -310,25 +372,29 @@ class Source(ABC):
                     self._last_data_wall = now
                     if self._stalled_since is not None:
                         self._end_gap(first_ts)
+                    self._flush_check(True, last_ts, period)
                     if self.pull_interval and not self._held_back:
-                        self._stop.wait(self.pull_interval - (time.monotonic() - now))
+                        self._sleep(self.pull_interval - (time.monotonic() - now))
                     elif self._held_back:
                         self._stop.wait(0.005)  # let the recorder write, then take the rest
                     continue
                 if self._finished:
                     break
+                self._flush_check(False, last_ts, period)
                 if (
                     watch_stalls
                     and self._stalled_since is None
                     and now - self._last_data_wall > self.stall_timeout
                 ):
                     self._start_gap(last_ts, period, now)
-                self._stop.wait(self.poll_interval)
+                self._sleep(self.poll_interval)
         except RecallLabError as exc:
             self._error = exc
         except Exception as exc:
             self._error = SourceError(f"{type(self).__name__} stopped: {exc}")
             log.exception("source thread failed")
+        finally:
+            self._flushed.set()  # nothing more will come: no one waits on a flush
         if self._error is not None:
             self.emit(Event(local_clock(), "recorder", "source_error", str(self._error)))
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from data_schema.reader import read_session
 from data_schema.recorder import Recorder
@@ -128,3 +129,74 @@ def test_a_source_that_ignores_the_limit_is_cut_and_the_loss_is_recorded(tmp_pat
     assert int(np.sum(np.diff(count) - 1)) == lost
     marked = sum(int(e.value.split(":")[1]) for e in s.events_where(label="samples_lost"))
     assert marked == lost
+
+
+class _PacedOutlet:
+    """A real LSL outlet pushing 500 Hz in 20 ms chunks, stamped when pushed, until closed."""
+
+    def __init__(self, name: str) -> None:
+        import pylsl
+
+        info = pylsl.StreamInfo(name, "EEG", 4, 500.0, pylsl.cf_float32, name)
+        self.outlet = pylsl.StreamOutlet(info)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._push, daemon=True)
+        self._thread.start()
+
+    def _push(self) -> None:
+        t0 = local_clock()
+        k = 0
+        while not self._stop.is_set():
+            due = t0 + (k + 10) / 500.0
+            self._stop.wait(max(0.0, due - local_clock()))
+            stamps = t0 + (k + np.arange(10)) / 500.0
+            self.outlet.push_chunk(np.zeros((10, 4), np.float32), timestamp=stamps.tolist())
+            k += 10
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _source(kind: str, name: str):
+    from drivers.spec import parse_source
+
+    spec = "synthetic" if kind == "synthetic" else f"lsl:{name}"
+    # The recorder's own pull rhythm: twice a second (recall-lab record's).
+    return parse_source(spec, pull_interval=0.5)
+
+
+@pytest.mark.parametrize("stop_sources", [True, False], ids=["record", "console"])
+@pytest.mark.parametrize("kind", ["synthetic", "lsl"])
+def test_the_file_holds_the_signal_up_to_the_moment_the_recording_stops(
+    tmp_path, unique_id, kind, stop_sources
+):
+    """A source pulls from its device twice a second; stopping half an interval after a pull
+    must not leave the device's last quarter second out of the file (the console stops the
+    recording but keeps the source for its scope; recall-lab record stops both)."""
+    outlet = _PacedOutlet(f"flush-{unique_id}") if kind == "lsl" else None
+    source = _source(kind, f"flush-{unique_id}")
+    writer = SessionWriter(tmp_path / "s.h5", participant_id="P003")
+    recorder = Recorder(writer, {"eeg": source})
+    try:
+        recorder.start()
+        time.sleep(1.2)
+        pulled = source.buffer.count
+        deadline = time.monotonic() + 2
+        while source.buffer.count == pulled and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert source.buffer.count > pulled, "the source never pulled"
+        time.sleep(0.25)  # half an interval after the pull
+        stopped_at = local_clock()
+        recorder.stop(stop_sources=stop_sources)
+    finally:
+        source.stop()
+        if outlet is not None:
+            outlet.close()
+    assert recorder.error is None
+    ts = read_session(tmp_path / "s.h5").eeg.timestamps
+    rate = source.info.nominal_rate
+    # Everything up to the stop, give or take a chunk of the device's (20 ms over LSL; the
+    # synthetic board's own thread hands samples over every few ms).
+    assert ts[-1] >= stopped_at - 0.03 - 2 / rate
+    assert np.all(np.diff(ts) > 0)
