@@ -49,3 +49,29 @@ def reconstructed_session(tmp_path_factory) -> Path:
     args += ["--duration", "6", "--control", "--min-segment", "2", "--quiet"]
     assert main(args) == 0
     return session
+
+
+@pytest.fixture(scope="session")
+def judged_sessions(reconstructed_session, tmp_path_factory) -> list[Path]:
+    """Two participants' judging sessions (P001, P002): ``recall-lab demo`` with a preference
+    phase, the simulated participant rating and choosing between the reconstruction of
+    :func:`reconstructed_session` and its control. Made once; a test that writes into them
+    (an analysis stores its run there) works on copies."""
+    from app.cli import main
+
+    root = tmp_path_factory.mktemp("judged")
+    proto = root / "verdict.yaml"
+    proto.write_text(
+        "version: 1\nname: verdict-demo\nmemories: [{id: m1, cue: A summer by the lake}]\n"
+        "phases:\n  - {id: judge, kind: preference, memory: m1}\n"
+    )
+    judged = []
+    for i, who in enumerate(("P001", "P002")):
+        out = root / f"{who}_verdict.h5"
+        args = ["demo", "--protocol", str(proto), "--out", str(out), "--participant", who]
+        args += ["--reconstructions", str(reconstructed_session), "--no-offline", "--quiet"]
+        # the ratings and the choice scaled; the videos keep their 6 s
+        args += ["--seed", str(i), "--time-scale", "0.3"]
+        assert main(args) == 0
+        judged.append(out)
+    return judged

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -165,21 +166,12 @@ def generated(reconstructed_session):
 
 @pytest.mark.timeout(600)
 def test_a_demo_session_judges_the_reconstruction_and_the_study_summary_says_so(
-    generated, tmp_path, capsys
+    generated, judged_sessions, tmp_path, capsys
 ):
     from app.cli import main
     from data_schema.reader import read_session
 
-    proto = tmp_path / "verdict.yaml"
-    proto.write_text(PREFERENCE_DEMO)
-    judged = []
-    for i, who in enumerate(("P001", "P002")):
-        out = tmp_path / f"{who}_verdict.h5"
-        args = ["demo", "--protocol", str(proto), "--out", str(out), "--participant", who]
-        args += ["--reconstructions", str(generated), "--no-offline", "--quiet", "--seed", str(i)]
-        args += ["--time-scale", "0.3"]  # the ratings and the choice; the videos keep their 6 s
-        assert main(args) == 0, capsys.readouterr().err
-        judged.append(out)
+    judged = [Path(shutil.copy(f, tmp_path / f.name)) for f in judged_sessions]
     s = read_session(judged[0])
     assert s.attrs["preference_source"] == str(generated.resolve())
     shown = [json.loads(e.value) for e in s.events_where(source="stimulus", label="video_start")]

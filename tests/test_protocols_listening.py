@@ -168,8 +168,17 @@ def test_simulated_participant_rates_near_the_norms(tmp_path, library):
 
 
 def test_listening_demo_runs_headless_into_a_valid_file(tmp_path):
+    # The built-in demo, its clips cut to their first second (clip_seconds): they play at
+    # their own speed whatever the time scale, and four whole clips would take half a minute.
+    shipped = builtin_protocol_path("listening_demo")
+    text = shipped.read_text().replace(
+        "library: music ", f"library: {shipped.parent / 'music'}\n    clip_seconds: 1 "
+    )
+    assert "clip_seconds: 1" in text
+    protocol = tmp_path / "listening_demo.yaml"
+    protocol.write_text(text)
     out = tmp_path / "demo.h5"
-    args = ["demo", "--protocol", "listening_demo", "--out", str(out), "--time-scale", "0.15"]
+    args = ["demo", "--protocol", str(protocol), "--out", str(out), "--time-scale", "0.15"]
     r = subprocess.run(
         [sys.executable, "-m", "app.cli", *args, "--quiet", "--no-offline"],
         capture_output=True,

@@ -9,6 +9,7 @@ runs it.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -22,36 +23,12 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
 ]
 
-PREFERENCE_DEMO = """
-version: 1
-name: verdict-demo
-memories: [{id: m1, cue: A summer by the lake}]
-phases:
-  - id: judge
-    kind: preference
-    memory: m1
-"""
-
-
-def _judge(generated: Path, tmp_path: Path, capsys, who: str, seed: int) -> Path:
-    proto = tmp_path / "verdict.yaml"
-    proto.write_text(PREFERENCE_DEMO)
-    out = tmp_path / f"{who}_verdict.h5"
-    args = ["demo", "--protocol", str(proto), "--out", str(out), "--participant", who]
-    args += ["--reconstructions", str(generated), "--no-offline", "--quiet", "--seed", str(seed)]
-    args += ["--time-scale", "0.3"]
-    assert main(args) == 0, capsys.readouterr().err
-    return out
-
 
 @pytest.mark.timeout(600)
 def test_study_preference_summarises_the_judging_sessions_and_the_report_shows_it(
-    reconstructed_session, tmp_path, capsys
+    reconstructed_session, judged_sessions, tmp_path, capsys
 ):
-    judged = [
-        _judge(reconstructed_session, tmp_path, capsys, who, i)
-        for i, who in enumerate(("P001", "P002"))
-    ]
+    judged = [Path(shutil.copy(f, tmp_path / f.name)) for f in judged_sessions]
     study = tmp_path / "study"
     assert main(["study", "init", str(study)]) == 0
     # The recall session that made the videos is in the study too: it holds no judgement.

@@ -28,6 +28,7 @@ cebra:
   batch_size: 256
   knn_max_train: 1500
 evaluation:
+  n_folds: 3
   n_permutations: 3
   n_permutations_refit: 2
 """
@@ -114,8 +115,8 @@ def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsy
     s = _decode(study, "--jobs", "1")
     out = capsys.readouterr().out
     # Across: 3 x (1 + 2) + 1 leaky and 3 + 1 for CEBRA-Time; within each participant alone:
-    # 3 x (5 folds x (1 + 2) + 1) and 3 x (5 + 1).
-    assert "about 80 model fits" in out
+    # 3 x (3 folds x (1 + 2) + 1) and 3 x (3 + 1).
+    assert "about 56 model fits" in out
     across = s["across_participants"]["decoders"]
     # Multi-session exactly when every participant reported every class (the confusion
     # matrix's rows are the true classes); otherwise one pooled model, and a note says who.
@@ -150,6 +151,7 @@ def test_rym_study_reports_leaky_and_honest_figures_per_participant(study, capsy
     assert "LEAKY" in page and "Why the LEAKY figure is not evidence" in page
 
 
+@pytest.mark.slow  # Dask = serial for studies is tested in test_study_dask.py
 def test_dask_gives_the_serial_figures(study):
     serial = _decode(study, "--jobs", "1", config="across.yaml")
     dask = _decode(study, "--jobs", "2", config="across.yaml")
