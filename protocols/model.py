@@ -279,6 +279,13 @@ class PreferencePhase(_Phase):
     #: Longest time for the ratings and the choice (None: no limit).
     rating_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
 
+    def scaled(self, factor: float) -> PreferencePhase:
+        """The limit on the ratings and the choice is scaled; the videos keep their length."""
+        copy = super().scaled(factor)
+        if self.rating_seconds is None:
+            return copy
+        return copy.model_copy(update={"rating_seconds": self.rating_seconds * factor})
+
     @model_validator(mode="after")
     def _unique_scales(self) -> PreferencePhase:
         ids = [s.id for s in self.scales]

@@ -139,6 +139,23 @@ def test_a_preference_phase_runs_blind_and_records_everything(tmp_path):
     assert all("reconstruction" not in (m.get("text") or "") for m in markers)
 
 
+def test_a_time_scaled_run_scales_the_rating_limit_but_not_the_videos(tmp_path):
+    # recall-lab demo --time-scale 0.25: the ratings and the choice get a quarter of their time;
+    # a video still plays for its own length.
+    text = PROTOCOL.replace("kind: preference\n", "kind: preference\n        rating_seconds: 20\n")
+    protocol = parse_protocol(text).scaled(0.25)
+    engine = ProtocolEngine(
+        protocol,
+        emit=lambda e: None,
+        participant_id="P042",
+        reconstructions=_reconstructions(tmp_path),
+    )
+    limits = {s.kind: s.phase.max_duration for s in engine.steps}
+    assert limits["preference_rating"] == limits["preference_choice"] == pytest.approx(5.0)
+    engine.start(0.0)
+    assert engine.display().remaining == pytest.approx(4.0)  # the video's 4 s
+
+
 def test_a_memory_without_a_reconstruction_is_one_clear_line(tmp_path):
     from data_schema.errors import RecallLabError
 
