@@ -1,7 +1,7 @@
 """``recall-lab study preference``: the participants' verdict over a whole study, its files, its
 line in ``study status`` and its section in the study report.
 
-Real judging sessions made by the demo (as tests/test_preference.py makes them) from a real
+Real judging sessions made by the demo (the fixture judged_sessions, tests/conftest.py) from a real
 tiny generation with its reordered control, added to a real study folder, the CLI as a user
 runs it.
 """
