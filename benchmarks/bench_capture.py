@@ -394,6 +394,7 @@ def analyse_audio(session, segments: list[tuple[int, float]], offset: float, t_f
         "timing_error_median_ms": round(float(np.median(error)) * 1e3, 3),
         "device_openings": len(segments),
         "audio_start_minus_eeg_start_ms": round((ts[0] - session.eeg.timestamps[0]) * 1e3, 1),
+        "audio_end_minus_eeg_end_ms": round((ts[-1] - session.eeg.timestamps[-1]) * 1e3, 1),
         "first_sample_after_file_ms": round((ts[0] - t_file) * 1e3, 1),
         "span_s": round(float(span + 1 / RATE), 3),
     }
@@ -504,8 +505,7 @@ def build_table(fig: dict) -> list[tuple[str, str, str]]:
             f"{v['frames_stored']} / {v['frames_expected_index_range']}",
             "expected: every frame due from the start of playback (index 0) to the last stored "
             f"one; {v['frames_expected_nominal']} = seconds x fps, "
-            f"{v['frames_due_before_last_eeg_sample']} due before the last EEG sample (the "
-            "EEG ends earlier: see the spans)",
+            f"{v['frames_due_before_last_eeg_sample']} due up to the last EEG sample",
         ),
         (
             "frames dropped",
@@ -548,8 +548,15 @@ def build_table(fig: dict) -> list[tuple[str, str, str]]:
             "spans EEG / video / audio",
             f"{fmt(v['eeg_span_s'], 2)} / {fmt(v['span_s'], 2)} / {fmt(a['span_s'], 2)} s",
             f"first to last timestamp of each stream in the {fig['seconds']:g}-s recording "
-            f"({v['eeg_samples']} EEG samples). The EEG and audio (ring-buffer sources, pulled "
-            "every 0.5 s by `record`) end up to one pull before the stop; the camera runs to it",
+            f"({v['eeg_samples']} EEG samples)",
+        ),
+        (
+            "last video frame / last audio sample minus last EEG sample",
+            f"{fmt(v['last_frame_minus_last_eeg_sample_ms'], 1)} / "
+            f"{fmt(a['audio_end_minus_eeg_end_ms'], 1)} ms",
+            "the streams end together: at the stop each source takes what its device holds up "
+            "to that moment (`record` pulls only every 0.5 s), and the camera keeps no later "
+            "frame; one video frame is 33.3 ms",
         ),
         (
             "audio samples stored / expected",

@@ -211,6 +211,10 @@ def test_bench_capture_small_run_stores_every_frame_once(tmp_path: Path) -> None
     assert fig["capture"]["exit_code"] == fig["eeg_only"]["exit_code"] == 0
     assert fig["clean_close"] is True and fig["ok"] is True
     assert fig["audio"]["samples_stored"] > 0
+    # the streams end together at the stop (the EEG once ended up to a pull, 0.5 s, earlier):
+    # within two video frames, and the audio within a few of its blocks
+    assert abs(v["last_frame_minus_last_eeg_sample_ms"]) < 2000 / 30
+    assert abs(fig["audio"]["audio_end_minus_eeg_end_ms"]) < 150
     assert fig["capture"]["cpu"]["cpu_s"] > 0
     md = (tmp_path / "capture.md").read_text()
     assert "missing / duplicated / out of order | 0 / 0 / 0 |" in md
