@@ -271,6 +271,26 @@ def run_folder(root: str | Path, progress: Progress | None = None) -> Iterator[R
         raise
 
 
+def published_runs(root: str | Path) -> list[Path]:
+    """The complete ``root/run-NNN`` folders (never a partial one), oldest first by number."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _RUN_RE.match(p.name))]
+    return [p for _, p in sorted(found) if p.is_dir()]
+
+
+def latest_run_summary(root: str | Path) -> tuple[str, dict] | None:
+    """The newest ``root/run-NNN`` that holds a readable ``summary.json``: its name and the
+    summary, or ``None``."""
+    for run in reversed(published_runs(root)):
+        try:
+            return run.name, json.loads((run / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def _publish(partial: Path, root: Path) -> Path:
     nums = [int(m.group(1)) for p in root.iterdir() if (m := _RUN_RE.match(p.name))]
     n = max(nums, default=0) + 1

@@ -206,13 +206,21 @@ def circular_shift(y: np.ndarray, session: np.ndarray, rng, min_shift: float) ->
     return out
 
 
-def _scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+def score_predictions(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """Weighted F1 and balanced accuracy of ``pred`` against the true labels ``y``.
+
+    Balanced accuracy is the mean recall over the classes present in ``y``; a prediction of
+    a class that never occurs there (a held-out participant who never reported it) counts as
+    a miss, and sklearn's warning about it is not passed on to the user.
+    """
+    import warnings
+
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    return (
-        float(f1_score(y, pred, average="weighted", zero_division=0)),
-        float(balanced_accuracy_score(y, pred)),
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        bacc = float(balanced_accuracy_score(y, pred))
+    return float(f1_score(y, pred, average="weighted", zero_division=0)), bacc
 
 
 def fit_representation(dec: Decoder, ds: Dataset, rows: np.ndarray, y: np.ndarray) -> Decoder:
@@ -301,7 +309,7 @@ def _null_scores(
     )
     ok = f_perm >= 0
     codes = np.asarray(ds.classes.codes)
-    return _scores(y_perm[ok], codes[np.nan_to_num(p_perm[ok]).argmax(1)])
+    return score_predictions(y_perm[ok], codes[np.nan_to_num(p_perm[ok]).argmax(1)])
 
 
 def _null_scores_in_worker(
@@ -362,7 +370,7 @@ def evaluate_decoder(
     proba, fold_of, loss = _cross_validate(ds, ds.y, folds, factory, cache, tick)
     tested = fold_of >= 0
     pred = codes[np.nan_to_num(proba[tested]).argmax(axis=1)]
-    f1, bacc = _scores(ds.y[tested], pred)
+    f1, bacc = score_predictions(ds.y[tested], pred)
 
     rng = np.random.default_rng(ev.seed + 7919)
     shifted = [circular_shift(ds.y, ds.session, rng, ev.min_shift) for _ in range(n_perm)]
@@ -410,7 +418,7 @@ def evaluate_decoder(
             proba_f = readout.predict_proba_from(leaky_z[f.test])
             lp[f.test] = codes[proba_f.argmax(1)]
         ok = lp != -9
-        leaky_f1 = _scores(ds.y[ok], lp[ok])[0]
+        leaky_f1 = score_predictions(ds.y[ok], lp[ok])[0]
         tick()
 
     cm = confusion_matrix(ds.y[tested], pred, labels=list(ds.classes.codes)).tolist()

@@ -197,15 +197,6 @@ def leaky_task(ds: Any, name: str, cfg: DecodeConfig) -> dict[str, Any]:
     return {"pred": pred, "multi_session": multi, "k": k_used, "note": note}
 
 
-def _scores(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
-    return (
-        float(f1_score(y, pred, average="weighted", zero_division=0)),
-        float(balanced_accuracy_score(y, pred)),
-    )
-
-
 def run_pooled(
     plans: list[Any],
     cfg: DecodeConfig,
@@ -304,6 +295,8 @@ def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
     score, the confusion matrix: the entries the study report and group statistics read."""
     from sklearn.metrics import confusion_matrix
 
+    from decoding.evaluation import score_predictions
+
     y, session, participant = index["y"], index["session"], index["participant"]
     codes = list(index["codes"])
     entries = {
@@ -316,8 +309,8 @@ def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
         shifted = {p: shifted_labels(y, session, p, cfg) for p in range(1, n_perm + 1)}
         for s in subjects:
             r = participant == s
-            f1, bacc = _scores(y[r], preds[0][r])
-            null = [_scores(shifted[p][r], preds[p][r]) for p in range(1, n_perm + 1)]
+            f1, bacc = score_predictions(y[r], preds[0][r])
+            null = [score_predictions(shifted[p][r], preds[p][r]) for p in range(1, n_perm + 1)]
             null_f1 = [v[0] for v in null]
             entries[s]["decoders"][name] = {
                 "split": "participants",
@@ -328,7 +321,9 @@ def _figures(subjects, jobs, results, index, cfg) -> dict[str, dict[str, Any]]:
                 "p_value": (1 + sum(v >= f1 for v in null_f1)) / (n_perm + 1) if null else None,
                 "n_permutations": n_perm,
                 "null_f1_weighted": null_f1,
-                "leaky_f1_weighted": _scores(y[r], leaky["pred"][r])[0] if leaky else None,
+                "leaky_f1_weighted": (
+                    score_predictions(y[r], leaky["pred"][r])[0] if leaky else None
+                ),
                 "leaky_k_neighbors": leaky["k"].get(s) if leaky else None,
                 "confusion": confusion_matrix(y[r], preds[0][r], labels=codes).tolist(),
                 "classes": codes,
@@ -343,14 +338,16 @@ def _pooled_figures(jobs, results, index, cfg) -> dict[str, Any]:
     classes: 0.2 for EAV's five emotions), never an assumed 1/3."""
     from sklearn.metrics import confusion_matrix
 
+    from decoding.evaluation import score_predictions
+
     y, session, participant = index["y"], index["session"], index["participant"]
     codes = list(index["codes"])
     out: dict[str, Any] = {}
     for name in cfg.decoders:
         n_perm = _n_perm(name, cfg)
         preds, leaky = _predictions(name, jobs, results, len(y), participant, codes)
-        f1, bacc = _scores(y, preds[0])
-        both = [_scores(shifted_labels(y, session, p, cfg), preds[p]) for p in preds if p]
+        f1, bacc = score_predictions(y, preds[0])
+        both = [score_predictions(shifted_labels(y, session, p, cfg), preds[p]) for p in preds if p]
         null = [v[0] for v in both]
         out[name] = {
             "f1_weighted": f1,
@@ -360,7 +357,7 @@ def _pooled_figures(jobs, results, index, cfg) -> dict[str, Any]:
             "p_value": (1 + sum(v >= f1 for v in null)) / (n_perm + 1) if null else None,
             "n_permutations": n_perm,
             "confusion": confusion_matrix(y, preds[0], labels=codes).tolist(),
-            "leaky_f1_weighted": _scores(y, leaky["pred"])[0] if leaky else None,
+            "leaky_f1_weighted": score_predictions(y, leaky["pred"])[0] if leaky else None,
             "leaky_multi_session": leaky["multi_session"] if leaky else None,
             "leaky_note": leaky.get("note") if leaky else None,
         }

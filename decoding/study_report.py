@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from data_schema.errors import RecallLabError
-from data_schema.progress import run_folder
+from data_schema.progress import published_runs, run_folder
 from decoding.group import group_result
 from decoding.labels import CLASS_NAMES
 
@@ -41,7 +41,7 @@ LEAKY_EXPLANATION = (
 
 
 def latest_run(study_root: Path) -> Path:
-    runs = sorted((study_root / "derivatives" / "decoding" / "runs").glob("run-*"))
+    runs = published_runs(study_root / "derivatives" / "decoding" / "runs")
     if not runs:
         raise RecallLabError(
             f"{study_root} has no study decode yet: run 'recall-lab study decode {study_root}' "
@@ -59,7 +59,7 @@ def write_study_report(study: Any, run: str | None = None) -> Path:
 
     root = study.root
     preference = latest_study_preference(root)
-    has_decode = any((root / "derivatives" / "decoding" / "runs").glob("run-*"))
+    has_decode = bool(published_runs(root / "derivatives" / "decoding" / "runs"))
     if run is None and not has_decode and preference is not None:
         with run_folder(root / "derivatives" / "reports") as folder:
             body = [f"<h1>{html.escape(study.name)}</h1>", "<p>No study decode run yet.</p>"]

@@ -412,10 +412,6 @@ def summary_markdown(result: StudyPreference) -> str:
 
 def latest_study_preference(study_root: str | Path) -> tuple[str, dict] | None:
     """The newest ``STUDY/derivatives/preference/run-NNN``'s name and ``summary.json``."""
-    runs = sorted(Path(study_root).joinpath(*STUDY_RUNS).glob("run-*/summary.json"))
-    if not runs:
-        return None
-    try:
-        return runs[-1].parent.name, json.loads(runs[-1].read_text())
-    except (OSError, ValueError):
-        return None
+    from data_schema.progress import latest_run_summary
+
+    return latest_run_summary(Path(study_root).joinpath(*STUDY_RUNS))

@@ -32,6 +32,17 @@ def unique_id() -> str:
 
 
 @pytest.fixture(scope="session")
+def fusion_models(tmp_path_factory) -> Path:
+    """The fusion decoders' tiny random audio tagger (AST) and face ViT, made once by
+    ``recall-lab models make-tiny`` and loaded back from that folder as a user's would be."""
+    from app.cli import main
+
+    folder = tmp_path_factory.mktemp("fusion") / "models"
+    assert main(["models", "make-tiny", str(folder), "--only", "audio-tagger", "face-vit"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
 def reconstructed_session(tmp_path_factory) -> Path:
     """A recall session and its reconstruction with the reordered control (``recall-lab
     generate --control``, tiny random models, 6 s): what a preference phase shows. Made once

@@ -391,22 +391,8 @@ evaluation: {n_folds: 3, gap: 1.0, n_permutations_refit: 1}
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("models") / "models"
-    r = subprocess.run(
-        [*CLI, "models", "make-tiny", str(d), "--only", "audio-tagger", "face-vit"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return d
-
-
 def test_demo_records_face_and_voice_and_decode_runs_the_fusion(
-    tmp_path, video, mic_home, tiny_models
+    tmp_path, video, mic_home, fusion_models
 ):
     out = tmp_path / "demo.h5"
     env = {**os.environ, "HOME": str(mic_home)}
@@ -426,7 +412,7 @@ def test_demo_records_face_and_voice_and_decode_runs_the_fusion(
     assert s.videos["video"].n_frames > 10 * FPS and "audio" in s.streams
     cfg = tmp_path / "quick.yaml"
     cfg.write_text(FUSION_QUICK)
-    decode = ["decode", str(out), "--preset", "multimodal", "--models", str(tiny_models)]
+    decode = ["decode", str(out), "--preset", "multimodal", "--models", str(fusion_models)]
     decode += ["--config", str(cfg), "--no-write", "--report", str(tmp_path / "rep")]
     d = subprocess.run(
         [*CLI, *decode, "--json"],

@@ -203,3 +203,21 @@ def test_sigterm_cancels_generate_and_leaves_no_folder_and_no_run(tiny_models, t
     assert any("cancelled" in line for line in job.other), job.other
     assert not out.exists()  # made by this run, so removed with its partial folder
     assert session.read_bytes() == before
+
+
+def test_the_newest_run_is_the_highest_number_and_never_a_partial_one(tmp_path):
+    from data_schema.progress import PARTIAL_PREFIX, latest_run_summary, run_folder
+
+    runs = tmp_path / "runs"
+    for n in (998, 999):
+        (runs / f"run-{n}").mkdir(parents=True)
+        (runs / f"run-{n}" / "summary.json").write_text(json.dumps({"n": n}))
+    with run_folder(runs) as folder:  # the 1000th run: after run-999, not before it
+        (folder.partial / "summary.json").write_text(json.dumps({"n": 1000}))
+        # a job still writing is not a run yet
+        assert latest_run_summary(runs) == ("run-999", {"n": 999})
+    assert folder.final.name == "run-1000"
+    (runs / f"{PARTIAL_PREFIX}123").mkdir()
+    (runs / f"{PARTIAL_PREFIX}123" / "summary.json").write_text(json.dumps({"n": 0}))
+    assert latest_run_summary(runs) == ("run-1000", {"n": 1000})
+    assert latest_run_summary(tmp_path / "none") is None

@@ -19,6 +19,12 @@ EMOTIONS = ("Neutral", "Sadness", "Anger", "Happiness", "Calmness")
 TRIALS = [(e, t) for e in (3, 2, 4, 1, 0, 3, 2, 4) for t in ("Listening", "Speaking")]
 SECONDS = 6  # EAV's trials are 20 s; shorter here
 RATE = 500
+# The fusion with short training on 2 s windows: structure, not accuracy.
+QUICK_FUSION = """
+fusion: {max_epochs: 3, patience: 2, d_model: 16, heads: 2, frames_per_window: 2}
+windows: {length: 2.0, step: 2.0}
+evaluation: {n_folds: 3, gap: 0.0, n_permutations_refit: 1}
+"""
 
 
 def _video(path: Path, shade: int, seconds: int = SECONDS, fps: int = 10) -> None:
@@ -109,15 +115,10 @@ def test_a_video_that_contradicts_the_labels_stops_the_import(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_eav_decodes_with_the_fusion_and_its_baselines(imported, tmp_path, capsys):
-    models = tmp_path / "models"
-    assert main(["models", "make-tiny", str(models), "--only", "audio-tagger", "face-vit"]) == 0
+def test_eav_decodes_with_the_fusion_and_its_baselines(imported, fusion_models, tmp_path, capsys):
+    models = fusion_models
     cfg = tmp_path / "q.yaml"
-    cfg.write_text(
-        "fusion: {max_epochs: 3, patience: 2, d_model: 16, heads: 2, frames_per_window: 2}\n"
-        "windows: {length: 2.0, step: 2.0}\n"
-        "evaluation: {n_folds: 3, gap: 0.0, n_permutations_refit: 1}\n"
-    )
+    cfg.write_text(QUICK_FUSION)
     capsys.readouterr()
     args = ["decode", str(imported[1]), "--preset", "eav", "--models", str(models)]
     args += ["--config", str(cfg), "--no-write", "--report", str(tmp_path / "r"), "--json"]
@@ -128,19 +129,16 @@ def test_eav_decodes_with_the_fusion_and_its_baselines(imported, tmp_path, capsy
     assert d["n_windows"] == 3 * len(TRIALS)
 
 
-def test_eav_decodes_the_papers_five_emotions_with_the_fusion(imported, tmp_path, capsys):
+def test_eav_decodes_the_papers_five_emotions_with_the_fusion(
+    imported, fusion_models, tmp_path, capsys
+):
     """``--preset eav_emotion``: the fusion and its baselines on EAV's five classes, named in
     the summary, the metrics and the session file (tiny models: structure, not accuracy)."""
     from decoding.results import read_decoded_trajectory
 
-    models = tmp_path / "models"
-    assert main(["models", "make-tiny", str(models), "--only", "audio-tagger", "face-vit"]) == 0
+    models = fusion_models
     cfg = tmp_path / "q.yaml"
-    cfg.write_text(
-        "fusion: {max_epochs: 3, patience: 2, d_model: 16, heads: 2, frames_per_window: 2}\n"
-        "windows: {length: 2.0, step: 2.0}\n"
-        "evaluation: {n_folds: 3, gap: 0.0, n_permutations_refit: 1}\n"
-    )
+    cfg.write_text(QUICK_FUSION)
     session = tmp_path / "EAV07.h5"
     session.write_bytes(imported[1].read_bytes())  # results go into a copy
     capsys.readouterr()

@@ -20,13 +20,6 @@ evaluation: {n_folds: 3, n_permutations_refit: 2}
 """
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("models") / "models"
-    assert main(["models", "make-tiny", str(d), "--only", "audio-tagger", "face-vit"]) == 0
-    return d
-
-
 def _decode(tmp_path: Path, models: Path, effect: float, capsys, *extra: str) -> dict:
     session = tmp_path / f"mm-{effect:g}.h5"
     args = ["simulate", "--out", str(session), "--voice", "--face", "--duration", "200"]
@@ -40,19 +33,19 @@ def _decode(tmp_path: Path, models: Path, effect: float, capsys, *extra: str) ->
     return json.loads(capsys.readouterr().out)["decoders"]
 
 
-def test_the_face_carries_the_affect_and_the_fusion_uses_it(tmp_path, models, capsys):
-    d = _decode(tmp_path, models, 1.0, capsys)
+def test_the_face_carries_the_affect_and_the_fusion_uses_it(tmp_path, fusion_models, capsys):
+    d = _decode(tmp_path, fusion_models, 1.0, capsys)
     assert set(d) == {"multimodal_fusion", "eeg_only", "audio_only", "video_only"}
     # the drawn face's mouth follows valence: video alone and the fusion beat their chance
     for name in ("video_only", "multimodal_fusion"):
         assert d[name]["f1_weighted"] > d[name]["chance_f1_weighted"] + 0.1, (name, d[name])
 
 
-def test_a_session_without_voice_or_face_says_so(tmp_path, models, capsys):
+def test_a_session_without_voice_or_face_says_so(tmp_path, fusion_models, capsys):
     session = tmp_path / "eeg.h5"
     assert main(["simulate", "--out", str(session), "--duration", "120", "--channels", "4"]) == 0
     capsys.readouterr()
-    args = ["decode", str(session), "--models", str(models), "--no-write", "--report"]
+    args = ["decode", str(session), "--models", str(fusion_models), "--no-write", "--report"]
     args += [str(tmp_path / "r"), "--config", str(tmp_path / "c.yaml")]
     (tmp_path / "c.yaml").write_text("decoders: [video_only]\nwindows: {input: raw}\n")
     assert main(args) == 2

@@ -22,7 +22,7 @@ import pytest
 from app.cli import main
 from data_schema.study import Study
 from decoding.config import load_config
-from decoding.decoders import DECODERS, Decoder
+from decoding.decoders import DECODERS, BandPowerLogReg
 from decoding.simulate import SimulationSettings, simulate_session
 from decoding.study import plan_study_decode
 
@@ -173,29 +173,15 @@ def test_eav_participants_are_decoded_across_participants_on_five_emotions(eav_s
     assert group["n"] == 3 and 0.1 < group["mean_chance"] < 0.3, group
 
 
-class _Recording(Decoder):
-    """A real (if plain) decoder that keeps every row it was trained on."""
+class _Recording(BandPowerLogReg):
+    """The band-power decoder, keeping every row it was trained on."""
 
     name = "recording"
     fits: list[np.ndarray] = []  # noqa: RUF012
 
     def fit_representation(self, X, y):
         _Recording.fits.append(np.asarray(X, np.float32).copy())
-        return self
-
-    def transform(self, X):
-        return X
-
-    def fit_readout(self, Z, y):
-        from sklearn.linear_model import LogisticRegression
-
-        self.readout = LogisticRegression(max_iter=200).fit(Z, y)
-        return self
-
-    def predict_proba_from(self, Z):
-        from decoding.decoders import _full_proba
-
-        return _full_proba(self.readout.classes_, self.readout.predict_proba(Z), self.class_codes)
+        return super().fit_representation(X, y)
 
 
 def test_a_held_out_participant_is_never_in_training(eav_study, monkeypatch):
@@ -318,13 +304,6 @@ def test_a_study_without_the_labels_is_refused_in_one_line(tmp_path, capsys):
     assert not (root / "derivatives" / "decoding" / "runs").exists()
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models")
-    assert main(["models", "make-tiny", str(path), "--only", "audio-tagger", "face-vit"]) == 0
-    return path
-
-
 # The paper's decoders with tiny models and short training: structure, not accuracy.
 FUSION = """
 fusion: {max_epochs: 2, patience: 1, d_model: 16, heads: 2, frames_per_window: 2}
@@ -340,12 +319,12 @@ evaluation: {split: participants, n_folds: 3, gap: 0.0, n_permutations_refit: 1,
     [("eav_emotion", NAMES, "true"), ("eav", ["negative", "neutral", "positive"], "false")],
 )
 def test_the_fusion_and_its_baselines_decode_held_out_participants(
-    tmp_path, models, capsys, preset, names, within
+    tmp_path, fusion_models, capsys, preset, names, within
 ):
     study = _study(tmp_path, media=True)
     capsys.readouterr()
     summary, _ = _decode(
-        study, FUSION.replace("WITHIN", within), "--preset", preset, "--models", str(models),
+        study, FUSION.replace("WITHIN", within), "--preset", preset, "--models", str(fusion_models),
         "--jobs", "2",
     )  # fmt: skip
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ import pytest
 
 from app.cli import main
 from decoding.config import DecodeConfig, load_config
-from decoding.decoders import DECODERS, Decoder, sqrt_k
+from decoding.decoders import DECODERS, BandPowerLogReg, sqrt_k
 from decoding.simulate import SimulationSettings, simulate_session
 
 pytestmark = [
@@ -163,29 +163,15 @@ def test_dask_gives_the_serial_figures(study):
                 assert d[key] == m[key], (sub, name, key)
 
 
-class _Counting(Decoder):
-    """A real (if plain) decoder that records how many rows each fit trained on."""
+class _Counting(BandPowerLogReg):
+    """The band-power decoder, noting how many rows each fit trained on."""
 
     name = "counting"
     fits: list[int] = []  # noqa: RUF012
 
     def fit_representation(self, X, y):
         _Counting.fits.append(len(X))
-        return self
-
-    def transform(self, X):
-        return X
-
-    def fit_readout(self, Z, y):
-        from sklearn.linear_model import LogisticRegression
-
-        self.readout = LogisticRegression(max_iter=200).fit(Z, y)
-        return self
-
-    def predict_proba_from(self, Z):
-        from decoding.decoders import _full_proba
-
-        return _full_proba(self.readout.classes_, self.readout.predict_proba(Z))
+        return super().fit_representation(X, y)
 
 
 def test_honest_fits_never_see_the_test_participant(study, monkeypatch):

@@ -408,10 +408,6 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _last_decode(root: Path) -> tuple[str, dict] | None:
     """The newest study decode run's name and summary, if there is one."""
-    runs = sorted((root / "derivatives" / "decoding" / "runs").glob("run-*/summary.json"))
-    if not runs:
-        return None
-    try:
-        return runs[-1].parent.name, json.loads(runs[-1].read_text())
-    except (OSError, ValueError):
-        return None
+    from data_schema.progress import latest_run_summary
+
+    return latest_run_summary(root / "derivatives" / "decoding" / "runs")
